@@ -1,0 +1,32 @@
+// BlobStore: the cache's one face to the filesystem. fs asks for bytes of a blob; the store answers
+// from its on-disk blocks or fetches them (merging identical in-flight fetches, prefetching ahead of
+// sequential readers) through a RangeSource. The disk implementation is cache/disk_blob_store.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/repo.h"
+#include "common/status.h"
+
+namespace modelfs {
+
+class BlobStore {
+ public:
+  virtual ~BlobStore() = default;
+
+  // Copies bytes [offset, offset+len) of `blob` into buf (owned by the caller, room for len) and sets
+  // *n to the count copied: len, or less only when the range crosses EOF (0 at or past EOF).
+  // A corrupt cached block is a miss that is refetched, never an error. Errors come from the
+  // network (see RangeSource::ReadAt) when a needed block is missing and cannot be fetched.
+  // Blocks without a bound: no, every network wait below is bounded by fetch timeouts.
+  // Thread-safe.
+  virtual Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) = 0;
+
+  // A file handle on `blob` was opened / released. Open blobs are not evicted; opening may start a
+  // small prefetch of the file's head (the safetensors header). Calls nest (counted). Thread-safe.
+  virtual void OpenBlob(const BlobRef& blob) = 0;
+  virtual void CloseBlob(const BlobRef& blob) = 0;
+};
+
+}  // namespace modelfs
