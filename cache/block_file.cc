@@ -1,0 +1,206 @@
+#include "cache/block_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/hash.h"
+
+namespace modelfs {
+namespace {
+
+constexpr char kMagic[8] = {'M', 'F', 'S', 'I', 'D', 'X', '1', '\0'};
+constexpr uint32_t kFlagVerified = 1;
+constexpr size_t kHeaderSize = 64;
+constexpr size_t kEntrySize = 16;
+
+struct Header {
+  char magic[8];
+  uint64_t size;
+  uint32_t block_size;
+  uint32_t flags;
+  uint64_t reserved[5];
+};
+static_assert(sizeof(Header) == kHeaderSize);
+
+bool PreadFull(int fd, void* buf, size_t len, off_t off) {
+  char* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = pread(fd, p, len, off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    len -= static_cast<size_t>(n);
+    off += n;
+  }
+  return true;
+}
+
+bool PwriteFull(int fd, const void* buf, size_t len, off_t off) {
+  const char* p = static_cast<const char*>(buf);
+  while (len > 0) {
+    ssize_t n = pwrite(fd, p, len, off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    len -= static_cast<size_t>(n);
+    off += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<BlockFile>> BlockFile::Open(const std::string& dir, const std::string& key,
+                                                   uint64_t size) {
+  std::string base = dir + "/" + key;
+  int data_fd = open((base + ".data").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (data_fd < 0) return Status::IoError("open " + base + ".data: " + strerror(errno));
+  int idx_fd = open((base + ".idx").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (idx_fd < 0) {
+    close(data_fd);
+    return Status::IoError("open " + base + ".idx: " + strerror(errno));
+  }
+  std::unique_ptr<BlockFile> f(new BlockFile(base, size, data_fd, idx_fd));
+  uint64_t n = (size + kBlockSize - 1) / kBlockSize;
+  f->entries_.resize(n);
+
+  Header h{};
+  bool valid = PreadFull(idx_fd, &h, sizeof h, 0) && memcmp(h.magic, kMagic, 8) == 0 &&
+               h.size == size && h.block_size == kBlockSize;
+  std::vector<char> raw(n * kEntrySize);
+  if (valid && n > 0) valid = PreadFull(idx_fd, raw.data(), raw.size(), kHeaderSize);
+  if (valid) {
+    f->flags_ = h.flags;
+    for (uint64_t i = 0; i < n; i++) {
+      memcpy(&f->entries_[i], raw.data() + i * kEntrySize, kEntrySize);
+      // An entry whose length is wrong is garbage from a torn write: treat as absent.
+      if (f->entries_[i].len != f->BlockLen(static_cast<uint32_t>(i))) f->entries_[i] = Entry{};
+    }
+  } else {
+    // New or unusable index: start empty. Truncating the data file releases stale space.
+    if (ftruncate(data_fd, 0) != 0 || ftruncate(data_fd, static_cast<off_t>(size)) != 0 ||
+        ftruncate(idx_fd, 0) != 0) {
+      return Status::IoError("reset " + base + ": " + strerror(errno));
+    }
+    Header nh{};
+    memcpy(nh.magic, kMagic, 8);
+    nh.size = size;
+    nh.block_size = kBlockSize;
+    std::vector<char> zeros(n * kEntrySize, 0);
+    if (!PwriteFull(idx_fd, &nh, sizeof nh, 0) ||
+        (n > 0 && !PwriteFull(idx_fd, zeros.data(), zeros.size(), kHeaderSize))) {
+      return Status::IoError("write " + base + ".idx: " + strerror(errno));
+    }
+  }
+  return f;
+}
+
+BlockFile::BlockFile(std::string base, uint64_t size, int data_fd, int idx_fd)
+    : base_(std::move(base)), size_(size), data_fd_(data_fd), idx_fd_(idx_fd) {}
+
+BlockFile::~BlockFile() {
+  close(data_fd_);
+  close(idx_fd_);
+}
+
+uint32_t BlockFile::BlockLen(uint32_t i) const {
+  uint64_t start = static_cast<uint64_t>(i) * kBlockSize;
+  uint64_t end = std::min<uint64_t>(start + kBlockSize, size_);
+  return static_cast<uint32_t>(end - start);
+}
+
+bool BlockFile::Present(uint32_t i) const {
+  std::lock_guard<std::mutex> l(mu_);
+  return i < entries_.size() && entries_[i].checksum != 0;
+}
+
+bool BlockFile::AllPresent() const {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& e : entries_)
+    if (e.checksum == 0) return false;
+  return true;
+}
+
+uint64_t BlockFile::PresentBytes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  uint64_t total = 0;
+  for (const auto& e : entries_) total += e.checksum ? e.len : 0;
+  return total;
+}
+
+bool BlockFile::verified() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return flags_ & kFlagVerified;
+}
+
+uint64_t BlockFile::corrupt_blocks() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return corrupt_;
+}
+
+bool BlockFile::ReadBlock(uint32_t i, char* buf) {
+  uint64_t want;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (i >= entries_.size() || entries_[i].checksum == 0) return false;
+    want = entries_[i].checksum;
+  }
+  uint32_t len = BlockLen(i);
+  bool ok = PreadFull(data_fd_, buf, len, static_cast<off_t>(i) * kBlockSize);
+  if (ok && BlockChecksum(buf, len) == want) return true;
+  std::lock_guard<std::mutex> l(mu_);
+  if (entries_[i].checksum == want) {  // not rewritten meanwhile: this block is bad
+    entries_[i] = Entry{};
+    flags_ &= ~kFlagVerified;
+    corrupt_++;
+    WriteEntry(i);
+  }
+  return false;
+}
+
+Status BlockFile::WriteBlock(uint32_t i, const char* data) {
+  uint32_t len = BlockLen(i);
+  if (!PwriteFull(data_fd_, data, len, static_cast<off_t>(i) * kBlockSize)) {
+    return Status::IoError("write " + base_ + ".data: " + strerror(errno));
+  }
+  uint64_t sum = BlockChecksum(data, len);
+  std::lock_guard<std::mutex> l(mu_);
+  entries_[i].checksum = sum;
+  entries_[i].len = len;
+  return WriteEntry(i);
+}
+
+Status BlockFile::WriteEntry(uint32_t i) {
+  if (!PwriteFull(idx_fd_, &entries_[i], kEntrySize, kHeaderSize + static_cast<off_t>(i) * kEntrySize)) {
+    return Status::IoError("write " + base_ + ".idx: " + strerror(errno));
+  }
+  return Status::Ok();
+}
+
+Status BlockFile::MarkVerified() {
+  if (fdatasync(data_fd_) != 0 || fdatasync(idx_fd_) != 0) {
+    return Status::IoError("fdatasync " + base_ + ": " + strerror(errno));
+  }
+  std::lock_guard<std::mutex> l(mu_);
+  flags_ |= kFlagVerified;
+  if (!PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags)) || fdatasync(idx_fd_) != 0) {
+    return Status::IoError("write " + base_ + ".idx: " + strerror(errno));
+  }
+  return Status::Ok();
+}
+
+void BlockFile::DropAll() {
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& e : entries_) e = Entry{};
+  flags_ = 0;
+  std::vector<char> zeros(entries_.size() * kEntrySize, 0);
+  PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));
+  if (!zeros.empty()) PwriteFull(idx_fd_, zeros.data(), zeros.size(), kHeaderSize);
+  // Release the space; the file keeps its size so offsets stay valid.
+  fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(size_));
+}
+
+}  // namespace modelfs

@@ -1,0 +1,79 @@
+// BlockFile: one blob's bytes on disk, as two files named by its content key:
+//   <key>.data  sparse file of the blob's size; block i lives at offset i * kBlockSize.
+//   <key>.idx   a 64-byte header (magic, size, block size, flags) then one 16-byte entry per block:
+//               the block's XXH3-64 checksum (0 = block absent) and its length.
+//
+// Crash safety without fsync on the hot path: a block is published by writing its data first and
+// its index entry second. After a crash either may be missing or stale; every read re-checks the
+// block's XXH3 against the entry, so a torn or unwritten block is a miss, never wrong bytes. The
+// "verified" flag is written only after both files are fdatasync'd, so a verified blob's blocks
+// are durable (they are still checksummed on every read).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace modelfs {
+
+// Cache block: unit of presence, checksum and eviction. 1 MiB matches FUSE's largest read
+// (max_pages 256 x 4 KiB), so an aligned kernel read is exactly one block and one checksum.
+constexpr uint32_t kBlockSize = 1u << 20;
+
+class BlockFile {
+ public:
+  // Opens (creating if needed) the block files for `key` under `dir`. An index whose header does
+  // not match (other size, other block size, bad magic, short) is reset: its blocks are dropped.
+  static Result<std::unique_ptr<BlockFile>> Open(const std::string& dir, const std::string& key,
+                                                 uint64_t size);
+  ~BlockFile();
+  BlockFile(const BlockFile&) = delete;
+  BlockFile& operator=(const BlockFile&) = delete;
+
+  uint64_t size() const { return size_; }
+  uint32_t num_blocks() const { return static_cast<uint32_t>(entries_.size()); }
+  uint32_t BlockLen(uint32_t i) const;
+
+  bool Present(uint32_t i) const;
+  bool AllPresent() const;
+  uint64_t PresentBytes() const;
+  bool verified() const;
+
+  // Reads block i into buf (room for BlockLen(i)). Returns true on a hit whose checksum matched.
+  // False on a miss: absent, unreadable, or corrupt; a corrupt block's entry is cleared (and counted
+  // in corrupt_blocks()) so it will be refetched. Thread-safe.
+  bool ReadBlock(uint32_t i, char* buf);
+  // Writes block i (BlockLen(i) bytes) and publishes it. Thread-safe; concurrent writers of the
+  // same block must write identical bytes (the caller single-flights fetches).
+  Status WriteBlock(uint32_t i, const char* data);
+  // Makes every present block durable, then sets the verified flag durably.
+  Status MarkVerified();
+  // Forgets every block (entries cleared, data space released) and the verified flag.
+  void DropAll();
+  // Corrupt blocks found by ReadBlock since open.
+  uint64_t corrupt_blocks() const;
+
+ private:
+  BlockFile(std::string base, uint64_t size, int data_fd, int idx_fd);
+  Status WriteEntry(uint32_t i);  // requires mu_
+
+  struct Entry {
+    uint64_t checksum = 0;
+    uint32_t len = 0;
+    uint32_t reserved = 0;
+  };
+  const std::string base_;  // path without .data/.idx
+  const uint64_t size_;
+  const int data_fd_;
+  const int idx_fd_;
+  mutable std::mutex mu_;   // guards entries_, flags_, corrupt_
+  std::vector<Entry> entries_;
+  uint32_t flags_ = 0;
+  uint64_t corrupt_ = 0;
+};
+
+}  // namespace modelfs

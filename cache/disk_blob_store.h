@@ -1,0 +1,140 @@
+// DiskBlobStore: the persistent, content-addressed block cache behind every read.
+//
+// Read path: a read is split into 1 MiB blocks (kBlockSize). A present block is read from disk and
+// its XXH3 checked; a missing or corrupt one triggers a fetch of the fixed, aligned 4 MiB chunk
+// (kChunkSize) that holds it. Aligned chunks mean every request for a byte range of a file is the
+// same HTTP request on every machine, so a shared HTTP cache (nginx) in front of the mirror can
+// reuse them. Identical in-flight chunk fetches are merged (single flight): a reader that needs a
+// chunk being prefetched waits for that fetch instead of sending a second request.
+//
+// Prefetch: per blob, up to kMaxCursors read cursors (several processes, tensor-parallel ranks and
+// kernel readahead streams read one file at once). A read within [-1 MiB, +16 MiB] of a cursor's
+// position continues that stream; from the second sequential read on, chunks ahead of the reader
+// are fetched on the prefetch pool, over a window that starts at initial_window and doubles per
+// sequential read up to max_window. Each chunk in flight is a separate HTTP request, so a large
+// file streams over up to fetch_threads connections at once.
+//
+// Verification: when every block of a blob is present, a background task re-reads it, computes the
+// hub's hash (SHA-256 or git blob SHA-1) and compares: a match marks the blob verified (durably); a
+// mismatch drops all its blocks and logs which host(s) served them. Small blobs (one chunk) are
+// verified inline before any byte is returned, so a corrupt small file is never served.
+//
+// Quota (basic; exact admission control is a later issue): before a block is written, space is
+// reserved against max_bytes; if it cannot be made by evicting least-recently-used blobs that are
+// not open and not being fetched, the block is served without being cached.
+//
+// Locks: mu_ (store) guards blobs_, usage_ and used_bytes_. Blob::mu guards the blob's inflight
+// map, cursors, opens, sources and verifying flag. Order: mu_ before Blob::mu before BlockFile's
+// own lock. Neither is held across network I/O; mu_ is held while a blob's files are opened.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cache/blob_store.h"
+#include "cache/block_file.h"
+#include "common/thread_pool.h"
+#include "fetch/range_source.h"
+
+namespace modelfs {
+
+// Network fetch unit: 4 MiB aligned chunks. Big enough that a 200 ms RTT costs little per byte with
+// several in flight, small enough that a random tensor read fetches little extra (anchors.md 13.B).
+constexpr uint64_t kChunkSize = 4ull << 20;
+
+struct CacheOptions {
+  std::string dir;                        // blobs live in dir/blobs/
+  uint64_t max_bytes = 0;                 // quota for cached block data; 0 = no limit
+  unsigned fetch_threads = 16;            // prefetch workers = parallel range requests
+  uint64_t initial_window = 8ull << 20;   // first prefetch window: 2 chunks
+  uint64_t max_window = 128ull << 20;     // per-stream cap: 32 chunks in flight
+  unsigned max_inflight_chunks = 48;      // global bound on fetch buffers: 48 x 4 MiB = 192 MiB
+};
+
+struct CacheStats {
+  uint64_t hit_bytes = 0;       // served from disk blocks
+  uint64_t miss_bytes = 0;      // served from fetched chunks
+  uint64_t fetched_bytes = 0;   // received from the network (demand + prefetch)
+  uint64_t fetches = 0;         // chunk fetches issued
+  uint64_t corrupt_blocks = 0;  // cached blocks that failed XXH3 (then refetched)
+  uint64_t verified = 0;        // blobs whose whole-file hash matched
+  uint64_t verify_failures = 0; // blobs whose whole-file hash did not match (dropped)
+  uint64_t evicted_bytes = 0;
+  uint64_t uncached_bytes = 0;  // fetched but not stored (quota or disk error)
+  uint64_t used_bytes = 0;      // block data currently cached
+};
+
+class DiskBlobStore : public BlobStore {
+ public:
+  // Creates dir/blobs if needed and accounts the blobs already there. `source` must outlive this.
+  static Result<std::unique_ptr<DiskBlobStore>> Open(const CacheOptions& opts, RangeSource* source);
+  ~DiskBlobStore() override;
+
+  Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) override;
+  void OpenBlob(const BlobRef& blob) override;
+  void CloseBlob(const BlobRef& blob) override;
+
+  CacheStats Stats() const;
+  // True if the blob with this content key is fully cached and its whole-file hash matched.
+  bool IsVerified(const std::string& key);
+  // Blocks until no fetch or verification is queued or running, or timeout; true if idle.
+  bool WaitIdle(int timeout_ms);
+  // Called (from a background thread) after a blob's blocks were dropped because its hash did
+  // not match, so the filesystem can drop the kernel's cached pages of that content.
+  void SetInvalidateCallback(std::function<void(const std::string& key)> cb);
+
+ private:
+  struct Inflight;
+  struct Blob;
+  struct Cursor {
+    uint64_t next = 0;           // offset just past this stream's last read
+    uint64_t window = 0;         // prefetch window, bytes
+    uint64_t prefetched_to = 0;  // chunks below this offset have been scheduled
+    uint64_t hits = 0;           // sequential reads seen
+    uint64_t last_use = 0;
+  };
+
+  DiskBlobStore(const CacheOptions& opts, RangeSource* source);
+  std::string BlobDir(const std::string& key) const;
+  std::shared_ptr<Blob> GetBlob(const BlobRef& ref);
+  // Returns the finished fetch of chunk c, fetching it on this thread unless already in flight.
+  std::shared_ptr<Inflight> FetchChunk(const std::shared_ptr<Blob>& b, uint64_t c);
+  void RunFetch(const std::shared_ptr<Blob>& b, uint64_t c, const std::shared_ptr<Inflight>& f);
+  void StoreChunk(const std::shared_ptr<Blob>& b, uint64_t c, const char* data, uint64_t len);
+  void Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
+  void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
+  void Verify(const std::shared_ptr<Blob>& b);
+  bool Admit(const std::string& key, uint64_t bytes);
+  void ForgetBlocks(const std::shared_ptr<Blob>& b);
+  void ScanExisting();
+
+  const CacheOptions opts_;
+  RangeSource* const source_;
+  std::unique_ptr<ThreadPool> pool_;         // prefetch fetches
+  std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Blob>> blobs_;  // blobs touched since start
+  struct Usage {
+    uint64_t bytes = 0;
+    uint64_t last_access = 0;
+  };
+  std::map<std::string, Usage> usage_;  // every blob on disk
+  uint64_t used_bytes_ = 0;
+  std::atomic<unsigned> inflight_chunks_{0};  // chunk fetches queued or running (memory bound)
+  std::atomic<unsigned> busy_{0};             // fetch + verify tasks queued or running
+  uint64_t clock_ = 0;                  // logical time for LRU
+  std::function<void(const std::string&)> invalidate_cb_;
+
+  std::atomic<uint64_t> hit_bytes_{0}, miss_bytes_{0}, fetched_bytes_{0}, fetches_{0},
+      verified_{0}, verify_failures_{0}, evicted_bytes_{0}, uncached_bytes_{0}, corrupt_{0};
+};
+
+}  // namespace modelfs

@@ -1,0 +1,168 @@
+#include "cache/meta_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/log.h"
+
+namespace modelfs {
+namespace {
+
+// Encodes a name for use as one path component: only [A-Za-z0-9_-] pass; everything else,
+// including '.', becomes %XX, so ".." or "a/b" can never escape the directory.
+std::string Component(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (isalnum(c) || c == '_' || c == '-') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out.empty() ? "%" : out;
+}
+
+bool IsCommit(const std::string& s) {
+  if (s.size() != 40) return false;
+  for (char c : s)
+    if (!isdigit(static_cast<unsigned char>(c)) && (c < 'a' || c > 'f')) return false;
+  return true;
+}
+
+Status MkdirP(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); i++) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) {
+        return Status::IoError("mkdir " + cur + ": " + strerror(errno));
+      }
+    }
+    if (i < path.size()) cur.push_back(path[i]);
+  }
+  return Status::Ok();
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+// Atomic replace: write tmp, fsync, rename, fsync the directory.
+Status WriteFileAtomic(const std::string& path, const std::string& data) {
+  size_t slash = path.rfind('/');
+  std::string dir = path.substr(0, slash);
+  Status s = MkdirP(dir);
+  if (!s.ok()) return s;
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::IoError("open " + tmp + ": " + strerror(errno));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      close(fd);
+      unlink(tmp.c_str());
+      return Status::IoError("write " + tmp + ": " + strerror(errno));
+    }
+    done += static_cast<size_t>(n);
+  }
+  bool ok = fsync(fd) == 0;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    unlink(tmp.c_str());
+    return Status::IoError("publish " + path + ": " + strerror(errno));
+  }
+  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+PersistentHubApi::PersistentHubApi(HubApi* inner, std::string dir)
+    : inner_(inner), dir_(std::move(dir)) {}
+
+std::string PersistentHubApi::RepoDir(const RepoId& repo) const {
+  return dir_ + "/meta/" + Component(repo.ApiType()) + "/" + Component(repo.ns) + "/" +
+         Component(repo.name);
+}
+
+Result<std::string> PersistentHubApi::ResolveRevision(const RepoId& repo, const std::string& rev) {
+  // A full commit id that we hold a tree for needs no network at all.
+  if (IsCommit(rev) && access((RepoDir(repo) + "/trees/" + rev + ".json").c_str(), F_OK) == 0) {
+    return rev;
+  }
+  std::string ref_path = RepoDir(repo) + "/refs/" + (rev.empty() ? "%default" : Component(rev));
+  auto r = inner_->ResolveRevision(repo, rev);
+  if (r.ok()) {
+    std::string old;
+    if (!ReadFile(ref_path, &old) || old != r.value()) {
+      Status s = WriteFileAtomic(ref_path, r.value());
+      if (!s.ok()) MODELFS_LOG(kWarn, "cannot store ref: %s", s.ToString().c_str());
+    }
+    return r;
+  }
+  std::string stored;
+  if (r.status().code() == Code::kUnavailable && ReadFile(ref_path, &stored) && IsCommit(stored)) {
+    MODELFS_LOG(kWarn, "hub unreachable (%s); using stored commit %s for %s@%s",
+                r.status().message().c_str(), stored.c_str(), repo.Id().c_str(),
+                rev.empty() ? "(default)" : rev.c_str());
+    return stored;
+  }
+  return r;
+}
+
+Result<std::vector<FileEntry>> PersistentHubApi::ListTree(const RepoId& repo,
+                                                          const std::string& commit) {
+  std::string path = RepoDir(repo) + "/trees/" + Component(commit) + ".json";
+  std::string text;
+  if (ReadFile(path, &text)) {
+    try {
+      auto j = nlohmann::json::parse(text);
+      std::vector<FileEntry> out;
+      for (const auto& e : j.at("entries")) {
+        FileEntry f;
+        f.path = e.at("path").get<std::string>();
+        f.is_dir = e.at("dir").get<bool>();
+        f.size = e.at("size").get<uint64_t>();
+        f.git_oid = e.at("oid").get<std::string>();
+        f.sha256 = e.at("sha256").get<std::string>();
+        out.push_back(std::move(f));
+      }
+      return out;
+    } catch (const std::exception& ex) {
+      MODELFS_LOG(kWarn, "stored tree %s unreadable (%s); asking the hub", path.c_str(), ex.what());
+    }
+  }
+  auto r = inner_->ListTree(repo, commit);
+  if (!r.ok()) return r;
+  nlohmann::json entries = nlohmann::json::array();
+  for (const auto& f : r.value()) {
+    entries.push_back({{"path", f.path}, {"dir", f.is_dir}, {"size", f.size}, {"oid", f.git_oid},
+                       {"sha256", f.sha256}});
+  }
+  nlohmann::json doc = {{"repo", repo.Id()}, {"type", repo.type}, {"commit", commit}, {"entries", entries}};
+  Status s = WriteFileAtomic(path, doc.dump());
+  if (!s.ok()) MODELFS_LOG(kWarn, "cannot store tree: %s", s.ToString().c_str());
+  return r;
+}
+
+}  // namespace modelfs

@@ -1,0 +1,125 @@
+#include "cache/block_file.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "tests/testing/fake_range_source.h"
+#include "tests/testing/temp_dir.h"
+
+namespace modelfs {
+namespace {
+
+using testing::RandomBytes;
+using testing::TempDir;
+
+constexpr uint64_t kSize = 3 * kBlockSize + 12345;  // 3 full blocks and a short last one
+
+TEST(BlockFileTest, WriteReadAndPersist) {
+  TempDir dir;
+  std::string data = RandomBytes(kSize, 1);
+  {
+    auto f = BlockFile::Open(dir.path(), "k", kSize);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    EXPECT_EQ((*f)->num_blocks(), 4u);
+    EXPECT_EQ((*f)->BlockLen(3), 12345u);
+    std::vector<char> buf(kBlockSize);
+    EXPECT_FALSE((*f)->ReadBlock(1, buf.data()));
+    ASSERT_TRUE((*f)->WriteBlock(1, data.data() + kBlockSize).ok());
+    ASSERT_TRUE((*f)->WriteBlock(3, data.data() + 3 * kBlockSize).ok());
+    ASSERT_TRUE((*f)->ReadBlock(1, buf.data()));
+    EXPECT_EQ(0, memcmp(buf.data(), data.data() + kBlockSize, kBlockSize));
+    EXPECT_FALSE((*f)->AllPresent());
+    EXPECT_EQ((*f)->PresentBytes(), kBlockSize + 12345);
+  }
+  // Reopen: blocks and their checksums survive.
+  auto f = BlockFile::Open(dir.path(), "k", kSize);
+  ASSERT_TRUE(f.ok());
+  std::vector<char> buf(kBlockSize);
+  EXPECT_TRUE((*f)->Present(1));
+  EXPECT_FALSE((*f)->Present(0));
+  ASSERT_TRUE((*f)->ReadBlock(3, buf.data()));
+  EXPECT_EQ(0, memcmp(buf.data(), data.data() + 3 * kBlockSize, 12345));
+  EXPECT_FALSE((*f)->verified());
+}
+
+TEST(BlockFileTest, CorruptBlockIsAMissAndIsForgotten) {
+  TempDir dir;
+  std::string data = RandomBytes(kSize, 2);
+  auto f = BlockFile::Open(dir.path(), "k", kSize);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->WriteBlock(0, data.data()).ok());
+  // Flip one byte of the data file behind the cache's back.
+  int fd = open((dir.path() + "/k.data").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char c = static_cast<char>(data[500] ^ 1);
+  ASSERT_EQ(pwrite(fd, &c, 1, 500), 1);
+  close(fd);
+  std::vector<char> buf(kBlockSize);
+  EXPECT_FALSE((*f)->ReadBlock(0, buf.data()));
+  EXPECT_FALSE((*f)->Present(0));
+  EXPECT_EQ((*f)->corrupt_blocks(), 1u);
+}
+
+TEST(BlockFileTest, VerifiedFlagPersistsAndDropClearsEverything) {
+  TempDir dir;
+  std::string data = RandomBytes(kSize, 3);
+  {
+    auto f = BlockFile::Open(dir.path(), "k", kSize);
+    ASSERT_TRUE(f.ok());
+    for (uint32_t i = 0; i < 4; i++) ASSERT_TRUE((*f)->WriteBlock(i, data.data() + i * kBlockSize).ok());
+    EXPECT_TRUE((*f)->AllPresent());
+    ASSERT_TRUE((*f)->MarkVerified().ok());
+  }
+  {
+    auto f = BlockFile::Open(dir.path(), "k", kSize);
+    ASSERT_TRUE(f.ok());
+    EXPECT_TRUE((*f)->verified());
+    (*f)->DropAll();
+    EXPECT_FALSE((*f)->verified());
+    EXPECT_EQ((*f)->PresentBytes(), 0u);
+  }
+  auto f = BlockFile::Open(dir.path(), "k", kSize);
+  EXPECT_FALSE((*f)->verified());
+  EXPECT_FALSE((*f)->Present(2));
+}
+
+TEST(BlockFileTest, MismatchedIndexIsReset) {
+  TempDir dir;
+  std::string data = RandomBytes(kSize, 4);
+  {
+    auto f = BlockFile::Open(dir.path(), "k", kSize);
+    ASSERT_TRUE((*f)->WriteBlock(0, data.data()).ok());
+  }
+  // Same key opened with another size (a damaged or foreign index): nothing is trusted.
+  auto f = BlockFile::Open(dir.path(), "k", kSize + 1);
+  ASSERT_TRUE(f.ok());
+  EXPECT_FALSE((*f)->Present(0));
+  // A truncated index is reset too.
+  ASSERT_EQ(truncate((dir.path() + "/k.idx").c_str(), 70), 0);
+  auto g = BlockFile::Open(dir.path(), "k", kSize + 1);
+  ASSERT_TRUE(g.ok());
+  EXPECT_FALSE((*g)->Present(0));
+}
+
+TEST(BlockFileTest, TornIndexEntryIsIgnored) {
+  TempDir dir;
+  std::string data = RandomBytes(kSize, 5);
+  {
+    auto f = BlockFile::Open(dir.path(), "k", kSize);
+    ASSERT_TRUE((*f)->WriteBlock(0, data.data()).ok());
+    ASSERT_TRUE((*f)->WriteBlock(1, data.data() + kBlockSize).ok());
+  }
+  // Simulate a crash that published block 1's entry but never wrote its data.
+  int fd = open((dir.path() + "/k.data").c_str(), O_RDWR);
+  std::string zeros(kBlockSize, '\0');
+  ASSERT_EQ(pwrite(fd, zeros.data(), zeros.size(), kBlockSize), (ssize_t)kBlockSize);
+  close(fd);
+  auto f = BlockFile::Open(dir.path(), "k", kSize);
+  std::vector<char> buf(kBlockSize);
+  EXPECT_TRUE((*f)->ReadBlock(0, buf.data()));
+  EXPECT_FALSE((*f)->ReadBlock(1, buf.data()));
+}
+
+}  // namespace
+}  // namespace modelfs
