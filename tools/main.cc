@@ -1,0 +1,157 @@
+// modelfs: the command-line entry point. Parses options (tools/options.h), wires the layers
+// together (fetch -> cache -> fs) and hands the filesystem to the FUSE adapter.
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cache/disk_blob_store.h"
+#include "cache/meta_store.h"
+#include "common/log.h"
+#include "fetch/http_client.h"
+#include "fetch/http_hub_api.h"
+#include "fetch/http_range_source.h"
+#include "fs/fuse_adapter.h"
+#include "fs/model_fs.h"
+#include "tools/options.h"
+
+namespace modelfs {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+// Everything a mounted filesystem needs, owned in one place and destroyed after the FUSE loop
+// (ModelFs, owned by the adapter, goes first).
+struct Daemon {
+  std::shared_ptr<http::HttpClient> client;
+  std::unique_ptr<HttpHubApi> http_hub;
+  std::unique_ptr<HttpRangeSource> source;
+  std::unique_ptr<PersistentHubApi> hub;
+  std::unique_ptr<DiskBlobStore> store;
+};
+
+Status MkdirP(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); i++) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) {
+        return Status::IoError("cannot create " + cur + ": " + strerror(errno));
+      }
+    }
+    if (i < path.size()) cur.push_back(path[i]);
+  }
+  return Status::Ok();
+}
+
+int Mount(const std::vector<std::string>& args) {
+  cli::MountConfig cfg;
+  bool help = false;
+  Status s = cli::ParseMount(args, &cfg, &help);
+  if (help) {
+    fputs(cli::MountHelp().c_str(), stdout);
+    return 0;
+  }
+  if (!s.ok()) {
+    fprintf(stderr, "modelfs mount: %s\n", s.message().c_str());
+    return 2;
+  }
+  LogLevel level;
+  if (!ParseLogLevel(cfg.log_level, &level)) {
+    fprintf(stderr, "modelfs mount: unknown log level '%s'\n", cfg.log_level.c_str());
+    return 2;
+  }
+  SetLogLevel(level);
+  // Check what can be checked before mounting, so errors reach the user's terminal.
+  struct stat st;
+  if (stat(cfg.mount.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    fprintf(stderr, "modelfs mount: mount point %s is not a directory\n", cfg.mount.mountpoint.c_str());
+    return 1;
+  }
+  s = MkdirP(cfg.cache.dir);
+  if (s.ok() && access(cfg.cache.dir.c_str(), W_OK) != 0) {
+    s = Status::IoError("cache directory " + cfg.cache.dir + " is not writable");
+  }
+  if (!s.ok()) {
+    fprintf(stderr, "modelfs mount: %s\n", s.message().c_str());
+    return 1;
+  }
+  chmod(cfg.cache.dir.c_str(), 0700);  // cached weights and metadata are private to the user
+
+  Daemon d;
+  auto make_fs = [&]() -> Result<std::unique_ptr<ModelFs>> {
+    if (!cfg.log_file.empty()) {
+      // fuse_daemonize pointed stderr at /dev/null; the daemon logs to its file instead.
+      int fd = open(cfg.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+      }
+    }
+    MODELFS_LOG(kInfo, "modelfs %s mounting %s from %s, cache %s (%llu bytes)", kVersion,
+                cfg.mount.mountpoint.c_str(), cfg.fetch.endpoint.c_str(), cfg.cache.dir.c_str(),
+                (unsigned long long)cfg.cache.max_bytes);
+    d.client = std::make_shared<http::HttpClient>(cfg.fetch);
+    d.http_hub = std::make_unique<HttpHubApi>(d.client);
+    d.source = std::make_unique<HttpRangeSource>(d.client);
+    d.hub = std::make_unique<PersistentHubApi>(d.http_hub.get(), cfg.cache.dir);
+    auto store = DiskBlobStore::Open(cfg.cache, d.source.get());
+    if (!store.ok()) return store.status();
+    d.store = std::move(store).value();
+    auto fs = std::make_unique<ModelFs>(cfg.fs, *d.hub, *d.store);
+    if (cfg.fs.single_repo) {
+      Status init = fs->Init();
+      if (!init.ok()) return init;
+    }
+    return fs;
+  };
+  return ServeFuse(cfg.mount, make_fs);
+}
+
+int Unmount(const std::vector<std::string>& args) {
+  if (args.size() != 1 || args[0] == "--help" || args[0] == "-h") {
+    fprintf(args.size() == 1 ? stdout : stderr, "Usage: modelfs unmount MOUNTPOINT\n");
+    return args.size() == 1 ? 0 : 2;
+  }
+  const std::string& mp = args[0];
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("fusermount3", "fusermount3", "-u", mp.c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+    return 0;
+  }
+  // No fusermount3 (or it failed): as root, unmount directly.
+  if (umount2(mp.c_str(), 0) == 0) return 0;
+  fprintf(stderr, "modelfs unmount: cannot unmount %s: %s\n", mp.c_str(), strerror(errno));
+  return 1;
+}
+
+}  // namespace
+}  // namespace modelfs
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    fputs(modelfs::cli::MainHelp().c_str(), args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version" || args[0] == "version") {
+    printf("modelfs %s\n", modelfs::kVersion);
+    return 0;
+  }
+  std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "mount") return modelfs::Mount(args);
+  if (cmd == "unmount" || cmd == "umount") return modelfs::Unmount(args);
+  fprintf(stderr, "modelfs: unknown command '%s'\n\n%s", cmd.c_str(), modelfs::cli::MainHelp().c_str());
+  return 2;
+}

@@ -1,0 +1,315 @@
+#include "tools/options.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <map>
+#include <fstream>
+#include <sstream>
+
+#include "fs/model_fs.h"
+
+namespace modelfs::cli {
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = getenv(name);
+  return v ? v : "";
+}
+
+std::string Home() {
+  std::string h = Env("HOME");
+  return h.empty() ? "/root" : h;
+}
+
+bool ReadSmallFile(const std::string& path, std::string* out) {
+  std::ifstream in(path);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
+}
+
+Result<long> ParseSeconds(const std::string& s) {
+  char* end = nullptr;
+  double v = strtod(s.c_str(), &end);
+  if (end == s.c_str() || *end != '\0' || v <= 0 || v > 86400) {
+    return Status::InvalidArgument("not a number of seconds: " + s);
+  }
+  return static_cast<long>(std::ceil(v));
+}
+
+Result<unsigned> ParseCount(const std::string& s, unsigned max) {
+  char* end = nullptr;
+  long v = strtol(s.c_str(), &end, 10);
+  if (end == s.c_str() || *end != '\0' || v < 1 || v > static_cast<long>(max)) {
+    return Status::InvalidArgument("not a count between 1 and " + std::to_string(max) + ": " + s);
+  }
+  return static_cast<unsigned>(v);
+}
+
+}  // namespace
+
+const std::vector<OptionSpec>& MountOptionTable() {
+  static const std::vector<OptionSpec> kTable = {
+      {"--endpoint", nullptr, "HF_ENDPOINT", "URL", "https://huggingface.co",
+       "Hub or mirror to read from (API calls and downloads)."},
+      {"--token-file", nullptr, "HF_TOKEN_PATH", "FILE", "$HF_HOME/token",
+       "File holding the access token. $HF_TOKEN, if set, wins over any file. The token is sent "
+       "only to the endpoint's host, never to a CDN it redirects to."},
+      {"--cache-dir", nullptr, "MODELFS_CACHE", "DIR", "~/.cache/modelfs",
+       "Persistent block cache and stored hub metadata."},
+      {"--cache-size", nullptr, "MODELFS_CACHE_SIZE", "SIZE", "20GiB",
+       "Most block data the cache keeps (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal). "
+       "Least recently used files are evicted first."},
+      {"--foreground", "-f", nullptr, nullptr, "off",
+       "Stay in the foreground and log to stderr (containers, systemd Type=simple)."},
+      {"--log-file", nullptr, "MODELFS_LOG_FILE", "FILE", "<cache-dir>/modelfs.log",
+       "Where the daemon logs when not in the foreground."},
+      {"--log-level", nullptr, "MODELFS_LOG_LEVEL", "LEVEL", "info", "debug, info, warn or error."},
+      {"--threads", nullptr, nullptr, "N", "64",
+       "FUSE worker threads; enough that reads waiting on the network do not starve cached ones."},
+      {"--fetch-threads", nullptr, nullptr, "N", "16",
+       "Parallel range requests for prefetching (connections to the mirror)."},
+      {"--connect-timeout", nullptr, nullptr, "SECONDS", "5", "TCP/TLS connect timeout."},
+      {"--stall-timeout", nullptr, nullptr, "SECONDS", "10",
+       "Abort and retry a transfer that moves under 1 KiB/s for this long."},
+      {"--retries", nullptr, nullptr, "N", "4", "Retries of a failed request (with backoff)."},
+      {"--allow-other", nullptr, nullptr, nullptr, "off",
+       "Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root)."},
+      {"--debug", "-d", nullptr, nullptr, "off", "libfuse request tracing (implies -f)."},
+      {"--help", "-h", nullptr, nullptr, "", "Show this help."},
+  };
+  return kTable;
+}
+
+std::string MainHelp() {
+  return "modelfs: Hugging Face hub repos as a read-only, lazily fetched, verified filesystem.\n\n"
+         "Usage:\n"
+         "  modelfs mount [OPTIONS] [ORG/NAME[@REV]] MOUNTPOINT\n"
+         "  modelfs unmount MOUNTPOINT\n"
+         "  modelfs --version\n\n"
+         "Without ORG/NAME, MOUNTPOINT shows every repo on first lookup: MOUNTPOINT/ORG/NAME for the\n"
+         "default branch, MOUNTPOINT/ORG/NAME@REV for a branch, tag or commit (write '/' in REV as\n"
+         "%2F), MOUNTPOINT/datasets/ORG/NAME for datasets. Each repo directory stays pinned to the\n"
+         "commit it resolved to for the life of the mount.\n\n"
+         "Run 'modelfs mount --help' for the options. Exit codes: 0 success, 1 runtime failure,\n"
+         "2 usage error.\n";
+}
+
+std::string MountHelp() {
+  std::string out =
+      "Usage: modelfs mount [OPTIONS] [ORG/NAME[@REV]] MOUNTPOINT\n\n"
+      "Mounts hub repos read-only at MOUNTPOINT and returns once the mount is live (unless -f).\n"
+      "With ORG/NAME the mount root is that one repo. Unmount with 'modelfs unmount MOUNTPOINT'\n"
+      "or 'fusermount3 -u MOUNTPOINT'.\n\nOptions:\n";
+  for (const auto& o : MountOptionTable()) {
+    std::string left = "  ";
+    if (o.short_flag) left += std::string(o.short_flag) + ", ";
+    left += o.flag;
+    if (o.value_name) left += std::string(" ") + o.value_name;
+    out += left + "\n      " + o.help;
+    std::string extra;
+    if (o.default_text && *o.default_text) extra += std::string("default: ") + o.default_text;
+    if (o.env) extra += std::string(extra.empty() ? "" : "; ") + "env: " + o.env;
+    if (!extra.empty()) out += " [" + extra + "]";
+    out += "\n";
+  }
+  out += "\nThe token comes from $HF_TOKEN, else --token-file, else $HF_TOKEN_PATH, else\n"
+         "$HF_HOME/token (HF_HOME defaults to ~/.cache/huggingface).\n";
+  return out;
+}
+
+Result<uint64_t> ParseSize(const std::string& text) {
+  char* end = nullptr;
+  double v = strtod(text.c_str(), &end);
+  if (end == text.c_str() || v < 0 || !std::isfinite(v)) {
+    return Status::InvalidArgument("not a size: '" + text + "' (try 20GiB)");
+  }
+  std::string unit(end);
+  double mult;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "K" || unit == "KiB") mult = 1024.0;
+  else if (unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "TiB") mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (unit == "KB" || unit == "kB") mult = 1e3;
+  else if (unit == "MB") mult = 1e6;
+  else if (unit == "GB") mult = 1e9;
+  else if (unit == "TB") mult = 1e12;
+  else return Status::InvalidArgument("unknown size unit in '" + text + "' (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)");
+  double bytes = v * mult;
+  if (bytes > 9.0e18) return Status::InvalidArgument("size too large: " + text);
+  return static_cast<uint64_t>(bytes);
+}
+
+Result<RepoId> ParseRepoArg(const std::string& text, std::string* rev) {
+  std::string s = text;
+  RepoId repo;
+  rev->clear();
+  size_t at = s.find('@');
+  if (at != std::string::npos) {
+    *rev = s.substr(at + 1);
+    s = s.substr(0, at);
+    if (rev->empty()) return Status::InvalidArgument("empty revision in '" + text + "'");
+  }
+  if (s.rfind("datasets/", 0) == 0) {
+    repo.type = "dataset";
+    s = s.substr(9);
+  } else if (s.rfind("models/", 0) == 0) {
+    s = s.substr(7);
+  }
+  size_t slash = s.find('/');
+  if (slash == std::string::npos || s.find('/', slash + 1) != std::string::npos) {
+    return Status::InvalidArgument("repo must be ORG/NAME[@REV], got '" + text + "'");
+  }
+  repo.ns = s.substr(0, slash);
+  repo.name = s.substr(slash + 1);
+  if (!ModelFs::IsValidHubName(repo.ns) || !ModelFs::IsValidHubName(repo.name)) {
+    return Status::InvalidArgument("not a valid repo id: '" + text + "'");
+  }
+  return repo;
+}
+
+std::string CleanToken(const std::string& raw) {
+  std::string t;
+  for (char c : raw)
+    if (c != '\r' && c != '\n') t.push_back(c);
+  size_t a = t.find_first_not_of(" \t");
+  if (a == std::string::npos) return "";
+  size_t b = t.find_last_not_of(" \t");
+  return t.substr(a, b - a + 1);
+}
+
+Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* help) {
+  *help = false;
+  std::map<std::string, std::string> vals;
+  std::vector<std::string> positional;
+  const auto& table = MountOptionTable();
+  for (size_t i = 0; i < args.size(); i++) {
+    std::string a = args[i];
+    if (a.empty() || a[0] != '-' || a == "-") {
+      positional.push_back(a);
+      continue;
+    }
+    std::string value;
+    bool has_value = false;
+    size_t eq = a.find('=');
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a = a.substr(0, eq);
+      has_value = true;
+    }
+    const OptionSpec* spec = nullptr;
+    for (const auto& o : table)
+      if (a == o.flag || (o.short_flag && a == o.short_flag)) spec = &o;
+    if (!spec) return Status::InvalidArgument("unknown option " + a + " (see modelfs mount --help)");
+    if (spec->value_name) {
+      if (!has_value) {
+        if (i + 1 >= args.size()) return Status::InvalidArgument(a + " needs a value");
+        value = args[++i];
+      }
+      vals[spec->flag] = value;
+    } else {
+      if (has_value) return Status::InvalidArgument(a + " takes no value");
+      vals[spec->flag] = "1";
+    }
+  }
+  if (vals.count("--help")) {
+    *help = true;
+    return Status::Ok();
+  }
+  // A flag wins over its environment variable.
+  auto get = [&](const char* flag, const char* env, const std::string& dflt) {
+    auto it = vals.find(flag);
+    if (it != vals.end()) return it->second;
+    if (env && !Env(env).empty()) return Env(env);
+    return dflt;
+  };
+
+  if (positional.size() < 1 || positional.size() > 2) {
+    return Status::InvalidArgument("expected [ORG/NAME[@REV]] MOUNTPOINT (see modelfs mount --help)");
+  }
+  cfg->mount.mountpoint = positional.back();
+  if (positional.size() == 2) {
+    auto repo = ParseRepoArg(positional[0], &cfg->fs.single_rev);
+    if (!repo.ok()) return repo.status();
+    cfg->fs.single_repo = repo.value();
+  }
+
+  // Endpoint.
+  std::string ep = get("--endpoint", "HF_ENDPOINT", "https://huggingface.co");
+  while (!ep.empty() && ep.back() == '/') ep.pop_back();
+  if (ep.rfind("http://", 0) != 0 && ep.rfind("https://", 0) != 0) {
+    return Status::InvalidArgument("endpoint must be an http:// or https:// URL: " + ep);
+  }
+  cfg->fetch.endpoint = ep;
+
+  // Token: $HF_TOKEN (or its legacy name) wins, then the token file chain (hub-protocol.md §1).
+  std::string hf_home = Env("HF_HOME");
+  if (hf_home.empty()) {
+    std::string xdg = Env("XDG_CACHE_HOME");
+    hf_home = (xdg.empty() ? Home() + "/.cache" : xdg) + "/huggingface";
+  }
+  std::string token = CleanToken(Env("HF_TOKEN"));
+  if (token.empty()) token = CleanToken(Env("HUGGING_FACE_HUB_TOKEN"));
+  if (token.empty()) {
+    std::string path = get("--token-file", "HF_TOKEN_PATH", hf_home + "/token");
+    std::string raw;
+    if (ReadSmallFile(path, &raw)) {
+      token = CleanToken(raw);
+    } else if (vals.count("--token-file")) {
+      return Status::InvalidArgument("cannot read token file " + path);
+    }
+  }
+  cfg->fetch.token = token;
+
+  // Cache.
+  cfg->cache.dir = get("--cache-dir", "MODELFS_CACHE", Home() + "/.cache/modelfs");
+  auto size = ParseSize(get("--cache-size", "MODELFS_CACHE_SIZE", "20GiB"));
+  if (!size.ok()) return size.status();
+  cfg->cache.max_bytes = size.value();
+
+  // Threads and timeouts.
+  if (vals.count("--threads")) {
+    auto n = ParseCount(vals["--threads"], 1024);
+    if (!n.ok()) return n.status();
+    cfg->mount.max_threads = n.value();
+  }
+  if (vals.count("--fetch-threads")) {
+    auto n = ParseCount(vals["--fetch-threads"], 256);
+    if (!n.ok()) return n.status();
+    cfg->cache.fetch_threads = n.value();
+  }
+  if (vals.count("--connect-timeout")) {
+    auto s = ParseSeconds(vals["--connect-timeout"]);
+    if (!s.ok()) return s.status();
+    cfg->fetch.connect_timeout_ms = s.value() * 1000;
+  }
+  if (vals.count("--stall-timeout")) {
+    auto s = ParseSeconds(vals["--stall-timeout"]);
+    if (!s.ok()) return s.status();
+    cfg->fetch.stall_timeout_s = s.value();
+  }
+  if (vals.count("--retries")) {
+    char* end = nullptr;
+    long n = strtol(vals["--retries"].c_str(), &end, 10);
+    if (*end != '\0' || n < 0 || n > 20) return Status::InvalidArgument("--retries must be 0..20");
+    cfg->fetch.max_retries = static_cast<int>(n);
+  }
+
+  cfg->mount.debug = vals.count("--debug") > 0;
+  cfg->mount.foreground = vals.count("--foreground") > 0 || cfg->mount.debug;
+  cfg->mount.allow_other = vals.count("--allow-other") > 0;
+  cfg->log_level = get("--log-level", "MODELFS_LOG_LEVEL", "info");
+  cfg->log_file = get("--log-file", "MODELFS_LOG_FILE", "");
+  if (!cfg->mount.foreground && cfg->log_file.empty()) cfg->log_file = cfg->cache.dir + "/modelfs.log";
+  cfg->fs.uid = getuid();
+  cfg->fs.gid = getgid();
+  return Status::Ok();
+}
+
+}  // namespace modelfs::cli

@@ -1,0 +1,53 @@
+// The command line: one table of options (flag, environment variable, default, help) from which
+// parsing, `--help` and the README's option list all come. tools/ is the only place that reads
+// argv, the environment and token files; it produces typed option structs for each layer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cache/disk_blob_store.h"
+#include "common/repo.h"
+#include "common/status.h"
+#include "fetch/fetch_options.h"
+#include "fs/fuse_adapter.h"
+#include "fs/model_fs.h"
+
+namespace modelfs::cli {
+
+struct OptionSpec {
+  const char* flag;        // "--cache-size"
+  const char* short_flag;  // "-f" or nullptr
+  const char* env;         // environment variable consulted when the flag is absent, or nullptr
+  const char* value_name;  // "SIZE"; nullptr for a boolean switch
+  const char* default_text;
+  const char* help;
+};
+
+// Every option of `modelfs mount`, in --help order.
+const std::vector<OptionSpec>& MountOptionTable();
+
+struct MountConfig {
+  FetchOptions fetch;
+  CacheOptions cache;
+  MountOptions mount;
+  FsOptions fs;
+  std::string log_file;       // daemon's log; "" = <cache-dir>/modelfs.log when daemonized
+  std::string log_level = "info";
+};
+
+// Parses `modelfs mount` arguments (argv after "mount") plus the environment. On --help sets
+// *help and returns OK.
+Status ParseMount(const std::vector<std::string>& args, MountConfig* out, bool* help);
+
+std::string MountHelp();
+std::string MainHelp();
+
+// Helpers, exposed for tests.
+Result<uint64_t> ParseSize(const std::string& text);      // "20GiB", "512MiB", "1.5G", "1000"
+Result<RepoId> ParseRepoArg(const std::string& text, std::string* rev);  // "org/name[@rev]"
+std::string CleanToken(const std::string& raw);
+
+}  // namespace modelfs::cli
