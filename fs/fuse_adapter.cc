@@ -1,0 +1,484 @@
+// The libfuse edge. Each low-level callback unpacks the request, calls ModelFs, converts the answer
+// (attributes to struct stat, Status to errno through ToErrno) and replies; no filesystem logic
+// lives here. Requests run on libfuse's worker pool (fuse_session_loop_mt), so every callback may
+// run concurrently with every other; ModelFs is thread-safe and the adapter keeps no shared state
+// apart from per-opendir listing snapshots owned by their file handle.
+//
+// API version: 3.12, not 3.4. Under FUSE_USE_VERSION < 312 the headers map fuse_session_loop_mt to
+// the 3.2 ABI, whose config struct has no max_threads (libfuse then caps the pool at 10 workers,
+// too few when slow network reads occupy workers). 312 gives fuse_loop_cfg_set_max_threads. Nothing
+// else we use differs between the two versions (only ioctl's signature, which we do not implement).
+#define FUSE_USE_VERSION 312
+
+#include "fs/fuse_adapter.h"
+
+#include <fcntl.h>
+#include <fuse3/fuse_lowlevel.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "fs/errno.h"
+
+namespace modelfs {
+
+namespace {
+
+// Largest FUSE read/write request in bytes. The kernel splits reads at max_pages * page size;
+// libfuse derives max_pages from max_write, and its receive buffer holds 256 pages + header, so 1
+// MiB is the most libfuse 3.14 can take. The `max_read` mount option must equal conn->max_read
+// (libfuse checks).
+constexpr unsigned kMaxIo = 1u << 20;
+// Readahead we ask for, in bytes (16 MiB: whole 1 MiB requests, many in flight, for sequential
+// loaders). The kernel caps it at the mount's bdi read_ahead_kb, which RaiseBdiReadahead lifts to
+// this value when we run as root; otherwise the kernel's 128 KiB default applies.
+constexpr unsigned kMaxReadahead = 16u << 20;
+// Outstanding background (readahead) requests; 64 as mountpoint-s3 and hf-mount use, with the
+// congestion threshold at the kernel's usual 75%.
+constexpr unsigned kMaxBackground = 64;
+constexpr unsigned kCongestionThreshold = 48;
+// Idle workers kept alive between bursts, so a burst of reads does not pay thread creation each
+// time.
+constexpr unsigned kIdleThreads = 16;
+// statfs block size and longest name, in bytes.
+constexpr unsigned kStatfsBlock = 4096;
+constexpr unsigned kNameMax = 255;
+
+// What the session's userdata points to. `fs` is set after the fork, before the loop starts, and
+// stays until the session is destroyed.
+struct Server {
+  std::unique_ptr<ModelFs> fs;
+};
+
+ModelFs& Fs(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req))->fs; }
+
+struct stat ToStat(const FsAttr& a) {
+  struct stat st;
+  std::memset(&st, 0, sizeof st);
+  st.st_ino = a.ino;
+  st.st_mode = a.mode;
+  st.st_nlink = a.nlink;
+  st.st_size = static_cast<off_t>(a.size);
+  st.st_blocks = static_cast<blkcnt_t>(a.blocks);
+  st.st_blksize = a.blksize;
+  st.st_uid = a.uid;
+  st.st_gid = a.gid;
+  st.st_atim.tv_sec = st.st_mtim.tv_sec = st.st_ctim.tv_sec = a.time_sec;
+  st.st_atim.tv_nsec = st.st_mtim.tv_nsec = st.st_ctim.tv_nsec = a.time_nsec;
+  return st;
+}
+
+fuse_entry_param ToEntry(const FsEntry& e) {
+  fuse_entry_param p;
+  std::memset(&p, 0, sizeof p);
+  p.ino = e.attr.ino;
+  p.generation = 0;  // inode numbers are never reused within a mount
+  p.attr = ToStat(e.attr);
+  p.attr_timeout = e.attr_timeout_s;
+  p.entry_timeout = e.entry_timeout_s;
+  return p;
+}
+
+void ReplyStatus(fuse_req_t req, const Status& s) { fuse_reply_err(req, ToErrno(s)); }
+
+// ---- callbacks ----
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  conn->max_write = kMaxIo;
+  conn->max_read = kMaxIo;
+  conn->max_readahead = std::max(conn->max_readahead, kMaxReadahead);
+  conn->max_background = kMaxBackground;
+  conn->congestion_threshold = kCongestionThreshold;
+  // Async reads let the kernel keep several readahead requests in flight per file.
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  // Splice buys nothing here (reads come from our buffer) and complicates error paths.
+  conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ModelFs& fs = Fs(req);
+  Result<FsEntry> e = fs.Lookup(parent, name);
+  if (e.ok()) {
+    fuse_entry_param p = ToEntry(*e);
+    fuse_reply_entry(req, &p);
+  } else if (e.status().code() == Code::kNotFound) {
+    // A negative entry (ino 0) lets the kernel cache the miss, briefly: the repo may appear later.
+    fuse_entry_param p;
+    std::memset(&p, 0, sizeof p);
+    p.entry_timeout = fs.options().negative_timeout_s;
+    fuse_reply_entry(req, &p);
+  } else {
+    ReplyStatus(req, e.status());
+  }
+}
+
+// Inodes are never freed (see fs/model_fs.h), so lookup counts need no tracking.
+void OpForget(fuse_req_t req, fuse_ino_t, uint64_t) { fuse_reply_none(req); }
+void OpForgetMulti(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(req); }
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  ModelFs& fs = Fs(req);
+  Result<FsAttr> a = fs.GetAttr(ino);
+  if (!a.ok()) return ReplyStatus(req, a.status());
+  struct stat st = ToStat(*a);
+  fuse_reply_attr(req, &st, fs.options().attr_timeout_s);
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Result<DirListing> l = Fs(req).ReadDir(ino);
+  if (!l.ok()) return ReplyStatus(req, l.status());
+  auto* snapshot = new DirListing(std::move(*l));  // owned by fi->fh until releasedir
+  fi->fh = reinterpret_cast<uint64_t>(snapshot);
+  if (snapshot->immutable) {
+    fi->cache_readdir = 1;  // a pinned repo's dirs never change: let the kernel keep the listing
+    fi->keep_cache = 1;
+  }
+  if (fuse_reply_open(req, fi) != 0) delete snapshot;  // request was interrupted: no releasedir
+}
+
+// Offsets are indexes into the snapshot: the entry at index i is sent with offset i + 1 (the
+// position of the next entry), so a later call continues from there.
+void ReadDirCommon(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  const auto* snapshot = reinterpret_cast<const DirListing*>(fi->fh);
+  const ModelFs& fs = Fs(req);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(std::max<off_t>(off, 0)); i < snapshot->entries.size(); ++i) {
+    const DirEntry& d = snapshot->entries[i];
+    size_t need;
+    if (plus) {
+      FsEntry e{d.attr, fs.options().entry_timeout_s, fs.options().attr_timeout_s};
+      fuse_entry_param p = ToEntry(e);
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, d.name.c_str(), &p,
+                                    static_cast<off_t>(i + 1));
+    } else {
+      struct stat st = ToStat(d.attr);
+      need = fuse_add_direntry(req, buf.data() + used, size - used, d.name.c_str(), &st,
+                               static_cast<off_t>(i + 1));
+    }
+    if (need > size - used) break;  // did not fit; the kernel asks again from offset i
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  ReadDirCommon(req, size, off, fi, /*plus=*/false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  ReadDirCommon(req, size, off, fi, /*plus=*/true);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirListing*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ModelFs& fs = Fs(req);
+  Status s = fs.Open(ino, fi->flags);
+  if (!s.ok()) return ReplyStatus(req, s);
+  // Content at a pinned commit never changes: keep the page cache across opens. Never direct_io (it
+  // would break mmap, which is how safetensors loads).
+  fi->keep_cache = 1;
+  fi->direct_io = 0;
+  fi->noflush = 1;                                     // nothing to flush on close
+  if (fuse_reply_open(req, fi) != 0) fs.Release(ino);  // interrupted: no release will follow
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Fs(req).Release(ino);
+  fuse_reply_err(req, 0);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  // One buffer per worker thread, grown to the largest request seen (at most max_read, 1 MiB); the
+  // reply is written to /dev/fuse before the callback returns, so reuse is safe.
+  thread_local std::vector<char> buf;
+  if (buf.size() < size) buf.resize(size);
+  size_t n = 0;
+  Status s =
+      Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, buf.data(), &n);
+  if (!s.ok()) return ReplyStatus(req, s);
+  fuse_reply_buf(req, buf.data(), n);
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs st;
+  std::memset(&st, 0, sizeof st);
+  st.f_bsize = kStatfsBlock;
+  st.f_frsize = kStatfsBlock;
+  st.f_files = Fs(req).InodeCount();
+  st.f_namemax = kNameMax;
+  st.f_flag = ST_RDONLY;
+  fuse_reply_statfs(req, &st);
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t, const char*, size_t) { fuse_reply_err(req, ENODATA); }
+
+void OpListxattr(fuse_req_t req, fuse_ino_t, size_t size) {
+  if (size == 0) {
+    fuse_reply_xattr(req, 0);
+  } else {
+    fuse_reply_buf(req, nullptr, 0);
+  }
+}
+
+// Every write-type operation: the mount is read-only (the `ro` mount option makes the VFS refuse
+// most of these before they reach us; these replies are the backstop).
+void RoSetattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) {
+  fuse_reply_err(req, EROFS);
+}
+void RoMknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EROFS); }
+void RoMkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { fuse_reply_err(req, EROFS); }
+void RoUnlink(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void RoRmdir(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void RoSymlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void RoRename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned int) {
+  fuse_reply_err(req, EROFS);
+}
+void RoLink(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void RoCreate(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
+  fuse_reply_err(req, EROFS);
+}
+void RoWrite(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) {
+  fuse_reply_err(req, EROFS);
+}
+void RoSetxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) {
+  fuse_reply_err(req, EROFS);
+}
+void RoRemovexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
+void RoFallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) {
+  fuse_reply_err(req, EROFS);
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops;
+  std::memset(&ops, 0, sizeof ops);
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetattr;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.readdirplus = OpReaddirplus;
+  ops.releasedir = OpReleasedir;
+  ops.open = OpOpen;
+  ops.read = OpRead;
+  ops.release = OpRelease;
+  ops.statfs = OpStatfs;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.setattr = RoSetattr;
+  ops.mknod = RoMknod;
+  ops.mkdir = RoMkdir;
+  ops.unlink = RoUnlink;
+  ops.rmdir = RoRmdir;
+  ops.symlink = RoSymlink;
+  ops.rename = RoRename;
+  ops.link = RoLink;
+  ops.create = RoCreate;
+  ops.write = RoWrite;
+  ops.setxattr = RoSetxattr;
+  ops.removexattr = RoRemovexattr;
+  ops.fallocate = RoFallocate;
+  return ops;
+}
+
+// Escapes a value for a libfuse "-o a=b,c=d" list: ',' separates options and '\' escapes.
+std::string EscapeOpt(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == ',' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+// RAII owner of a mounted session: unmounts and destroys on every exit path.
+class Session {
+ public:
+  Session(fuse_session* se, bool mounted) : se_(se), mounted_(mounted) {}
+  ~Session() {
+    if (se_ == nullptr) return;
+    if (handlers_) fuse_remove_signal_handlers(se_);
+    if (mounted_) fuse_session_unmount(se_);
+    fuse_session_destroy(se_);
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  fuse_session* get() const { return se_; }
+  void set_mounted() { mounted_ = true; }
+  void set_handlers() { handlers_ = true; }
+  // The invoking process of a daemonizing mount: the daemon owns the mount now; just let go.
+  void Abandon() { se_ = nullptr; }
+
+ private:
+  fuse_session* se_;
+  bool mounted_;
+  bool handlers_ = false;
+};
+
+// Redirects stdin/stdout (and stderr unless keep_stderr) to /dev/null, as a daemon should.
+void DetachStdio(bool keep_stderr) {
+  int fd = open("/dev/null", O_RDWR);
+  if (fd < 0) return;
+  dup2(fd, STDIN_FILENO);
+  dup2(fd, STDOUT_FILENO);
+  if (!keep_stderr) dup2(fd, STDERR_FILENO);
+  if (fd > STDERR_FILENO) close(fd);
+}
+
+// Mount-info paths escape space, tab, newline and backslash as \ooo.
+std::string UnescapeMountinfo(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size()) {
+      const std::string oct = s.substr(i + 1, 3);
+      if (oct.size() == 3 && oct.find_first_not_of("01234567") == std::string::npos) {
+        out.push_back(static_cast<char>(std::stoi(oct, nullptr, 8)));
+        i += 3;
+        continue;
+      }
+    }
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+// The kernel ignores a max_readahead above the mount's bdi read_ahead_kb (128 KiB by default),
+// which caps kernel reads of a sequential reader at a few hundred KiB. Raising it is a per-mount
+// sysfs knob that needs root, so this is best effort: find our mount's device in
+// /proc/self/mountinfo (no FUSE request, so it cannot deadlock before the loop runs) and write the
+// value; failures are ignored.
+void RaiseBdiReadahead(const std::string& mountpoint, unsigned bytes) {
+  char real[PATH_MAX];
+  if (realpath(mountpoint.c_str(), real) == nullptr) return;
+  FILE* f = std::fopen("/proc/self/mountinfo", "r");
+  if (f == nullptr) return;
+  char line[4096];
+  std::string dev;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    char majmin[64], mp[PATH_MAX];
+    // Fields: mount id, parent id, major:minor, root, mount point, ...
+    if (std::sscanf(line, "%*s %*s %63s %*s %4095s", majmin, mp) == 2 &&
+        UnescapeMountinfo(mp) == real) {
+      dev = majmin;  // the last match is the topmost mount: ours
+    }
+  }
+  std::fclose(f);
+  if (dev.empty()) return;
+  FILE* ra = std::fopen(("/sys/class/bdi/" + dev + "/read_ahead_kb").c_str(), "w");
+  if (ra == nullptr) return;
+  std::fprintf(ra, "%u\n", bytes / 1024);
+  std::fclose(ra);
+}
+
+void WriteByte(int fd, char c) {
+  while (write(fd, &c, 1) < 0 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+int ServeFuse(const MountOptions& opts,
+              const std::function<Result<std::unique_ptr<ModelFs>>()>& make_fs) {
+  std::string mount_opts = "ro,default_permissions,fsname=" + EscapeOpt(opts.fsname) +
+                           ",subtype=" + EscapeOpt(opts.subtype) +
+                           ",max_read=" + std::to_string(kMaxIo);
+  if (opts.allow_other) mount_opts += ",allow_other";
+  std::vector<std::string> argv_s = {"modelfs", "-o", mount_opts};
+  if (opts.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (std::string& s : argv_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  Server server;
+  const fuse_lowlevel_ops ops = MakeOps();
+  Session session(fuse_session_new(&args, &ops, sizeof ops, &server), /*mounted=*/false);
+  fuse_opt_free_args(&args);
+  if (session.get() == nullptr) {
+    std::fprintf(stderr, "modelfs: cannot create FUSE session\n");
+    return 1;
+  }
+  if (fuse_set_signal_handlers(session.get()) != 0) {
+    std::fprintf(stderr, "modelfs: cannot install signal handlers\n");
+    return 1;
+  }
+  session.set_handlers();
+  if (fuse_session_mount(session.get(), opts.mountpoint.c_str()) != 0) {
+    std::fprintf(stderr, "modelfs: cannot mount at %s\n", opts.mountpoint.c_str());
+    return 1;
+  }
+  session.set_mounted();
+  RaiseBdiReadahead(opts.mountpoint, kMaxReadahead);
+
+  // Daemonize by hand rather than with fuse_daemonize(): the invoking process must learn whether
+  // make_fs() succeeded in the daemon (a mount of a bad repo should exit 1, not 0), so it waits on
+  // a pipe for one status byte written after make_fs().
+  int status_pipe[2] = {-1, -1};
+  if (!opts.foreground) {
+    if (pipe(status_pipe) != 0) {
+      std::perror("modelfs: pipe");
+      return 1;
+    }
+    std::fflush(nullptr);  // do not let both processes flush the same buffered output
+    const pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("modelfs: fork");
+      return 1;
+    }
+    if (pid > 0) {
+      close(status_pipe[1]);
+      char code = 1;  // EOF without a byte: the daemon died before reporting
+      while (read(status_pipe[0], &code, 1) < 0 && errno == EINTR) {
+      }
+      close(status_pipe[0]);
+      close(fuse_session_fd(session.get()));
+      session.Abandon();
+      return code == 0 ? 0 : 1;
+    }
+    close(status_pipe[0]);
+    setsid();
+    if (chdir("/") != 0) {
+      // Not fatal: only matters for keeping the old cwd's filesystem busy.
+    }
+  }
+
+  Result<std::unique_ptr<ModelFs>> fs = make_fs();
+  if (!fs.ok()) {
+    std::fprintf(stderr, "modelfs: %s\n", fs.status().ToString().c_str());
+    if (status_pipe[1] >= 0) {
+      WriteByte(status_pipe[1], 1);
+      close(status_pipe[1]);
+    }
+    return 1;  // ~Session unmounts
+  }
+  server.fs = std::move(fs).value();
+  if (status_pipe[1] >= 0) {
+    DetachStdio(/*keep_stderr=*/opts.debug);
+    WriteByte(status_pipe[1], 0);
+    close(status_pipe[1]);
+  }
+
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(cfg, 0);
+  fuse_loop_cfg_set_max_threads(cfg, std::max(1u, opts.max_threads));
+  fuse_loop_cfg_set_idle_threads(cfg, std::min(kIdleThreads, std::max(1u, opts.max_threads)));
+  const int rc = fuse_session_loop_mt(session.get(), cfg);
+  fuse_loop_cfg_destroy(cfg);
+  // ~Session (remove handlers, unmount, destroy) runs before `server` (declared earlier) is
+  // destroyed, so no callback can reach a dead ModelFs.
+  return rc < 0 ? 1 : 0;
+}
+
+}  // namespace modelfs

@@ -1,0 +1,39 @@
+// ServeFuse: mounts a ModelFs through the libfuse low-level API and serves it. This header and
+// fs/fuse_adapter.cc are the only places that know about libfuse; the adapter converts requests to
+// ModelFs calls and Status to errno (fs/errno.h), and nothing else.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "fs/model_fs.h"
+
+namespace modelfs {
+
+struct MountOptions {
+  std::string mountpoint;
+  bool foreground = false;   // false: daemonize once the mount is live
+  bool debug = false;        // libfuse debug output (stderr)
+  bool allow_other = false;  // let users other than the mounter see the mount
+  // FUSE worker threads. Each blocks for the duration of one request, and a read of uncached bytes
+  // can wait on the network for seconds, so a big pool keeps cached reads flowing meanwhile.
+  unsigned max_threads = 64;
+  std::string fsname = "modelfs";
+  std::string subtype = "modelfs";
+};
+
+// Mounts at opts.mountpoint (read-only), then, unless foreground, forks into a daemon. make_fs() is
+// called in the process that will serve (after the fork: threads and network clients must be
+// created after it) and the request loop runs until the mount is unmounted or SIGINT/SIGTERM/SIGHUP
+// arrives, which unmounts cleanly.
+//
+// Exit codes: the invoking process returns 0 only once the mount is live and make_fs() succeeded in
+// the daemon; if mounting fails, or make_fs() returns an error (printed to stderr), the mount is
+// removed and 1 is returned (by the invoking process when daemonizing). The daemon returns 0 after
+// a clean unmount. The return value is the process exit code; the caller should exit with it.
+int ServeFuse(const MountOptions& opts,
+              const std::function<Result<std::unique_ptr<ModelFs>>()>& make_fs);
+
+}  // namespace modelfs

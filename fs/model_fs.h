@@ -1,0 +1,189 @@
+// ModelFs: the filesystem logic, with no libfuse types. It turns hub repos pinned at a commit into
+// a tree of inodes and answers lookups, attributes, directory listings and reads;
+// fs/fuse_adapter.cc is the only code that converts these plain structs to and from libfuse.
+//
+// Layout (multi-repo mode, FsOptions::single_repo unset):
+//   /                         root: the org dirs looked up so far, plus "datasets" once used
+//   /<org>/                   any valid hub namespace is a dir; creating it costs no network call
+//   /<org>/<name>             repo `org/name` at its default branch
+//   /<org>/<name>@<rev>       ... at a branch, tag or commit; "%2F" in <rev> stands for "/", so
+//                             "name@refs%2Fpr%2F1" is the PR ref "refs/pr/1"
+//   /datasets/<org>/<name>    the same for dataset repos
+// In single-repo mode the root itself is the repo (at FsOptions::single_rev).
+//
+// Pinning: the first lookup of a repo dir calls HubApi::ResolveRevision and then HubApi::ListTree
+// once, and the dir stays pinned to that commit for the life of the mount, so every inode below it
+// is immutable. Concurrent first lookups of one repo dir share one resolution (single flight);
+// lookups of other repos are not blocked, because no lock is held across a hub call. Failures are
+// not remembered here: the next lookup tries again (the kernel caches a NotFound for
+// negative_timeout_s).
+//
+// Inodes are never freed: trees are immutable and tiny next to the file data they describe, so a
+// mount keeps every inode it ever handed out and FUSE forget is a no-op. Inode numbers are
+// therefore stable for the life of the mount, and no generation numbers are needed.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/blob_store.h"
+#include "common/repo.h"
+#include "common/status.h"
+#include "fetch/hub_api.h"
+
+namespace modelfs {
+
+struct FsOptions {
+  std::optional<RepoId> single_repo;  // set: the mount root IS this repo (at single_rev)
+  std::string single_rev;             // "" = default branch
+  uint32_t uid = 0, gid = 0;          // owner shown for every inode
+  // Content is immutable (pinned commit), so the kernel may cache names and attributes for a day.
+  double entry_timeout_s = 86400, attr_timeout_s = 86400;
+  double negative_timeout_s = 1;  // unknown names may appear later (new repos)
+};
+
+// Attributes of one inode (what stat(2) shows). atime = mtime = ctime = the mount time.
+struct FsAttr {
+  uint64_t ino = 0;
+  uint32_t mode = 0;     // S_IFDIR | 0555 or S_IFREG | 0444
+  uint32_t nlink = 0;    // 2 for dirs, 1 for files
+  uint64_t size = 0;     // file content size; 0 for dirs
+  uint64_t blocks = 0;   // 512-byte units, ceil(size / 512)
+  uint32_t blksize = 0;  // preferred I/O size hint
+  uint32_t uid = 0, gid = 0;
+  int64_t time_sec = 0;
+  uint32_t time_nsec = 0;
+
+  bool is_dir() const;
+};
+
+// The answer to a successful lookup, with how long the kernel may cache it.
+struct FsEntry {
+  FsAttr attr;
+  double entry_timeout_s = 0;
+  double attr_timeout_s = 0;
+};
+
+struct DirEntry {
+  std::string name;
+  FsAttr attr;
+};
+
+// A snapshot of one directory, taken at opendir.
+struct DirListing {
+  std::vector<DirEntry> entries;  // ".", "..", then the children sorted by name
+  // True inside a pinned repo: the listing can never change, so the kernel may cache it. False for
+  // the root, "datasets" and org dirs, which grow as repos are looked up.
+  bool immutable = false;
+};
+
+class ModelFs {
+ public:
+  static constexpr uint64_t kRootIno = 1;  // FUSE_ROOT_ID
+
+  // `hub` and `store` must outlive this object. Does no network I/O (see Init).
+  ModelFs(FsOptions opts, HubApi& hub, BlobStore& store);
+  ~ModelFs();
+  ModelFs(const ModelFs&) = delete;
+  ModelFs& operator=(const ModelFs&) = delete;
+
+  // Single-repo mode: resolves the repo and lists its tree now, so a mount of a bad repo or
+  // revision fails before it goes live. Without Init the first access to the root does it. OK in
+  // multi-repo mode, and OK again once resolved. Not required before other calls.
+  Status Init();
+
+  // Finds `name` in directory `parent`, creating org dirs and resolving repo dirs as needed (see
+  // the layout above). NotFound for names that do not exist or are not valid hub names (the caller
+  // should cache that for options().negative_timeout_s); other errors (Unavailable,
+  // PermissionDenied) come from the hub and are not cached. Thread-safe; may block on hub calls.
+  Result<FsEntry> Lookup(uint64_t parent, const std::string& name);
+
+  // Attributes of an inode handed out earlier. NotFound for an unknown inode. Thread-safe, no I/O.
+  Result<FsAttr> GetAttr(uint64_t ino);
+
+  // Snapshot of a directory's entries. NotFound for an unknown inode, InvalidArgument for a file.
+  // In single-repo mode reading the root may resolve the repo (and fail like Init). Thread-safe.
+  Result<DirListing> ReadDir(uint64_t ino);
+
+  // Opens a file for reading: ReadOnly for any write access (O_WRONLY, O_RDWR, O_TRUNC, O_APPEND,
+  // O_CREAT); InvalidArgument for a directory; NotFound for an unknown inode. On success the blob
+  // is opened in the store (BlobStore::OpenBlob) and must be matched by one Release. Thread-safe.
+  Status Open(uint64_t ino, int flags);
+  // Ends one successful Open of `ino` (BlobStore::CloseBlob). Thread-safe.
+  void Release(uint64_t ino);
+
+  // Copies bytes [offset, offset+size) of file `ino` into buf (caller-owned, room for size bytes)
+  // and sets *n to the count copied: size, or less only at EOF (0 at or past EOF). Errors come from
+  // the store (network failures for uncached bytes). Thread-safe; many reads run concurrently.
+  Status Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n);
+
+  // Number of inodes handed out so far (for statfs).
+  uint64_t InodeCount() const;
+
+  const FsOptions& options() const { return opts_; }
+
+  // Name rules shared with tools/: a hub namespace or repo name is [A-Za-z0-9][\w.-]{0,95} without
+  // "--" or "..".
+  static bool IsValidHubName(const std::string& name);
+  // Splits an org-dir entry name "repo" or "repo@rev" into the repo name and the decoded revision
+  // ("%2F" -> "/"; "" = default branch). False if the name or revision is not acceptable.
+  static bool ParseRepoDirName(const std::string& entry, std::string* repo_name, std::string* rev);
+
+ private:
+  struct Node;
+  enum class Kind { kRoot, kDatasets, kOrg, kRepo, kDir, kFile };
+  using Flight = std::shared_future<Result<uint64_t>>;
+
+  static constexpr uint64_t kDatasetsIno = 2;  // "/datasets", listed at the root once looked up
+
+  FsAttr AttrOfLocked(const Node& n) const;
+  FsEntry EntryOf(const FsAttr& a) const;
+  const Node* FindLocked(uint64_t ino) const;
+  std::optional<uint64_t> FindChildLocked(uint64_t parent, const std::string& name) const;
+  Result<uint64_t> GetOrCreateOrg(uint64_t parent, const std::string& ns, const std::string& type);
+  Status EnsureSingleRepo();
+  // Single flight around FetchAndPublish for repo dir `name` in `parent` (kRootIno and "" for the
+  // single-repo root).
+  Result<uint64_t> ResolveRepoDir(uint64_t parent, const std::string& name, const RepoId& repo,
+                                  const std::string& rev);
+  Result<uint64_t> FetchAndPublish(uint64_t parent, const std::string& name, const RepoId& repo,
+                                   const std::string& rev);
+  Status BuildTree(const RepoId& repo, const std::string& commit,
+                   const std::vector<FileEntry>& entries, uint64_t repo_ino, uint64_t repo_parent,
+                   const std::string& repo_name, std::vector<std::unique_ptr<Node>>* out);
+
+  const FsOptions opts_;
+  HubApi& hub_;
+  BlobStore& store_;
+  int64_t mount_sec_ = 0;  // the one timestamp every inode shows
+  uint32_t mount_nsec_ = 0;
+  const bool single_;
+
+  // Inode numbers come from this counter and are never reused. Lock-free: a tree is built with
+  // final inode numbers outside any lock, then published.
+  std::atomic<uint64_t> next_ino_{kDatasetsIno + 1};
+
+  // table_mu_ guards nodes_, the children maps of the growing dirs (root, datasets, org dirs),
+  // root_ready_ and inflight_. It is the only lock in ModelFs (so there is no ordering to get
+  // wrong) and it is never held across a hub or store call: lookups and reads of one repo never
+  // wait for another repo's network I/O. Shared for reads, exclusive to publish a new org, repo
+  // tree or flight. Node objects are never destroyed; a kFile node is immutable once published, so
+  // Read and Open use a kFile Node* after dropping the lock. (The single-repo root placeholder is
+  // the one node ever replaced, by the resolved repo root; it is never accessed outside the lock.)
+  mutable std::shared_mutex table_mu_;
+  std::unordered_map<uint64_t, std::unique_ptr<Node>> nodes_;
+  bool root_ready_ = false;  // single-repo mode: the root has been resolved
+  // Resolutions in progress, keyed "<parent ino>/<name>". Waiters copy the future and wait without
+  // the lock; the resolver publishes the tree, then erases the entry, then fulfils the promise.
+  std::unordered_map<std::string, Flight> inflight_;
+};
+
+}  // namespace modelfs

@@ -1,0 +1,591 @@
+// ModelFs without a kernel: lookups, listings, attributes, reads and pinning against an in-memory
+// hub and blob store.
+#include "fs/model_fs.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fs/errno.h"
+#include "tests/testing/fake_hub_api.h"
+#include "tests/testing/memory_blob_store.h"
+
+namespace modelfs {
+namespace {
+
+using testing::FakeHubApi;
+using testing::MemoryBlobStore;
+
+const std::string kC1(40, '1');  // commits
+const std::string kC2(40, '2');
+const std::string kPr(40, 'a');
+
+RepoId Model(const std::string& ns, const std::string& name) { return RepoId{"model", ns, name}; }
+RepoId Dataset(const std::string& ns, const std::string& name) {
+  return RepoId{"dataset", ns, name};
+}
+
+class ModelFsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const RepoId gpt = Model("acme", "gpt");
+    hub_.AddRepo(gpt);
+    hub_.SetRef(gpt, "main", kC1);
+    hub_.SetRef(gpt, "v2", kC2);
+    hub_.SetRef(gpt, "refs/pr/1", kPr);
+    config_ = store_.MakeFile("config.json", "{\"a\":1}");
+    weights_ = store_.MakeFile("model.safetensors", std::string(10000, 'w'), /*lfs=*/true);
+    nested_ = store_.MakeFile("sub/dir/tok.txt", "nested!");
+    hub_.SetTree(gpt, kC1,
+                 {MemoryBlobStore::MakeDir("sub"), config_, weights_, nested_,
+                  MemoryBlobStore::MakeDir("sub/dir"), MemoryBlobStore::MakeDir("empty")});
+    hub_.SetTree(gpt, kC2, {store_.MakeFile("config.json", "version two")});
+    hub_.SetTree(gpt, kPr, {store_.MakeFile("README.md", "pr readme")});
+
+    const RepoId squad = Dataset("acme", "squad");
+    hub_.AddRepo(squad);
+    hub_.SetRef(squad, "main", kC1);
+    hub_.SetTree(squad, kC1, {store_.MakeFile("data/train.jsonl", "{}\n{}\n")});
+  }
+
+  std::unique_ptr<ModelFs> MakeFs(FsOptions opts = {}) {
+    return std::make_unique<ModelFs>(std::move(opts), hub_, store_);
+  }
+
+  // Walks "a/b/c" from the root; returns the final entry's ino (0 and a failure on error).
+  static uint64_t Walk(ModelFs& fs, const std::string& path, Status* err = nullptr) {
+    uint64_t ino = ModelFs::kRootIno;
+    size_t start = 0;
+    while (start <= path.size()) {
+      size_t slash = path.find('/', start);
+      if (slash == std::string::npos) slash = path.size();
+      Result<FsEntry> e = fs.Lookup(ino, path.substr(start, slash - start));
+      if (!e.ok()) {
+        if (err != nullptr) *err = e.status();
+        return 0;
+      }
+      ino = e->attr.ino;
+      start = slash + 1;
+    }
+    return ino;
+  }
+
+  static std::vector<std::string> Names(ModelFs& fs, uint64_t ino) {
+    Result<DirListing> l = fs.ReadDir(ino);
+    EXPECT_TRUE(l.ok()) << l.status().ToString();
+    std::vector<std::string> out;
+    if (l.ok()) {
+      for (const DirEntry& e : l->entries) out.push_back(e.name);
+    }
+    return out;
+  }
+
+  static std::string ReadAll(ModelFs& fs, uint64_t ino) {
+    Result<FsAttr> a = fs.GetAttr(ino);
+    EXPECT_TRUE(a.ok());
+    std::string buf(a->size + 10, '\0');
+    size_t n = 0;
+    Status s = fs.Read(ino, 0, buf.size(), buf.data(), &n);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    buf.resize(n);
+    return buf;
+  }
+
+  FakeHubApi hub_;
+  MemoryBlobStore store_;
+  FileEntry config_, weights_, nested_;
+};
+
+TEST(ModelFsNames, HubNameRules) {
+  EXPECT_TRUE(ModelFs::IsValidHubName("acme"));
+  EXPECT_TRUE(ModelFs::IsValidHubName("Llama-3.1_8B"));
+  EXPECT_TRUE(ModelFs::IsValidHubName("a"));
+  EXPECT_TRUE(ModelFs::IsValidHubName(std::string(96, 'x')));
+  EXPECT_FALSE(ModelFs::IsValidHubName(std::string(97, 'x')));
+  EXPECT_FALSE(ModelFs::IsValidHubName(""));
+  EXPECT_FALSE(ModelFs::IsValidHubName(".hidden"));
+  EXPECT_FALSE(ModelFs::IsValidHubName("-x"));
+  EXPECT_FALSE(ModelFs::IsValidHubName("_x"));
+  EXPECT_FALSE(ModelFs::IsValidHubName("a--b"));
+  EXPECT_FALSE(ModelFs::IsValidHubName("a..b"));
+  EXPECT_FALSE(ModelFs::IsValidHubName("a b"));
+  EXPECT_FALSE(ModelFs::IsValidHubName("a@b"));
+}
+
+TEST(ModelFsNames, RepoDirNames) {
+  std::string name, rev;
+  ASSERT_TRUE(ModelFs::ParseRepoDirName("gpt", &name, &rev));
+  EXPECT_EQ(name, "gpt");
+  EXPECT_EQ(rev, "");
+  ASSERT_TRUE(ModelFs::ParseRepoDirName("gpt@v2", &name, &rev));
+  EXPECT_EQ(rev, "v2");
+  ASSERT_TRUE(ModelFs::ParseRepoDirName("gpt@refs%2Fpr%2F1", &name, &rev));
+  EXPECT_EQ(name, "gpt");
+  EXPECT_EQ(rev, "refs/pr/1");
+  ASSERT_TRUE(ModelFs::ParseRepoDirName("gpt@refs%2fpr%2f1", &name, &rev));
+  EXPECT_EQ(rev, "refs/pr/1");
+  EXPECT_FALSE(ModelFs::ParseRepoDirName("gpt@", &name, &rev));
+  EXPECT_FALSE(ModelFs::ParseRepoDirName("@main", &name, &rev));
+  EXPECT_FALSE(ModelFs::ParseRepoDirName("gpt@a..b", &name, &rev));
+  EXPECT_FALSE(ModelFs::ParseRepoDirName("gpt@%2Fmain", &name, &rev));
+  EXPECT_FALSE(ModelFs::ParseRepoDirName("gpt@a b", &name, &rev));
+  EXPECT_FALSE(ModelFs::ParseRepoDirName("bad--name@main", &name, &rev));
+}
+
+TEST(ModelFsErrno, Mapping) {
+  EXPECT_EQ(ToErrno(Status::Ok()), 0);
+  EXPECT_EQ(ToErrno(Status::NotFound("")), ENOENT);
+  EXPECT_EQ(ToErrno(Status::PermissionDenied("")), EACCES);
+  EXPECT_EQ(ToErrno(Status::ReadOnly("")), EROFS);
+  EXPECT_EQ(ToErrno(Status::InvalidArgument("")), EIO);
+  EXPECT_EQ(ToErrno(Status::Unavailable("")), EIO);
+  EXPECT_EQ(ToErrno(Status::IoError("")), EIO);
+  EXPECT_EQ(ToErrno(Status::Corruption("")), EIO);
+}
+
+TEST_F(ModelFsTest, OrgLookupNeedsNoNetwork) {
+  auto fs = MakeFs();
+  Result<FsEntry> org = fs->Lookup(ModelFs::kRootIno, "anything-at-all");
+  ASSERT_TRUE(org.ok());
+  EXPECT_TRUE(org->attr.is_dir());
+  EXPECT_EQ(hub_.resolve_calls(), 0);
+  EXPECT_EQ(hub_.list_calls(), 0);
+  // Same inode the second time.
+  EXPECT_EQ(fs->Lookup(ModelFs::kRootIno, "anything-at-all")->attr.ino, org->attr.ino);
+}
+
+TEST_F(ModelFsTest, InvalidNamesAreNotFound) {
+  auto fs = MakeFs();
+  for (const char* bad : {".Trash", ".git", "a--b", "a..b", "-x", "has space"}) {
+    Result<FsEntry> e = fs->Lookup(ModelFs::kRootIno, bad);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_EQ(ToErrno(e.status()), ENOENT) << bad;
+  }
+  uint64_t org = Walk(*fs, "acme");
+  for (const char* bad : {"gpt@", "@main", ".hidden", "gpt@a..b"}) {
+    Result<FsEntry> e = fs->Lookup(org, bad);
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_EQ(ToErrno(e.status()), ENOENT) << bad;
+  }
+  EXPECT_EQ(hub_.resolve_calls(), 0);
+  // Invalid names do not show up in listings.
+  EXPECT_EQ(Names(*fs, ModelFs::kRootIno), (std::vector<std::string>{".", "..", "acme"}));
+}
+
+TEST_F(ModelFsTest, RepoAtDefaultBranch) {
+  auto fs = MakeFs();
+  uint64_t repo = Walk(*fs, "acme/gpt");
+  ASSERT_NE(repo, 0u);
+  EXPECT_EQ(hub_.resolve_calls(), 1);
+  EXPECT_EQ(hub_.list_calls(), 1);
+  EXPECT_EQ(hub_.last_rev(), "");  // "" = default branch, resolved by the hub
+  EXPECT_EQ(Names(*fs, repo), (std::vector<std::string>{".", "..", "config.json", "empty",
+                                                        "model.safetensors", "sub"}));
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/gpt/config.json")), "{\"a\":1}");
+  // Second lookup: same inode, no more hub calls.
+  EXPECT_EQ(Walk(*fs, "acme/gpt"), repo);
+  EXPECT_EQ(hub_.resolve_calls(), 1);
+  EXPECT_EQ(hub_.list_calls(), 1);
+}
+
+TEST_F(ModelFsTest, RepoAtRevisionAndPrRef) {
+  auto fs = MakeFs();
+  uint64_t v2 = Walk(*fs, "acme/gpt@v2");
+  ASSERT_NE(v2, 0u);
+  EXPECT_EQ(hub_.last_rev(), "v2");
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/gpt@v2/config.json")), "version two");
+
+  uint64_t pr = Walk(*fs, "acme/gpt@refs%2Fpr%2F1");
+  ASSERT_NE(pr, 0u);
+  EXPECT_EQ(hub_.last_rev(), "refs/pr/1");
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/gpt@refs%2Fpr%2F1/README.md")), "pr readme");
+
+  // By commit id (full and short).
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/gpt@" + kC2 + "/config.json")), "version two");
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/gpt@2222222/config.json")), "version two");
+
+  uint64_t main_dir = Walk(*fs, "acme/gpt");
+  EXPECT_NE(main_dir, v2);
+  EXPECT_NE(main_dir, pr);
+  EXPECT_EQ(Names(*fs, Walk(*fs, "acme")),
+            (std::vector<std::string>{".", "..", "gpt", "gpt@2222222", "gpt@" + kC2,
+                                      "gpt@refs%2Fpr%2F1", "gpt@v2"}));
+}
+
+TEST_F(ModelFsTest, NestedPaths) {
+  auto fs = MakeFs();
+  uint64_t sub = Walk(*fs, "acme/gpt/sub");
+  ASSERT_NE(sub, 0u);
+  EXPECT_EQ(Names(*fs, sub), (std::vector<std::string>{".", "..", "dir"}));
+  uint64_t dir = Walk(*fs, "acme/gpt/sub/dir");
+  EXPECT_EQ(Names(*fs, dir), (std::vector<std::string>{".", "..", "tok.txt"}));
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/gpt/sub/dir/tok.txt")), "nested!");
+  EXPECT_EQ(Names(*fs, Walk(*fs, "acme/gpt/empty")), (std::vector<std::string>{".", ".."}));
+
+  // ".." of each level points at its parent.
+  Result<DirListing> l = fs->ReadDir(dir);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->entries[1].attr.ino, sub);
+  EXPECT_TRUE(l->immutable);
+  l = fs->ReadDir(Walk(*fs, "acme/gpt"));
+  EXPECT_EQ(l->entries[1].attr.ino, Walk(*fs, "acme"));
+  l = fs->ReadDir(Walk(*fs, "acme"));
+  EXPECT_EQ(l->entries[1].attr.ino, ModelFs::kRootIno);
+  EXPECT_FALSE(l->immutable);
+  l = fs->ReadDir(ModelFs::kRootIno);
+  EXPECT_EQ(l->entries[1].attr.ino, ModelFs::kRootIno);
+  EXPECT_FALSE(l->immutable);
+}
+
+TEST_F(ModelFsTest, TreeWithoutDirEntriesStillBuildsDirs) {
+  const RepoId r = Model("acme", "flat");
+  hub_.SetRef(r, "main", kC1);
+  hub_.SetTree(r, kC1, {store_.MakeFile("a/b/c.txt", "c"), store_.MakeFile("a/d.txt", "d")});
+  auto fs = MakeFs();
+  EXPECT_EQ(Names(*fs, Walk(*fs, "acme/flat/a")),
+            (std::vector<std::string>{".", "..", "b", "d.txt"}));
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/flat/a/b/c.txt")), "c");
+}
+
+TEST_F(ModelFsTest, ConflictingTreeIsAnError) {
+  const RepoId r = Model("acme", "broken");
+  hub_.SetRef(r, "main", kC1);
+  hub_.SetTree(r, kC1, {store_.MakeFile("a", "file"), store_.MakeFile("a/b", "under a file")});
+  auto fs = MakeFs();
+  Status err;
+  EXPECT_EQ(Walk(*fs, "acme/broken", &err), 0u);
+  EXPECT_EQ(ToErrno(err), EIO);
+}
+
+TEST_F(ModelFsTest, NotFoundCases) {
+  auto fs = MakeFs();
+  Status err;
+  EXPECT_EQ(Walk(*fs, "acme/nope", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  EXPECT_EQ(Walk(*fs, "acme/gpt@no-such-branch", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  EXPECT_EQ(Walk(*fs, "acme/gpt/no-such-file", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  EXPECT_EQ(Walk(*fs, "acme/gpt/sub/nope", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  EXPECT_EQ(Walk(*fs, "acme/gpt/config.json/x", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  EXPECT_EQ(ToErrno(fs->GetAttr(999999).status()), ENOENT);
+  // Failed repo lookups leave nothing behind and are retried (the repo may appear later).
+  EXPECT_EQ(Names(*fs, Walk(*fs, "acme")), (std::vector<std::string>{".", "..", "gpt"}));
+  const int calls = hub_.resolve_calls();
+  EXPECT_EQ(Walk(*fs, "acme/nope", &err), 0u);
+  EXPECT_EQ(hub_.resolve_calls(), calls + 1);
+  const RepoId nope = Model("acme", "nope");
+  hub_.SetRef(nope, "main", kC1);
+  hub_.SetTree(nope, kC1, {store_.MakeFile("x", "now here")});
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/nope/x")), "now here");
+}
+
+TEST_F(ModelFsTest, HubErrorsPropagateAndAreRetried) {
+  auto fs = MakeFs();
+  hub_.SetResolveError(Status::Unavailable("hub down"));
+  Status err;
+  EXPECT_EQ(Walk(*fs, "acme/gpt", &err), 0u);
+  EXPECT_EQ(ToErrno(err), EIO);
+  hub_.SetResolveError(Status::PermissionDenied("gated"));
+  EXPECT_EQ(Walk(*fs, "acme/gpt", &err), 0u);
+  EXPECT_EQ(ToErrno(err), EACCES);
+  hub_.SetResolveError(Status::Ok());
+  hub_.SetListError(Status::Unavailable("tree timeout"));
+  EXPECT_EQ(Walk(*fs, "acme/gpt", &err), 0u);
+  EXPECT_EQ(ToErrno(err), EIO);
+  hub_.SetListError(Status::Ok());
+  EXPECT_NE(Walk(*fs, "acme/gpt"), 0u);
+}
+
+TEST_F(ModelFsTest, Attributes) {
+  FsOptions opts;
+  opts.uid = 1234;
+  opts.gid = 5678;
+  opts.entry_timeout_s = 11;
+  opts.attr_timeout_s = 22;
+  auto fs = MakeFs(opts);
+  Result<FsAttr> root = fs->GetAttr(ModelFs::kRootIno);
+  ASSERT_TRUE(root.ok());
+  EXPECT_EQ(root->mode, static_cast<uint32_t>(S_IFDIR | 0555));
+  EXPECT_EQ(root->nlink, 2u);
+
+  Result<FsEntry> org = fs->Lookup(ModelFs::kRootIno, "acme");
+  ASSERT_TRUE(org.ok());
+  EXPECT_EQ(org->entry_timeout_s, 11);
+  EXPECT_EQ(org->attr_timeout_s, 22);
+  Result<FsEntry> repo = fs->Lookup(org->attr.ino, "gpt");
+  ASSERT_TRUE(repo.ok());
+  EXPECT_EQ(repo->attr.mode, static_cast<uint32_t>(S_IFDIR | 0555));
+  Result<FsEntry> w = fs->Lookup(repo->attr.ino, "model.safetensors");
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(w->attr.mode, static_cast<uint32_t>(S_IFREG | 0444));
+  EXPECT_EQ(w->attr.size, 10000u);
+  EXPECT_EQ(w->attr.nlink, 1u);
+  EXPECT_EQ(w->attr.blocks, 20u);  // ceil(10000 / 512)
+  EXPECT_EQ(w->attr.uid, 1234u);
+  EXPECT_EQ(w->attr.gid, 5678u);
+  EXPECT_EQ(w->attr.time_sec, root->time_sec);
+  EXPECT_EQ(w->attr.time_nsec, root->time_nsec);
+  EXPECT_GT(w->attr.time_sec, 1600000000);
+  EXPECT_EQ(fs->GetAttr(w->attr.ino)->size, 10000u);
+
+  // Listing attrs match lookup attrs.
+  Result<DirListing> l = fs->ReadDir(repo->attr.ino);
+  ASSERT_TRUE(l.ok());
+  for (const DirEntry& e : l->entries) {
+    if (e.name == "model.safetensors") {
+      EXPECT_EQ(e.attr.ino, w->attr.ino);
+    }
+    if (e.name == "sub") {
+      EXPECT_TRUE(e.attr.is_dir());
+    }
+  }
+  // A file is not a directory.
+  EXPECT_FALSE(fs->ReadDir(w->attr.ino).ok());
+}
+
+TEST_F(ModelFsTest, ReadsAtOffsetsAndEof) {
+  auto fs = MakeFs();
+  const uint64_t ino = Walk(*fs, "acme/gpt/model.safetensors");
+  ASSERT_NE(ino, 0u);
+  char buf[100];
+  size_t n = 0;
+  ASSERT_TRUE(fs->Read(ino, 0, 10, buf, &n).ok());
+  EXPECT_EQ(n, 10u);
+  ASSERT_TRUE(fs->Read(ino, 9990, 100, buf, &n).ok());
+  EXPECT_EQ(n, 10u);  // crosses EOF
+  ASSERT_TRUE(fs->Read(ino, 10000, 100, buf, &n).ok());
+  EXPECT_EQ(n, 0u);  // at EOF
+  ASSERT_TRUE(fs->Read(ino, 123456, 100, buf, &n).ok());
+  EXPECT_EQ(n, 0u);  // past EOF
+
+  // The store got the right blob: content key, pinned commit, path, size and hash.
+  ASSERT_TRUE(fs->Read(ino, 5, 5, buf, &n).ok());
+  const BlobRef b = store_.last_read();
+  EXPECT_EQ(b.key, weights_.ContentKey());
+  EXPECT_EQ(b.commit, kC1);
+  EXPECT_EQ(b.path, "model.safetensors");
+  EXPECT_EQ(b.size, 10000u);
+  EXPECT_EQ(b.hash_kind, HashKind::kSha256);
+  EXPECT_EQ(b.hash, weights_.sha256);
+  EXPECT_EQ(b.repo, Model("acme", "gpt"));
+
+  const uint64_t small = Walk(*fs, "acme/gpt/config.json");
+  ASSERT_TRUE(fs->Read(small, 2, 3, buf, &n).ok());
+  EXPECT_EQ(std::string(buf, n), "a\":");
+  EXPECT_EQ(store_.last_read().hash_kind, HashKind::kGitSha1);
+
+  // Store errors come through; reading a dir is an error.
+  store_.SetReadError(Status::Unavailable("net"));
+  EXPECT_EQ(ToErrno(fs->Read(small, 0, 3, buf, &n)), EIO);
+  store_.SetReadError(Status::Ok());
+  EXPECT_FALSE(fs->Read(Walk(*fs, "acme/gpt"), 0, 3, buf, &n).ok());
+}
+
+TEST_F(ModelFsTest, OpenAndRelease) {
+  auto fs = MakeFs();
+  const uint64_t ino = Walk(*fs, "acme/gpt/config.json");
+  const std::string key = config_.ContentKey();
+  for (int flags :
+       {O_WRONLY, O_RDWR, O_RDONLY | O_TRUNC, O_RDONLY | O_APPEND, O_WRONLY | O_CREAT}) {
+    EXPECT_EQ(ToErrno(fs->Open(ino, flags)), EROFS) << flags;
+  }
+  EXPECT_EQ(store_.opens(key), 0);
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY).ok());
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY | O_NOFOLLOW).ok());
+  EXPECT_EQ(store_.opens(key), 2);
+  fs->Release(ino);
+  fs->Release(ino);
+  EXPECT_EQ(store_.closes(key), 2);
+  EXPECT_FALSE(fs->Open(Walk(*fs, "acme/gpt/sub"), O_RDONLY).ok());
+  EXPECT_EQ(ToErrno(fs->Open(424242, O_RDONLY)), ENOENT);
+}
+
+TEST_F(ModelFsTest, ConcurrentFirstLookupsCallHubOnce) {
+  auto fs = MakeFs();
+  const uint64_t org = Walk(*fs, "acme");
+  hub_.SetDelay(std::chrono::milliseconds(200));
+  constexpr int kThreads = 16;
+  std::vector<uint64_t> inos(kThreads, 0);
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      ++ready;
+      while (ready.load() < kThreads) std::this_thread::yield();
+      Result<FsEntry> e = fs->Lookup(org, "gpt");
+      if (e.ok()) inos[i] = e->attr.ino;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(hub_.resolve_calls(), 1);
+  EXPECT_EQ(hub_.list_calls(), 1);
+  for (uint64_t ino : inos) EXPECT_EQ(ino, inos[0]);
+  EXPECT_NE(inos[0], 0u);
+}
+
+TEST_F(ModelFsTest, ConcurrentFailuresAreSharedThenRetried) {
+  auto fs = MakeFs();
+  const uint64_t org = Walk(*fs, "acme");
+  hub_.SetDelay(std::chrono::milliseconds(200));
+  hub_.SetResolveError(Status::Unavailable("down"));
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      if (!fs->Lookup(org, "gpt").ok()) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 8);
+  EXPECT_LT(hub_.resolve_calls(), 8);  // joined flights (thread start-up may split them)
+  hub_.SetResolveError(Status::Ok());
+  hub_.SetDelay(std::chrono::milliseconds(0));
+  EXPECT_TRUE(fs->Lookup(org, "gpt").ok());
+}
+
+TEST_F(ModelFsTest, OtherReposAreNotBlockedBySlowOne) {
+  auto fs = MakeFs();
+  const uint64_t org = Walk(*fs, "acme");
+  const RepoId slow = Model("acme", "slow");
+  hub_.SetRef(slow, "main", kC1);
+  hub_.SetTree(slow, kC1, {store_.MakeFile("s", "s")});
+  hub_.SetDelay(std::chrono::milliseconds(500));
+  std::thread t([&] { EXPECT_TRUE(fs->Lookup(org, "slow").ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // While "slow" resolves, a repo already resolved, attrs and listings answer immediately, and a
+  // second repo resolves in parallel (its own 2 x 500 ms, not queued behind the first).
+  hub_.SetDelay(std::chrono::milliseconds(0));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(fs->GetAttr(org).ok());
+  EXPECT_TRUE(fs->ReadDir(org).ok());
+  EXPECT_TRUE(fs->Lookup(org, "gpt").ok());
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, std::chrono::milliseconds(400));
+  t.join();
+}
+
+TEST_F(ModelFsTest, PinnedToFirstResolvedCommit) {
+  auto fs = MakeFs();
+  const uint64_t repo = Walk(*fs, "acme/gpt");
+  const uint64_t cfg = Walk(*fs, "acme/gpt/config.json");
+  EXPECT_EQ(ReadAll(*fs, cfg), "{\"a\":1}");
+  // The branch moves on the hub.
+  hub_.SetRef(Model("acme", "gpt"), "main", kC2);
+  EXPECT_EQ(Walk(*fs, "acme/gpt"), repo);
+  EXPECT_EQ(Walk(*fs, "acme/gpt/config.json"), cfg);
+  EXPECT_EQ(ReadAll(*fs, cfg), "{\"a\":1}");
+  EXPECT_EQ(Names(*fs, repo), (std::vector<std::string>{".", "..", "config.json", "empty",
+                                                        "model.safetensors", "sub"}));
+  EXPECT_EQ(store_.last_read().commit, kC1);
+  EXPECT_EQ(hub_.resolve_calls(), 1);
+  // A different name (same branch, spelled explicitly) is a new resolution and sees the move.
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "acme/gpt@main/config.json")), "version two");
+}
+
+TEST_F(ModelFsTest, RootListing) {
+  auto fs = MakeFs();
+  EXPECT_EQ(Names(*fs, ModelFs::kRootIno), (std::vector<std::string>{".", ".."}));
+  Walk(*fs, "zeta");
+  Walk(*fs, "acme/gpt");
+  EXPECT_EQ(Names(*fs, ModelFs::kRootIno), (std::vector<std::string>{".", "..", "acme", "zeta"}));
+  EXPECT_EQ(Names(*fs, Walk(*fs, "zeta")), (std::vector<std::string>{".", ".."}));
+  Walk(*fs, "datasets");
+  EXPECT_EQ(Names(*fs, ModelFs::kRootIno),
+            (std::vector<std::string>{".", "..", "acme", "datasets", "zeta"}));
+}
+
+TEST_F(ModelFsTest, Datasets) {
+  auto fs = MakeFs();
+  const uint64_t ds = Walk(*fs, "datasets");
+  ASSERT_NE(ds, 0u);
+  EXPECT_TRUE(fs->GetAttr(ds)->is_dir());
+  EXPECT_EQ(Names(*fs, ds), (std::vector<std::string>{".", ".."}));
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "datasets/acme/squad/data/train.jsonl")), "{}\n{}\n");
+  EXPECT_EQ(store_.last_read().repo, Dataset("acme", "squad"));
+  EXPECT_EQ(Names(*fs, ds), (std::vector<std::string>{".", "..", "acme"}));
+  EXPECT_EQ(Names(*fs, Walk(*fs, "datasets/acme")), (std::vector<std::string>{".", "..", "squad"}));
+  // The model org of the same name is a different dir, and the dataset is not a model.
+  EXPECT_NE(Walk(*fs, "acme"), Walk(*fs, "datasets/acme"));
+  Status err;
+  EXPECT_EQ(Walk(*fs, "acme/squad", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  EXPECT_EQ(Walk(*fs, "datasets/acme/gpt", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  EXPECT_EQ(Walk(*fs, "datasets/.bad", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+}
+
+TEST_F(ModelFsTest, SingleRepoMode) {
+  FsOptions opts;
+  opts.single_repo = Model("acme", "gpt");
+  opts.single_rev = "v2";
+  auto fs = MakeFs(opts);
+  EXPECT_EQ(hub_.resolve_calls(), 0);  // nothing until Init or first access
+  ASSERT_TRUE(fs->Init().ok());
+  EXPECT_EQ(hub_.resolve_calls(), 1);
+  EXPECT_EQ(hub_.last_rev(), "v2");
+  EXPECT_EQ(Names(*fs, ModelFs::kRootIno), (std::vector<std::string>{".", "..", "config.json"}));
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "config.json")), "version two");
+  EXPECT_TRUE(fs->Init().ok());
+  EXPECT_EQ(hub_.resolve_calls(), 1);
+  Status err;
+  EXPECT_EQ(Walk(*fs, "datasets", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  EXPECT_EQ(Walk(*fs, "acme", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT);
+  Result<FsAttr> root = fs->GetAttr(ModelFs::kRootIno);
+  ASSERT_TRUE(root.ok());
+  EXPECT_TRUE(root->is_dir());
+  Result<DirListing> l = fs->ReadDir(ModelFs::kRootIno);
+  EXPECT_TRUE(l->immutable);
+  EXPECT_EQ(l->entries[1].attr.ino, ModelFs::kRootIno);
+}
+
+TEST_F(ModelFsTest, SingleRepoModeLazyAndDefaultBranch) {
+  FsOptions opts;
+  opts.single_repo = Model("acme", "gpt");
+  auto fs = MakeFs(opts);
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "sub/dir/tok.txt")), "nested!");
+  EXPECT_EQ(hub_.resolve_calls(), 1);
+  EXPECT_EQ(hub_.last_rev(), "");
+}
+
+TEST_F(ModelFsTest, SingleRepoModeBadRepoFailsInit) {
+  FsOptions opts;
+  opts.single_repo = Model("acme", "missing");
+  auto fs = MakeFs(opts);
+  EXPECT_EQ(ToErrno(fs->Init()), ENOENT);
+  EXPECT_EQ(ToErrno(fs->ReadDir(ModelFs::kRootIno).status()), ENOENT);
+  opts.single_repo = Model("acme", "gpt");
+  opts.single_rev = "nope";
+  auto fs2 = MakeFs(opts);
+  EXPECT_EQ(ToErrno(fs2->Init()), ENOENT);
+}
+
+TEST_F(ModelFsTest, InodesAreUniqueAndStable) {
+  auto fs = MakeFs();
+  std::set<uint64_t> seen;
+  for (const char* p :
+       {"acme", "acme/gpt", "acme/gpt/config.json", "acme/gpt/model.safetensors", "acme/gpt/sub",
+        "acme/gpt/sub/dir", "acme/gpt/sub/dir/tok.txt", "acme/gpt@v2", "acme/gpt@v2/config.json",
+        "datasets", "datasets/acme", "datasets/acme/squad"}) {
+    const uint64_t ino = Walk(*fs, p);
+    ASSERT_NE(ino, 0u) << p;
+    EXPECT_TRUE(seen.insert(ino).second) << p;
+    EXPECT_EQ(Walk(*fs, p), ino) << p;
+  }
+  EXPECT_GE(fs->InodeCount(), seen.size() + 1);
+}
+
+}  // namespace
+}  // namespace modelfs
