@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <shared_mutex>
 #include <thread>
 
 #include "cache/hash.h"
@@ -59,7 +60,16 @@ struct DiskBlobStore::Blob {
   std::vector<Cursor> cursors;
   int opens = 0;
   std::set<std::string> sources;      // hosts that served this blob's bytes since start
+  // Hosts whose bytes for this blob failed the whole-file hash in this run. Their answers are
+  // still served (with one mirror there is nothing else) but never cached again, so known-bad
+  // bytes cannot linger in the cache until the file completes and fails once more.
+  std::set<std::string> bad_sources;
+  uint64_t generation = 0;            // bumped when blocks are dropped; older fetches are not stored
   bool verifying = false;
+  // Held shared while a fetched chunk is checked against `generation` and written, and exclusively
+  // while blocks are dropped, so a fetch that started before a drop can never write after it.
+  // Taken before mu.
+  std::shared_mutex drop_mu;
 };
 
 Result<std::unique_ptr<DiskBlobStore>> DiskBlobStore::Open(const CacheOptions& opts,
@@ -252,6 +262,11 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   const BlobRef ref = b->ref;
   uint64_t start = c * kChunkSize;
   uint64_t len = std::min<uint64_t>(kChunkSize, ref.size - start);
+  uint64_t generation;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    generation = b->generation;
+  }
   std::vector<char> data(len);
   std::string served_by;
   Status st;
@@ -272,11 +287,18 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
     }
   }
   if (st.ok()) {
+    std::shared_lock<std::shared_mutex> drop(b->drop_mu);
+    bool store;
     {
       std::lock_guard<std::mutex> l(b->mu);
-      b->sources.insert(served_by);
+      store = generation == b->generation && !b->bad_sources.count(served_by);
+      if (store) b->sources.insert(served_by);
     }
-    StoreChunk(b, c, data.data(), len);
+    if (store) {
+      StoreChunk(b, c, data.data(), len);
+    } else {
+      uncached_bytes_ += len;
+    }
   } else {
     MODELFS_LOG(kWarn, "fetch %s %s [%llu, +%llu) failed: %s", ref.repo.Id().c_str(),
                 ref.path.c_str(), (unsigned long long)start, (unsigned long long)len,
@@ -486,18 +508,23 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
 }
 
 void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b) {
-  b->file->DropAll();
+  {
+    std::unique_lock<std::shared_mutex> drop(b->drop_mu);
+    {
+      std::lock_guard<std::mutex> l(b->mu);
+      b->bad_sources.insert(b->sources.begin(), b->sources.end());
+      b->sources.clear();
+      b->generation++;
+      for (auto& c : b->cursors) c.prefetched_to = 0;
+    }
+    b->file->DropAll();
+  }
   std::function<void(const std::string&)> cb;
   {
     std::lock_guard<std::mutex> l(mu_);
     used_bytes_ -= usage_[b->ref.key].bytes;
     usage_[b->ref.key].bytes = 0;
     cb = invalidate_cb_;
-  }
-  {
-    std::lock_guard<std::mutex> l(b->mu);
-    b->sources.clear();
-    for (auto& c : b->cursors) c.prefetched_to = 0;
   }
   if (cb) cb(b->ref.key);
 }

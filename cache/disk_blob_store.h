@@ -24,8 +24,8 @@
 // not open and not being fetched, the block is served without being cached.
 //
 // Locks: mu_ (store) guards blobs_, usage_ and used_bytes_. Blob::mu guards the blob's inflight
-// map, cursors, opens, sources and verifying flag. Order: mu_ before Blob::mu before BlockFile's
-// own lock. Neither is held across network I/O; mu_ is held while a blob's files are opened.
+// map, cursors, opens, sources and verifying flag; Blob::drop_mu orders chunk writes against
+// drops. Order: Blob::drop_mu, then mu_, then Blob::mu, then BlockFile's own lock. Neither is held across network I/O; mu_ is held while a blob's files are opened.
 #pragma once
 
 #include <atomic>
