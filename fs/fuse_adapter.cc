@@ -465,7 +465,9 @@ int ServeFuse(const MountOptions& opts,
   }
   server.fs = std::move(fs).value();
   if (status_pipe[1] >= 0) {
-    DetachStdio(/*keep_stderr=*/opts.debug);
+    // A daemon must not hold the user's terminal; stderr that make_fs() already pointed at a log
+    // file (not a terminal) stays, so the daemon's log keeps flowing there.
+    DetachStdio(/*keep_stderr=*/opts.debug || !isatty(STDERR_FILENO));
     WriteByte(status_pipe[1], 0);
     close(status_pipe[1]);
   }
