@@ -1,0 +1,546 @@
+#include "fetch/protocol.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <set>
+
+namespace modelfs::protocol {
+namespace {
+
+using nlohmann::json;
+
+bool IsUnreserved(unsigned char c) { return std::isalnum(c) || c == '_' || c == '.' || c == '-' || c == '~'; }
+
+std::string Quote(std::string_view s, bool keep_slash) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (IsUnreserved(c) || (keep_slash && c == '/')) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// Digits only (no sign, no space), fits in uint64.
+bool ParseU64(std::string_view s, uint64_t* out) {
+  if (s.empty() || s.size() > 20) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && Lower(a) == Lower(b);
+}
+
+// A JSON integer in [0, kMaxFileSize]; floats, negatives, strings and huge values are rejected.
+bool JsonSize(const json& v, uint64_t* out) {
+  if (v.is_number_unsigned()) {
+    uint64_t x = v.get<uint64_t>();
+    if (x > kMaxFileSize) return false;
+    *out = x;
+    return true;
+  }
+  if (v.is_number_integer()) {
+    int64_t x = v.get<int64_t>();
+    if (x < 0 || static_cast<uint64_t>(x) > kMaxFileSize) return false;
+    *out = static_cast<uint64_t>(x);
+    return true;
+  }
+  return false;
+}
+
+Result<json> ParseJson(std::string_view body) {
+  if (Status s = CheckJsonShape(body); !s.ok()) return s;
+  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::InvalidArgument("malformed JSON");
+  return j;
+}
+
+Status EntryError(size_t index, const std::string& why) {
+  return Status::InvalidArgument("tree entry " + std::to_string(index) + ": " + why);
+}
+
+int DefaultPort(std::string_view scheme) {
+  if (scheme == "http") return 80;
+  if (scheme == "https") return 443;
+  return 0;
+}
+
+// RFC 3986 5.2.4.
+std::string RemoveDotSegments(std::string_view in) {
+  std::vector<std::string_view> out;
+  bool trailing_slash = false;
+  size_t i = 0;
+  if (!in.empty() && in[0] == '/') i = 1;
+  while (i <= in.size()) {
+    size_t j = in.find('/', i);
+    if (j == std::string_view::npos) j = in.size();
+    std::string_view seg = in.substr(i, j - i);
+    bool last = j == in.size();
+    if (seg == ".") {
+      trailing_slash = last;
+    } else if (seg == "..") {
+      if (!out.empty()) out.pop_back();
+      trailing_slash = last;
+    } else {
+      out.push_back(seg);
+      trailing_slash = false;
+    }
+    i = j + 1;
+  }
+  std::string result = "/";
+  for (size_t k = 0; k < out.size(); ++k) {
+    if (k) result += '/';
+    result += out[k];
+  }
+  if (trailing_slash && result.back() != '/') result += '/';
+  return result;
+}
+
+}  // namespace
+
+std::string QuoteRevision(std::string_view rev) { return Quote(rev, false); }
+std::string QuotePath(std::string_view path) { return Quote(path, true); }
+
+Result<ContentRange> ParseContentRange(std::string_view value) {
+  std::string_view v = Trim(value);
+  auto bad = [&] { return Status::InvalidArgument("bad Content-Range"); };
+  if (v.size() < 6 || !EqualsIgnoreCase(v.substr(0, 6), "bytes ")) return bad();
+  v.remove_prefix(6);
+  size_t dash = v.find('-');
+  size_t slash = v.find('/');
+  if (dash == std::string_view::npos || slash == std::string_view::npos || dash > slash) return bad();
+  ContentRange cr;
+  if (!ParseU64(v.substr(0, dash), &cr.first) || !ParseU64(v.substr(dash + 1, slash - dash - 1), &cr.last) ||
+      !ParseU64(v.substr(slash + 1), &cr.total)) {
+    return bad();
+  }
+  if (cr.first > cr.last || cr.last >= cr.total) return bad();
+  return cr;
+}
+
+std::optional<std::string> ParseLinkNext(std::string_view header) {
+  size_t i = 0;
+  while (i < header.size()) {
+    size_t lt = header.find('<', i);
+    if (lt == std::string_view::npos) return std::nullopt;
+    size_t gt = header.find('>', lt + 1);
+    if (gt == std::string_view::npos) return std::nullopt;
+    std::string_view target = header.substr(lt + 1, gt - lt - 1);
+    // Parameters run until the next comma that is outside quotes.
+    size_t k = gt + 1;
+    bool in_quote = false;
+    size_t end = header.size();
+    for (; k < header.size(); ++k) {
+      char c = header[k];
+      if (c == '"') in_quote = !in_quote;
+      if (c == ',' && !in_quote) {
+        end = k;
+        break;
+      }
+    }
+    std::string_view params = header.substr(gt + 1, end - gt - 1);
+    // Walk ";name=value" pairs.
+    size_t p = 0;
+    while (p < params.size()) {
+      size_t semi = params.find(';', p);
+      if (semi == std::string_view::npos) break;
+      size_t next = semi + 1;
+      bool q = false;
+      size_t stop = next;
+      for (; stop < params.size(); ++stop) {
+        if (params[stop] == '"') q = !q;
+        if (params[stop] == ';' && !q) break;
+      }
+      std::string_view kv = Trim(params.substr(next, stop - next));
+      size_t eq = kv.find('=');
+      if (eq != std::string_view::npos && EqualsIgnoreCase(Trim(kv.substr(0, eq)), "rel")) {
+        std::string_view val = Trim(kv.substr(eq + 1));
+        if (val.size() >= 2 && val.front() == '"' && val.back() == '"') val = val.substr(1, val.size() - 2);
+        // rel may hold several space-separated relation types.
+        size_t s = 0;
+        while (s <= val.size()) {
+          size_t e = val.find(' ', s);
+          if (e == std::string_view::npos) e = val.size();
+          if (EqualsIgnoreCase(val.substr(s, e - s), "next") && !Trim(target).empty())
+            return std::string(Trim(target));
+          s = e + 1;
+        }
+      }
+      p = stop;
+    }
+    i = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<long> ParseRetryDelayMs(std::string_view retry_after, std::string_view ratelimit, long cap_ms) {
+  uint64_t secs = 0;
+  std::string_view ra = Trim(retry_after);
+  bool have = ParseU64(ra, &secs);
+  // RateLimit: "api";r=0;t=42. Its t= is only a wait when the quota is spent (r=0): ordinary
+  // answers carry the header too, with the time until the window resets.
+  if (!have && (ratelimit.find(";r=0;") != std::string_view::npos ||
+                (ratelimit.size() >= 4 && ratelimit.substr(ratelimit.size() - 4) == ";r=0"))) {
+    std::string_view rl = ratelimit;
+    size_t pos = 0;
+    while ((pos = rl.find("t=", pos)) != std::string_view::npos) {
+      if (pos == 0 || rl[pos - 1] == ';' || rl[pos - 1] == ' ') {
+        size_t e = pos + 2;
+        while (e < rl.size() && rl[e] >= '0' && rl[e] <= '9') ++e;
+        if (ParseU64(rl.substr(pos + 2, e - pos - 2), &secs)) {
+          have = true;
+          break;
+        }
+      }
+      pos += 2;
+    }
+  }
+  if (!have) return std::nullopt;
+  uint64_t cap = cap_ms < 0 ? 0 : static_cast<uint64_t>(cap_ms);
+  if (secs > cap / 1000 + 1) return cap_ms;
+  return static_cast<long>(std::min<uint64_t>(secs * 1000, cap));
+}
+
+Status CheckJsonShape(std::string_view body) {
+  if (body.size() > kMaxJsonBodyBytes) return Status::InvalidArgument("JSON body too large");
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < body.size(); ++i) {
+    char c = body[i];
+    if (in_string) {
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return Status::InvalidArgument("JSON nested too deeply");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::string> ParseRevisionSha(std::string_view body) {
+  Result<json> j = ParseJson(body);
+  if (!j.ok()) return j.status();
+  if (!j->is_object()) return Status::InvalidArgument("revision answer is not an object");
+  auto it = j->find("sha");
+  if (it == j->end() || !it->is_string()) return Status::InvalidArgument("revision answer has no sha");
+  std::string sha = it->get<std::string>();
+  if (!IsHex(sha, 40, /*lowercase_only=*/true))
+    return Status::InvalidArgument("revision sha is not 40 lowercase hex");
+  return sha;
+}
+
+bool IsHex(std::string_view s, size_t n, bool lowercase_only) {
+  if (s.size() != n) return false;
+  for (char c : s) {
+    bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (!lowercase_only && c >= 'A' && c <= 'F');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+Status ValidateRepoPath(std::string_view path) {
+  if (path.empty()) return Status::InvalidArgument("empty path");
+  if (path.size() > kMaxPathBytes) return Status::InvalidArgument("path too long");
+  if (path.front() == '/') return Status::InvalidArgument("absolute path");
+  if (path.find('\0') != std::string_view::npos) return Status::InvalidArgument("NUL in path");
+  if (path.find('\\') != std::string_view::npos) return Status::InvalidArgument("backslash in path");
+  size_t i = 0;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    std::string_view seg = path.substr(i, j - i);
+    if (seg.empty()) return Status::InvalidArgument("empty path segment");
+    if (seg == "." || seg == "..") return Status::InvalidArgument("dot segment in path");
+    if (seg.size() > kMaxSegmentBytes) return Status::InvalidArgument("path segment too long");
+    i = j + 1;
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<FileEntry>> ParseTreePage(std::string_view body) {
+  Result<json> j = ParseJson(body);
+  if (!j.ok()) return j.status();
+  if (!j->is_array()) return Status::InvalidArgument("tree page is not an array");
+  std::vector<FileEntry> out;
+  out.reserve(j->size());
+  size_t index = 0;
+  for (const json& e : *j) {
+    if (!e.is_object()) return EntryError(index, "not an object");
+    auto type = e.find("type");
+    auto path = e.find("path");
+    if (type == e.end() || !type->is_string()) return EntryError(index, "missing type");
+    if (path == e.end() || !path->is_string()) return EntryError(index, "missing path");
+    FileEntry fe;
+    fe.path = path->get<std::string>();
+    if (Status s = ValidateRepoPath(fe.path); !s.ok()) return EntryError(index, s.message());
+    const std::string& t = type->get_ref<const std::string&>();
+    auto oid = e.find("oid");
+    if (t == "directory") {
+      fe.is_dir = true;
+      if (oid != e.end()) {
+        if (!oid->is_string() || !IsHex(oid->get_ref<const std::string&>(), 40))
+          return EntryError(index, "bad directory oid");
+        fe.git_oid = Lower(oid->get_ref<const std::string&>());
+      }
+    } else if (t == "file") {
+      if (oid == e.end() || !oid->is_string() || !IsHex(oid->get_ref<const std::string&>(), 40))
+        return EntryError(index, "bad or missing oid");
+      fe.git_oid = Lower(oid->get_ref<const std::string&>());
+      auto size = e.find("size");
+      if (size == e.end() || !JsonSize(*size, &fe.size)) return EntryError(index, "bad or missing size");
+      auto lfs = e.find("lfs");
+      if (lfs != e.end() && !lfs->is_null()) {
+        if (!lfs->is_object()) return EntryError(index, "lfs is not an object");
+        auto loid = lfs->find("oid");
+        auto lsize = lfs->find("size");
+        if (loid == lfs->end() || !loid->is_string() || !IsHex(loid->get_ref<const std::string&>(), 64))
+          return EntryError(index, "bad lfs.oid");
+        uint64_t real = 0;
+        if (lsize == lfs->end() || !JsonSize(*lsize, &real)) return EntryError(index, "bad lfs.size");
+        auto psize = lfs->find("pointerSize");
+        uint64_t ignored = 0;
+        if (psize != lfs->end() && !JsonSize(*psize, &ignored))
+          return EntryError(index, "bad lfs.pointerSize");
+        fe.sha256 = Lower(loid->get_ref<const std::string&>());
+        fe.size = real;  // the top-level size may be the pointer's (hub-protocol 2.3)
+      }
+    } else {
+      return EntryError(index, "unknown type");
+    }
+    out.push_back(std::move(fe));
+    ++index;
+  }
+  return out;
+}
+
+Status TreeAccumulator::Add(std::vector<FileEntry> page) {
+  for (FileEntry& e : page) {
+    if (entries_.size() >= max_entries_) return Status::InvalidArgument("tree has too many entries");
+    std::string path = e.path;
+    auto [it, inserted] = entries_.emplace(std::move(path), std::move(e));
+    if (!inserted) return Status::InvalidArgument("tree lists path twice: " + it->first);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<FileEntry>> TreeAccumulator::Finish() && {
+  // Every ancestor of every entry must be a directory: add the missing ones, reject files.
+  std::vector<std::string> missing;
+  std::set<std::string> added;
+  for (const auto& [path, e] : entries_) {
+    size_t pos = path.size();
+    while ((pos = path.rfind('/', pos - 1)) != std::string::npos && pos > 0) {
+      std::string parent = path.substr(0, pos);
+      auto it = entries_.find(parent);
+      if (it != entries_.end()) {
+        if (!it->second.is_dir) return Status::InvalidArgument("path is both file and directory: " + parent);
+        break;  // parent exists as a directory; its own ancestors are checked on its turn
+      }
+      if (!added.insert(parent).second) break;
+      missing.push_back(parent);
+    }
+  }
+  if (entries_.size() + missing.size() > max_entries_)
+    return Status::InvalidArgument("tree has too many entries");
+  for (std::string& m : missing) {
+    FileEntry d;
+    d.is_dir = true;
+    d.path = m;
+    std::string key = m;
+    entries_.emplace(std::move(key), std::move(d));
+  }
+  std::vector<FileEntry> out;
+  out.reserve(entries_.size());
+  for (auto& [path, e] : entries_) {
+    if (e.is_dir) e.size = 0;
+    out.push_back(std::move(e));
+  }
+  entries_.clear();
+  return out;
+}
+
+std::string Url::Origin() const { return scheme + "://" + host + ":" + std::to_string(port); }
+std::string Url::HostPort() const { return host + ":" + std::to_string(port); }
+std::string Url::ToString() const {
+  std::string s = scheme + "://" + host;
+  if (port != DefaultPort(scheme)) s += ":" + std::to_string(port);
+  return s + PathAndQuery();
+}
+
+Result<Url> ParseUrl(std::string_view url) {
+  auto bad = [&](const char* why) { return Status::InvalidArgument(std::string("bad URL: ") + why); };
+  size_t colon = url.find("://");
+  if (colon == std::string_view::npos || colon == 0) return bad("no scheme");
+  Url u;
+  u.scheme = Lower(url.substr(0, colon));
+  for (char c : u.scheme)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.'))
+      return bad("scheme");
+  std::string_view rest = url.substr(colon + 3);
+  for (char c : rest)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return bad("control character or space");
+  size_t auth_end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, auth_end);
+  std::string_view tail = auth_end == std::string_view::npos ? std::string_view() : rest.substr(auth_end);
+  if (authority.find('@') != std::string_view::npos) return bad("userinfo");
+  if (tail.find('#') != std::string_view::npos) tail = tail.substr(0, tail.find('#'));
+  std::string_view hostpart = authority;
+  std::string_view portpart;
+  if (!authority.empty() && authority.front() == '[') {
+    size_t rb = authority.find(']');
+    if (rb == std::string_view::npos) return bad("IPv6 literal");
+    hostpart = authority.substr(0, rb + 1);
+    std::string_view after = authority.substr(rb + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return bad("after IPv6 literal");
+      portpart = after.substr(1);
+      if (portpart.empty()) return bad("empty port");
+    }
+  } else {
+    size_t c = authority.rfind(':');
+    if (c != std::string_view::npos) {
+      hostpart = authority.substr(0, c);
+      portpart = authority.substr(c + 1);
+      if (portpart.empty()) return bad("empty port");
+    }
+  }
+  if (hostpart.empty()) return bad("empty host");
+  u.host = Lower(hostpart);
+  if (!portpart.empty()) {
+    uint64_t p = 0;
+    if (!ParseU64(portpart, &p) || p == 0 || p > 65535) return bad("port");
+    u.port = static_cast<int>(p);
+  } else {
+    u.port = DefaultPort(u.scheme);
+  }
+  size_t q = tail.find('?');
+  u.path = std::string(tail.substr(0, q));
+  if (q != std::string_view::npos) u.query = std::string(tail.substr(q + 1));
+  if (u.path.empty()) u.path = "/";
+  return u;
+}
+
+Result<std::string> UrlOrigin(std::string_view url) {
+  Result<Url> u = ParseUrl(url);
+  if (!u.ok()) return u.status();
+  return u->Origin();
+}
+
+bool SameOrigin(std::string_view a, std::string_view b) {
+  Result<Url> ua = ParseUrl(a), ub = ParseUrl(b);
+  return ua.ok() && ub.ok() && ua->Origin() == ub->Origin();
+}
+
+Result<std::string> ResolveLocation(std::string_view base, std::string_view location) {
+  std::string_view loc = Trim(location);
+  if (loc.empty()) return Status::InvalidArgument("empty Location");
+  Result<Url> b = ParseUrl(base);
+  if (!b.ok()) return b.status();
+  // Absolute: a scheme (letters, digits, +-.) followed by ':' before any '/', '?' or '#'.
+  size_t first_special = loc.find_first_of(":/?#");
+  if (first_special != std::string_view::npos && loc[first_special] == ':' && first_special > 0 &&
+      std::isalpha(static_cast<unsigned char>(loc[0]))) {
+    Result<Url> a = ParseUrl(loc);
+    if (!a.ok()) return a.status();
+    Url u = std::move(a.value());
+    u.path = RemoveDotSegments(u.path);
+    return u.ToString();
+  }
+  if (loc.substr(0, 2) == "//") {
+    Result<Url> a = ParseUrl(b->scheme + ":" + std::string(loc));
+    if (!a.ok()) return a.status();
+    return a->ToString();
+  }
+  Url u = b.value();
+  std::string_view ref = loc;
+  if (size_t h = ref.find('#'); h != std::string_view::npos) ref = ref.substr(0, h);
+  for (char c : ref)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return Status::InvalidArgument("bad Location");
+  size_t q = ref.find('?');
+  std::string_view rpath = ref.substr(0, q);
+  std::string rquery = q == std::string_view::npos ? "" : std::string(ref.substr(q + 1));
+  if (rpath.empty()) {
+    if (q != std::string_view::npos) u.query = rquery;
+    return u.ToString();
+  }
+  if (rpath.front() == '/') {
+    u.path = RemoveDotSegments(rpath);
+  } else {
+    std::string dir = u.path.substr(0, u.path.rfind('/') + 1);
+    u.path = RemoveDotSegments(dir + std::string(rpath));
+  }
+  u.query = rquery;
+  return u.ToString();
+}
+
+Result<std::string> RebaseOnto(std::string_view url, std::string_view endpoint) {
+  Result<Url> u = ParseUrl(url);
+  if (!u.ok()) return u.status();
+  Result<Url> e = ParseUrl(endpoint);
+  if (!e.ok()) return e.status();
+  Url out = u.value();
+  out.scheme = e->scheme;
+  out.host = e->host;
+  out.port = e->port;
+  return out.ToString();
+}
+
+std::optional<int64_t> ParseExpires(std::string_view url) {
+  size_t q = url.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = url.substr(q + 1);
+  if (size_t h = query.find('#'); h != std::string_view::npos) query = query.substr(0, h);
+  size_t i = 0;
+  while (i <= query.size()) {
+    size_t amp = query.find('&', i);
+    if (amp == std::string_view::npos) amp = query.size();
+    std::string_view kv = query.substr(i, amp - i);
+    if (kv.substr(0, 8) == "Expires=") {
+      uint64_t v = 0;
+      if (ParseU64(kv.substr(8), &v) && v <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(v);
+      return std::nullopt;
+    }
+    i = amp + 1;
+  }
+  return std::nullopt;
+}
+
+std::string StripQuery(std::string_view url) {
+  size_t q = url.find_first_of("?#");
+  return std::string(url.substr(0, q));
+}
+
+}  // namespace modelfs::protocol
