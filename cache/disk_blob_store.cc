@@ -272,6 +272,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   Status st;
   // A blob that fits in one chunk is verified before any byte of it is returned.
   bool whole_blob = start == 0 && len == ref.size;
+  auto t0 = std::chrono::steady_clock::now();
   for (int attempt = 0;; attempt++) {
     fetches_++;
     st = source_->ReadAt(ref, start, len, data.data(), &served_by);
@@ -286,6 +287,16 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
       break;
     }
   }
+  // Hand the bytes to waiting readers first: they need not wait for the disk write. The entry
+  // stays in the inflight map (done, data readable) until the blocks are on disk, so a reader that
+  // arrives meanwhile copies from memory instead of missing on disk and fetching again.
+  {
+    std::lock_guard<std::mutex> l(f->mu);
+    f->status = st;
+    if (st.ok()) f->data = std::move(data);
+    f->done = true;
+  }
+  f->cv.notify_all();
   if (st.ok()) {
     std::shared_lock<std::shared_mutex> drop(b->drop_mu);
     bool store;
@@ -294,11 +305,15 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
       store = generation == b->generation && !b->bad_sources.count(served_by);
       if (store) b->sources.insert(served_by);
     }
+    auto t1 = std::chrono::steady_clock::now();
     if (store) {
-      StoreChunk(b, c, data.data(), len);
+      StoreChunk(b, c, f->data.data(), len);
     } else {
       uncached_bytes_ += len;
     }
+    auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+    MODELFS_LOG(kDebug, "chunk %s#%llu: fetched in %.1f ms, stored in %.1f ms", ref.key.c_str(),
+                (unsigned long long)c, ms(t1 - t0), ms(std::chrono::steady_clock::now() - t1));
   } else {
     MODELFS_LOG(kWarn, "fetch %s %s [%llu, +%llu) failed: %s", ref.repo.Id().c_str(),
                 ref.path.c_str(), (unsigned long long)start, (unsigned long long)len,
@@ -308,19 +323,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
     std::lock_guard<std::mutex> l(b->mu);
     b->inflight.erase(c);
   }
-  {
-    std::lock_guard<std::mutex> l(f->mu);
-    f->status = st;
-    if (st.ok()) f->data = std::move(data);
-    f->done = true;
-  }
-  f->cv.notify_all();
-  if (st.ok() && whole_blob && b->file && b->file->AllPresent()) {
-    // Inline-verified already; make it durable off the read path.
-    MaybeScheduleVerify(b);
-  } else if (st.ok()) {
-    MaybeScheduleVerify(b);
-  }
+  if (st.ok()) MaybeScheduleVerify(b);
   inflight_chunks_--;
   busy_--;
 }
@@ -419,9 +422,14 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
       b->cursors.push_back(Cursor{off + len, opts_.initial_window, 0, 0, now});
       return;  // a lone read is not a stream yet: fetch only what it needs
     }
+    // The window doubles each time the stream moves into a new chunk (not on every read: kernel
+    // reads are 128 KiB - 1 MiB, and doubling per read would put the whole cap in flight at
+    // once, where the chunk the reader needs next competes with dozens of later ones).
+    if (cur->hits++ > 0 && (off + len) / kChunkSize > cur->next / kChunkSize) {
+      cur->window = std::min(cur->window * 2, opts_.max_window);
+    }
     cur->next = std::max(cur->next, off + len);
     cur->last_use = now;
-    if (cur->hits++ > 0) cur->window = std::min(cur->window * 2, opts_.max_window);
     uint64_t from = std::max(cur->prefetched_to, ((off + len) / kChunkSize) * kChunkSize);
     uint64_t to = std::min(b->ref.size, off + len + cur->window);
     uint64_t pos = from;
