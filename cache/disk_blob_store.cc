@@ -198,6 +198,7 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
 
   std::vector<char> scratch;
   std::shared_ptr<Inflight> last;  // the chunk fetched for an earlier block of this read
+  bool waited = false;             // this read had to wait for the network
   uint64_t last_chunk = UINT64_MAX;
   for (uint64_t pos = offset; pos < end;) {
     uint32_t i = static_cast<uint32_t>(pos / kBlockSize);
@@ -221,12 +222,14 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
       }
       last = FetchChunk(b, c);
       last_chunk = c;
+      waited = true;
       if (!last->status.ok()) return last->status;
     }
     memcpy(out, last->data.data() + (pos - c * kChunkSize), take);
     miss_bytes_ += take;
     pos += take;
   }
+  if (waited) GrowWindow(b, end);
   *n = end - offset;
   return Status::Ok();
 }
@@ -422,12 +425,7 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
       b->cursors.push_back(Cursor{off + len, opts_.initial_window, 0, 0, now});
       return;  // a lone read is not a stream yet: fetch only what it needs
     }
-    // The window doubles each time the stream moves into a new chunk (not on every read: kernel
-    // reads are 128 KiB - 1 MiB, and doubling per read would put the whole cap in flight at
-    // once, where the chunk the reader needs next competes with dozens of later ones).
-    if (cur->hits++ > 0 && (off + len) / kChunkSize > cur->next / kChunkSize) {
-      cur->window = std::min(cur->window * 2, opts_.max_window);
-    }
+    cur->hits++;
     cur->next = std::max(cur->next, off + len);
     cur->last_use = now;
     uint64_t from = std::max(cur->prefetched_to, ((off + len) / kChunkSize) * kChunkSize);
@@ -456,6 +454,20 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
     auto fl = f;
     if (!pool_->Submit([this, blob, chunk, fl] { RunFetch(blob, chunk, fl); })) {
       RunFetch(blob, chunk, fl);  // shutting down: complete it so no waiter hangs
+    }
+  }
+}
+
+void DiskBlobStore::GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end) {
+  // The reader of a stream caught up with its prefetch and waited: the window (and with it the
+  // number of chunks in flight, i.e. parallel connections) is too small for this link's
+  // bandwidth-delay product, so double it. While prefetch keeps ahead it stays as it is: on a fast
+  // local link a few connections suffice, and more only compete for the server and the CPU.
+  std::lock_guard<std::mutex> l(b->mu);
+  for (auto& c : b->cursors) {
+    if (end + kSeekBackTolerance >= c.next && end <= c.next + kSeekForwardTolerance && c.hits > 0) {
+      c.window = std::min(c.window * 2, opts_.max_window);
+      return;
     }
   }
 }

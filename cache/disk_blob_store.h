@@ -10,9 +10,10 @@
 // Prefetch: per blob, up to kMaxCursors read cursors (several processes, tensor-parallel ranks and
 // kernel readahead streams read one file at once). A read within [-1 MiB, +16 MiB] of a cursor's
 // position continues that stream; from the second sequential read on, chunks ahead of the reader
-// are fetched on the prefetch pool, over a window that starts at initial_window and doubles per
-// sequential read up to max_window. Each chunk in flight is a separate HTTP request, so a large
-// file streams over up to fetch_threads connections at once.
+// are fetched on the prefetch pool, over a window that starts at initial_window and doubles each
+// time the reader has to wait for the network, up to max_window. Each chunk in flight is a
+// separate HTTP request, so a large file streams over up to fetch_threads connections at once on a
+// slow far link, and over few on a fast near one.
 //
 // Verification: when every block of a blob is present, a background task re-reads it, computes the
 // hub's hash (SHA-256 or git blob SHA-1) and compares: a match marks the blob verified (durably); a
@@ -109,6 +110,7 @@ class DiskBlobStore : public BlobStore {
   void RunFetch(const std::shared_ptr<Blob>& b, uint64_t c, const std::shared_ptr<Inflight>& f);
   void StoreChunk(const std::shared_ptr<Blob>& b, uint64_t c, const char* data, uint64_t len);
   void Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
+  void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
   void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
   void Verify(const std::shared_ptr<Blob>& b);
   bool Admit(const std::string& key, uint64_t bytes);
