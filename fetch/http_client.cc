@@ -274,8 +274,10 @@ Status MapHubError(const Response& resp, bool token_sent, const std::string& wha
   if (s == 401) {
     if (token_sent) return Status::PermissionDenied(detail + "; the token lacks access or is invalid");
     if (code == "GatedRepo") return Status::PermissionDenied(detail + "; gated repo, a token is needed");
-    // hub-protocol 4.1: an anonymous bare 401 means "private or does not exist".
-    return Status::PermissionDenied(detail + "; repo is private or does not exist, a token may be needed");
+    // hub-protocol 4.1: an anonymous bare 401 means "private or does not exist". Users (and
+    // huggingface_hub's RepositoryNotFoundError) read that as "not found": ENOENT at the mount,
+    // with the message saying a token may be needed.
+    return Status::NotFound(detail + "; repo does not exist, or is private and a token is needed");
   }
   if (s == 403) return Status::PermissionDenied(detail);
   if (IsRetryableStatus(s)) return Status::Unavailable(detail);

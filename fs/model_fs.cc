@@ -1,5 +1,7 @@
 #include "fs/model_fs.h"
 
+#include "common/log.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -287,9 +289,19 @@ Result<uint64_t> ModelFs::ResolveRepoDir(uint64_t parent, const std::string& nam
 Result<uint64_t> ModelFs::FetchAndPublish(uint64_t parent, const std::string& name,
                                           const RepoId& repo, const std::string& rev) {
   Result<std::string> commit = hub_.ResolveRevision(repo, rev);
-  if (!commit.ok()) return commit.status();
+  if (!commit.ok()) {
+    MODELFS_LOG(kWarn, "%s %s@%s: %s", repo.type.c_str(), repo.Id().c_str(),
+                rev.empty() ? "(default branch)" : rev.c_str(), commit.status().ToString().c_str());
+    return commit.status();
+  }
   Result<std::vector<FileEntry>> entries = hub_.ListTree(repo, *commit);
-  if (!entries.ok()) return entries.status();
+  if (!entries.ok()) {
+    MODELFS_LOG(kWarn, "%s %s@%s: listing failed: %s", repo.type.c_str(), repo.Id().c_str(),
+                commit->c_str(), entries.status().ToString().c_str());
+    return entries.status();
+  }
+  MODELFS_LOG(kInfo, "%s %s%s%s pinned to commit %s (%zu entries)", repo.type.c_str(), repo.Id().c_str(),
+              rev.empty() ? "" : "@", rev.c_str(), commit->c_str(), entries->size());
 
   const bool is_single_root = single_ && parent == kRootIno && name.empty();
   const uint64_t repo_ino = is_single_root ? kRootIno : next_ino_.fetch_add(1);
@@ -442,7 +454,12 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
   const uint64_t file_size = node->blob.size;
   if (offset >= file_size || size == 0) return Status::Ok();
   const size_t len = static_cast<size_t>(std::min<uint64_t>(size, file_size - offset));
-  return store_.Read(node->blob, offset, len, buf, n);
+  Status s = store_.Read(node->blob, offset, len, buf, n);
+  if (!s.ok()) {
+    MODELFS_LOG(kWarn, "read %s %s [%llu, +%zu): %s", node->blob.repo.Id().c_str(), node->blob.path.c_str(),
+                (unsigned long long)offset, len, s.ToString().c_str());
+  }
+  return s;
 }
 
 }  // namespace modelfs

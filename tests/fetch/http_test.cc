@@ -149,9 +149,9 @@ TEST_F(HubApiTest, UnknownRevisionAndRepo) {
   HttpHubApi api(Opts(hub_->endpoint()));
   auto r = api.ResolveRevision(Repo(), "no-such-branch");
   EXPECT_EQ(r.status().code(), Code::kNotFound) << r.status().ToString();
-  // Anonymous, missing repo: a bare 401 (private or missing) -> PermissionDenied mentioning a token.
+  // Anonymous, missing repo: a bare 401 (private or missing) -> NotFound mentioning a token.
   auto missing = api.ResolveRevision(Repo("org/nope"), "main");
-  EXPECT_EQ(missing.status().code(), Code::kPermissionDenied) << missing.status().ToString();
+  EXPECT_EQ(missing.status().code(), Code::kNotFound) << missing.status().ToString();
   EXPECT_NE(missing.status().message().find("token"), std::string::npos);
   FetchOptions o = Opts(hub_->endpoint());
   o.token = "good-token";
@@ -161,7 +161,7 @@ TEST_F(HubApiTest, UnknownRevisionAndRepo) {
 
 TEST_F(HubApiTest, PrivateAndGatedRepos) {
   HttpHubApi anon(Opts(hub_->endpoint()));
-  EXPECT_EQ(anon.ResolveRevision(Repo("org/private"), "main").status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(anon.ResolveRevision(Repo("org/private"), "main").status().code(), Code::kNotFound);
   FetchOptions o = Opts(hub_->endpoint());
   o.token = "good-token";
   HttpHubApi authed(o);
@@ -170,7 +170,7 @@ TEST_F(HubApiTest, PrivateAndGatedRepos) {
   EXPECT_EQ(*p, hub_->CommitOf("main", "org/private"));
   auto commit = *p;
   EXPECT_TRUE(authed.ListTree(Repo("org/private"), commit).ok());
-  EXPECT_EQ(anon.ListTree(Repo("org/private"), commit).status().code(), Code::kPermissionDenied);
+  EXPECT_EQ(anon.ListTree(Repo("org/private"), commit).status().code(), Code::kNotFound);
   // Wrong token: PermissionDenied, not a retry storm.
   o.token = "bad-token";
   HttpHubApi bad(o);
