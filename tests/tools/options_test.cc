@@ -1,0 +1,138 @@
+#include "tools/options.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "tests/testing/temp_dir.h"
+
+namespace modelfs::cli {
+namespace {
+
+// Each test starts from an environment without the variables the parser reads.
+class OptionsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* v : {"HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HOME",
+                          "MODELFS_CACHE", "MODELFS_CACHE_SIZE", "MODELFS_LOG_FILE", "MODELFS_LOG_LEVEL"})
+      unsetenv(v);
+    setenv("HOME", home_.path().c_str(), 1);
+  }
+  Status Parse(std::vector<std::string> args, MountConfig* cfg) {
+    bool help = false;
+    return ParseMount(args, cfg, &help);
+  }
+  testing::TempDir home_;
+};
+
+TEST_F(OptionsTest, Sizes) {
+  EXPECT_EQ(ParseSize("20GiB").value(), 20ull << 30);
+  EXPECT_EQ(ParseSize("512MiB").value(), 512ull << 20);
+  EXPECT_EQ(ParseSize("1.5G").value(), 3ull << 29);
+  EXPECT_EQ(ParseSize("10GB").value(), 10000000000ull);
+  EXPECT_EQ(ParseSize("4096").value(), 4096u);
+  EXPECT_FALSE(ParseSize("lots").ok());
+  EXPECT_FALSE(ParseSize("10XB").ok());
+  EXPECT_FALSE(ParseSize("-1G").ok());
+  EXPECT_FALSE(ParseSize("1e30").ok());
+}
+
+TEST_F(OptionsTest, RepoArguments) {
+  std::string rev;
+  auto r = ParseRepoArg("org/name@v1.0", &rev);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->Id(), "org/name");
+  EXPECT_EQ(rev, "v1.0");
+  r = ParseRepoArg("datasets/org/data", &rev);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->type, "dataset");
+  EXPECT_EQ(rev, "");
+  EXPECT_FALSE(ParseRepoArg("noslash", &rev).ok());
+  EXPECT_FALSE(ParseRepoArg("a/b/c", &rev).ok());
+  EXPECT_FALSE(ParseRepoArg("../x", &rev).ok());
+  EXPECT_FALSE(ParseRepoArg("org/name@", &rev).ok());
+}
+
+TEST_F(OptionsTest, DefaultsAndPrecedence) {
+  MountConfig cfg;
+  ASSERT_TRUE(Parse({"/mnt/x"}, &cfg).ok());
+  EXPECT_EQ(cfg.fetch.endpoint, "https://huggingface.co");
+  EXPECT_EQ(cfg.cache.dir, home_.path() + "/.cache/modelfs");
+  EXPECT_EQ(cfg.cache.max_bytes, 20ull << 30);
+  EXPECT_EQ(cfg.fetch.token, "");
+  EXPECT_FALSE(cfg.mount.foreground);
+  EXPECT_EQ(cfg.log_file, cfg.cache.dir + "/modelfs.log");
+
+  setenv("HF_ENDPOINT", "http://mirror.local:8080///", 1);
+  MountConfig env_cfg;
+  ASSERT_TRUE(Parse({"-f", "/mnt/x"}, &env_cfg).ok());
+  EXPECT_EQ(env_cfg.fetch.endpoint, "http://mirror.local:8080");
+  EXPECT_TRUE(env_cfg.mount.foreground);
+  EXPECT_EQ(env_cfg.log_file, "");
+
+  MountConfig flag_cfg;
+  ASSERT_TRUE(Parse({"--endpoint=http://127.0.0.1:9", "--cache-size", "1GiB", "org/m@main", "/mnt/x"}, &flag_cfg).ok());
+  EXPECT_EQ(flag_cfg.fetch.endpoint, "http://127.0.0.1:9");
+  EXPECT_EQ(flag_cfg.cache.max_bytes, 1ull << 30);
+  ASSERT_TRUE(flag_cfg.fs.single_repo.has_value());
+  EXPECT_EQ(flag_cfg.fs.single_repo->Id(), "org/m");
+  EXPECT_EQ(flag_cfg.fs.single_rev, "main");
+}
+
+TEST_F(OptionsTest, TokenSources) {
+  std::string hf_home = home_.Sub("hf");
+  mkdir(hf_home.c_str(), 0700);
+  testing::WriteFileOrDie(hf_home + "/token", "  hf_fromfile\r\n");
+  setenv("HF_HOME", hf_home.c_str(), 1);
+  MountConfig a;
+  ASSERT_TRUE(Parse({"/m"}, &a).ok());
+  EXPECT_EQ(a.fetch.token, "hf_fromfile");
+  setenv("HF_TOKEN", "hf_fromenv\n", 1);
+  MountConfig b;
+  ASSERT_TRUE(Parse({"/m"}, &b).ok());
+  EXPECT_EQ(b.fetch.token, "hf_fromenv");
+  unsetenv("HF_TOKEN");
+  testing::WriteFileOrDie(home_.Sub("explicit"), "hf_explicit");
+  MountConfig c;
+  ASSERT_TRUE(Parse({"--token-file", home_.Sub("explicit"), "/m"}, &c).ok());
+  EXPECT_EQ(c.fetch.token, "hf_explicit");
+  MountConfig d;
+  EXPECT_FALSE(Parse({"--token-file", home_.Sub("missing"), "/m"}, &d).ok());
+}
+
+TEST_F(OptionsTest, BadInputIsAClearError) {
+  MountConfig cfg;
+  EXPECT_FALSE(Parse({}, &cfg).ok());
+  EXPECT_FALSE(Parse({"--bogus", "/m"}, &cfg).ok());
+  EXPECT_FALSE(Parse({"--endpoint", "ftp://x", "/m"}, &cfg).ok());
+  EXPECT_FALSE(Parse({"--cache-size", "big", "/m"}, &cfg).ok());
+  EXPECT_FALSE(Parse({"--threads", "0", "/m"}, &cfg).ok());
+  EXPECT_FALSE(Parse({"--cache-size"}, &cfg).ok());
+  EXPECT_FALSE(Parse({"a", "b", "c"}, &cfg).ok());
+  bool help = false;
+  EXPECT_TRUE(ParseMount({"--help"}, &cfg, &help).ok());
+  EXPECT_TRUE(help);
+}
+
+// The README documents every option of the table, and --help shows each.
+TEST_F(OptionsTest, ReadmeAndHelpCoverEveryOption) {
+  std::ifstream in(std::string(MODELFS_SOURCE_DIR) + "/README.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string readme = ss.str();
+  ASSERT_FALSE(readme.empty());
+  std::string help = MountHelp();
+  for (const auto& o : MountOptionTable()) {
+    EXPECT_NE(readme.find(std::string("`") + o.flag), std::string::npos) << o.flag << " missing from README";
+    EXPECT_NE(help.find(o.flag), std::string::npos) << o.flag;
+    if (o.env) {
+      EXPECT_NE(help.find(o.env), std::string::npos) << o.env;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace modelfs::cli
