@@ -138,6 +138,21 @@ int Unmount(const std::vector<std::string>& args) {
 }  // namespace
 }  // namespace modelfs
 
+namespace {
+
+// The subcommands. A new command is a function in its own tools/ file and one row here.
+struct Command {
+  const char* name;
+  int (*run)(const std::vector<std::string>& args);
+};
+const Command kCommands[] = {
+    {"mount", &modelfs::Mount},
+    {"unmount", &modelfs::Unmount},
+    {"umount", &modelfs::Unmount},
+};
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
@@ -150,8 +165,8 @@ int main(int argc, char** argv) {
   }
   std::string cmd = args[0];
   args.erase(args.begin());
-  if (cmd == "mount") return modelfs::Mount(args);
-  if (cmd == "unmount" || cmd == "umount") return modelfs::Unmount(args);
+  for (const auto& c : kCommands)
+    if (cmd == c.name) return c.run(args);
   fprintf(stderr, "modelfs: unknown command '%s'\n\n%s", cmd.c_str(), modelfs::cli::MainHelp().c_str());
   return 2;
 }
