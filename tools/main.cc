@@ -12,30 +12,16 @@
 #include <string>
 #include <vector>
 
-#include "cache/disk_blob_store.h"
-#include "cache/meta_store.h"
 #include "common/log.h"
-#include "fetch/http_client.h"
-#include "fetch/http_hub_api.h"
-#include "fetch/http_range_source.h"
 #include "fs/fuse_adapter.h"
 #include "fs/model_fs.h"
+#include "tools/engine.h"
 #include "tools/options.h"
 
 namespace modelfs {
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
-
-// Everything a mounted filesystem needs, owned in one place and destroyed after the FUSE loop
-// (ModelFs, owned by the adapter, goes first).
-struct Daemon {
-  std::shared_ptr<http::HttpClient> client;
-  std::unique_ptr<HttpHubApi> http_hub;
-  std::unique_ptr<HttpRangeSource> source;
-  std::unique_ptr<PersistentHubApi> hub;
-  std::unique_ptr<DiskBlobStore> store;
-};
 
 Status MkdirP(const std::string& path) {
   std::string cur;
@@ -84,7 +70,7 @@ int Mount(const std::vector<std::string>& args) {
   }
   chmod(cfg.cache.dir.c_str(), 0700);  // cached weights and metadata are private to the user
 
-  Daemon d;
+  std::unique_ptr<cli::Engine> engine;  // outlives the FUSE loop; ModelFs (owned by it) goes first
   auto make_fs = [&]() -> Result<std::unique_ptr<ModelFs>> {
     if (!cfg.log_file.empty()) {
       // fuse_daemonize pointed stderr at /dev/null; the daemon logs to its file instead.
@@ -97,14 +83,10 @@ int Mount(const std::vector<std::string>& args) {
     MODELFS_LOG(kInfo, "modelfs %s mounting %s from %s, cache %s (%llu bytes)", kVersion,
                 cfg.mount.mountpoint.c_str(), cfg.fetch.endpoint.c_str(), cfg.cache.dir.c_str(),
                 (unsigned long long)cfg.cache.max_bytes);
-    d.client = std::make_shared<http::HttpClient>(cfg.fetch);
-    d.http_hub = std::make_unique<HttpHubApi>(d.client);
-    d.source = std::make_unique<HttpRangeSource>(d.client);
-    d.hub = std::make_unique<PersistentHubApi>(d.http_hub.get(), cfg.cache.dir);
-    auto store = DiskBlobStore::Open(cfg.cache, d.source.get());
-    if (!store.ok()) return store.status();
-    d.store = std::move(store).value();
-    auto fs = std::make_unique<ModelFs>(cfg.fs, *d.hub, *d.store);
+    auto e = cli::OpenEngine(cfg.fetch, cfg.cache);
+    if (!e.ok()) return e.status();
+    engine = std::move(e).value();
+    auto fs = std::make_unique<ModelFs>(cfg.fs, *engine->hub, *engine->store);
     if (cfg.fs.single_repo) {
       Status init = fs->Init();
       if (!init.ok()) return init;
