@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what modelfs needs on Debian 12 (only what is missing) and builds it into build/.
-# Usage: bash tools/setup.sh        (env: BUILD_DIR=build, BUILD_TYPE=RelWithDebInfo)
+# Usage: bash tools/setup.sh  (env: BUILD_DIR=build, BUILD_TYPE=RelWithDebInfo, BUILD_TARGET=all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev
-      libxxhash-dev nlohmann-json3-dev libgtest-dev python3 python3-numpy curl ca-certificates)
+      libxxhash-dev nlohmann-json3-dev libgtest-dev python3 python3-numpy curl ca-certificates
+      python3-torch)  # python3-torch: tests/integration/readers_test.cc (about 140 MB download)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,5 +21,5 @@ fi
 
 BUILD_DIR=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)"
+cmake --build "$BUILD_DIR" -j"$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"}
 echo "setup: built $BUILD_DIR/bin/modelfs"
