@@ -263,8 +263,11 @@ class Bench:
             path = os.path.join(m.mnt, rel)
             t0 = time.monotonic()
             n, hdr = st_header(path)
-            tensors = sorted((v["data_offsets"], k) for k, v in hdr.items() if k != "__metadata__")
-            (b, e), _ = tensors[-2] if len(tensors) > 1 else tensors[-1]
+            # The largest tensor in the last quarter of the file: "a tensor near the end" that is
+            # big enough to be a real weight (the generator also writes tiny and scalar tensors).
+            tensors = [v["data_offsets"] for k, v in hdr.items() if k != "__metadata__"]
+            tail = [t for t in tensors if t[0] >= 3 * tensors[-1][1] // 4] or tensors
+            b, e = max(tail, key=lambda t: t[1] - t[0])
             with open(path, "rb") as f:
                 f.seek(8 + n + b)
                 got = len(f.read(e - b))
