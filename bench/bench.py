@@ -266,7 +266,8 @@ class Bench:
             # The largest tensor in the last quarter of the file: "a tensor near the end" that is
             # big enough to be a real weight (the generator also writes tiny and scalar tensors).
             tensors = [v["data_offsets"] for k, v in hdr.items() if k != "__metadata__"]
-            tail = [t for t in tensors if t[0] >= 3 * tensors[-1][1] // 4] or tensors
+            end = max(t[1] for t in tensors)
+            tail = [t for t in tensors if t[0] >= 3 * end // 4] or tensors
             b, e = max(tail, key=lambda t: t[1] - t[0])
             with open(path, "rb") as f:
                 f.seek(8 + n + b)
