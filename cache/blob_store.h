@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include "common/repo.h"
 #include "common/status.h"
@@ -27,6 +29,12 @@ class BlobStore {
   // small prefetch of the file's head (the safetensors header). Calls nest (counted). Thread-safe.
   virtual void OpenBlob(const BlobRef& blob) = 0;
   virtual void CloseBlob(const BlobRef& blob) = 0;
+
+  // Registers `cb` (empty: unregisters), called with a content key after the store dropped that
+  // content because its whole-file hash did not match, so the filesystem can drop the kernel's
+  // cached pages of every file with that content. Called from a background thread; never called
+  // after Set...(nullptr) has returned. The default store never drops verified content.
+  virtual void SetInvalidateCallback(std::function<void(const std::string& key)> cb) {}
 };
 
 }  // namespace modelfs

@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "cache/hash.h"
 
 namespace modelfs {
@@ -57,8 +59,15 @@ Result<std::unique_ptr<BlockFile>> BlockFile::Open(const std::string& dir, const
                                                    uint64_t size) {
   std::string base = dir + "/" + key;
   int data_fd = open((base + ".data").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int mode = O_RDWR | O_CREAT;
+  if (data_fd < 0 && (errno == EROFS || errno == EACCES)) {
+    // Read-only cache: the blocks already there are still served (and checked); writes fail,
+    // which the store turns into uncached reads.
+    data_fd = open((base + ".data").c_str(), O_RDONLY | O_CLOEXEC);
+    mode = O_RDONLY;
+  }
   if (data_fd < 0) return Status::IoError("open " + base + ".data: " + strerror(errno));
-  int idx_fd = open((base + ".idx").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int idx_fd = open((base + ".idx").c_str(), mode | O_CLOEXEC, 0600);
   if (idx_fd < 0) {
     close(data_fd);
     return Status::IoError("open " + base + ".idx: " + strerror(errno));
@@ -96,6 +105,37 @@ Result<std::unique_ptr<BlockFile>> BlockFile::Open(const std::string& dir, const
     }
   }
   return f;
+}
+
+bool BlockFile::Peek(const std::string& idx_path, BlockFileSummary* out) {
+  int fd = open(idx_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  Header h{};
+  bool ok = PreadFull(fd, &h, sizeof h, 0) && memcmp(h.magic, kMagic, 8) == 0 &&
+            h.block_size == kBlockSize;
+  if (ok) {
+    *out = BlockFileSummary{};
+    out->size = h.size;
+    out->verified = h.flags & kFlagVerified;
+    uint64_t n = (h.size + kBlockSize - 1) / kBlockSize;
+    out->num_blocks = static_cast<uint32_t>(n);
+    std::vector<char> raw(n * kEntrySize);
+    if (n > 0 && !PreadFull(fd, raw.data(), raw.size(), kHeaderSize)) {
+      out->verified = false;  // short index: Open will reset it
+      n = 0;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+      Entry e;
+      memcpy(&e, raw.data() + i * kEntrySize, kEntrySize);
+      uint64_t want = std::min<uint64_t>(kBlockSize, h.size - i * kBlockSize);
+      if (e.checksum != 0 && e.len == want) {
+        out->present_bytes += e.len;
+        out->present_blocks++;
+      }
+    }
+  }
+  close(fd);
+  return ok;
 }
 
 BlockFile::BlockFile(std::string base, uint64_t size, int data_fd, int idx_fd)
@@ -154,7 +194,10 @@ bool BlockFile::ReadBlock(uint32_t i, char* buf) {
   std::lock_guard<std::mutex> l(mu_);
   if (entries_[i].checksum == want) {  // not rewritten meanwhile: this block is bad
     entries_[i] = Entry{};
-    flags_ &= ~kFlagVerified;
+    if (flags_ & kFlagVerified) {  // the blob is no longer whole: clear the flag on disk too
+      flags_ &= ~kFlagVerified;
+      PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));
+    }
     corrupt_++;
     WriteEntry(i);
   }
@@ -195,9 +238,11 @@ Status BlockFile::MarkVerified() {
 void BlockFile::DropAll() {
   std::lock_guard<std::mutex> l(mu_);
   for (auto& e : entries_) e = Entry{};
+  bool was_verified = flags_ & kFlagVerified;
   flags_ = 0;
   std::vector<char> zeros(entries_.size() * kEntrySize, 0);
   PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));
+  if (was_verified) fdatasync(idx_fd_);  // see the contract: flag off durably before the punch
   if (!zeros.empty()) PwriteFull(idx_fd_, zeros.data(), zeros.size(), kHeaderSize);
   // Release the space; the file keeps its size so offsets stay valid.
   fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(size_));

@@ -24,12 +24,27 @@ namespace modelfs {
 // (max_pages 256 x 4 KiB), so an aligned kernel read is exactly one block and one checksum.
 constexpr uint32_t kBlockSize = 1u << 20;
 
+// What an index file says about its blob, read without opening the blob (cache scans, tools).
+struct BlockFileSummary {
+  uint64_t size = 0;           // blob size from the header
+  uint64_t present_bytes = 0;  // sum of the lengths of blocks whose entry says present
+  uint32_t present_blocks = 0;
+  uint32_t num_blocks = 0;
+  bool verified = false;       // the durable "whole-file hash matched" flag
+};
+
 class BlockFile {
  public:
   // Opens (creating if needed) the block files for `key` under `dir`. An index whose header does
   // not match (other size, other block size, bad magic, short) is reset: its blocks are dropped.
+  // On a read-only cache the files are opened read-only if they exist: present blocks read, every
+  // write fails with an error.
   static Result<std::unique_ptr<BlockFile>> Open(const std::string& dir, const std::string& key,
                                                  uint64_t size);
+  // Reads the header and entries of `idx_path` only. False if it is missing or not an index.
+  // Entries are not checked against data (reads do that), so present_bytes may overstate after a
+  // crash; it is what the cache charges against its quota until the blob is opened.
+  static bool Peek(const std::string& idx_path, BlockFileSummary* out);
   ~BlockFile();
   BlockFile(const BlockFile&) = delete;
   BlockFile& operator=(const BlockFile&) = delete;
@@ -52,7 +67,9 @@ class BlockFile {
   Status WriteBlock(uint32_t i, const char* data);
   // Makes every present block durable, then sets the verified flag durably.
   Status MarkVerified();
-  // Forgets every block (entries cleared, data space released) and the verified flag.
+  // Forgets every block (entries cleared, data space released) and the verified flag. The cleared
+  // flag is made durable before any space is released, so a crash can never leave a "verified"
+  // blob whose data was punched out.
   void DropAll();
   // Corrupt blocks found by ReadBlock since open.
   uint64_t corrupt_blocks() const;

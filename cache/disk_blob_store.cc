@@ -1,9 +1,11 @@
 #include "cache/disk_blob_store.h"
+#include "common/file_util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,8 +13,10 @@
 #include <cstring>
 #include <shared_mutex>
 #include <thread>
+#include <tuple>
 
 #include "cache/hash.h"
+#include "cache/pins.h"
 #include "common/log.h"
 
 namespace modelfs {
@@ -29,18 +33,11 @@ constexpr size_t kMaxCursors = 8;
 // A fetched small blob whose hash mismatches is fetched again this many times before EIO.
 constexpr int kSmallBlobRetries = 2;
 
-Status MkdirP(const std::string& path) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); i++) {
-    if (i == path.size() || path[i] == '/') {
-      if (!cur.empty() && mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) {
-        return Status::IoError("mkdir " + cur + ": " + strerror(errno));
-      }
-    }
-    if (i < path.size()) cur.push_back(path[i]);
-  }
-  return Status::Ok();
-}
+// Filesystems allocate whole pages: a 100-byte last block still takes 4 KiB of disk. Charging pages
+// makes the quota a bound on real disk use. Only a blob's last block can be unaligned, so the charge
+// of a blob's present bytes is the page-rounded sum.
+constexpr uint64_t kDiskPage = 4096;
+uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskPage * kDiskPage; }
 
 }  // namespace
 
@@ -57,6 +54,7 @@ struct DiskBlobStore::Blob {
   std::unique_ptr<BlockFile> file;    // null: cache unusable for this blob, serve uncached
   std::mutex mu;                      // guards everything below
   std::map<uint64_t, std::shared_ptr<Inflight>> inflight;  // by chunk index
+  std::map<uint64_t, std::shared_ptr<Inflight>> spill;     // done, not cached, kept in memory
   std::vector<Cursor> cursors;
   int opens = 0;
   std::set<std::string> sources;      // hosts that served this blob's bytes since start
@@ -66,6 +64,7 @@ struct DiskBlobStore::Blob {
   std::set<std::string> bad_sources;
   uint64_t generation = 0;            // bumped when blocks are dropped; older fetches are not stored
   bool verifying = false;
+  uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
   // Held shared while a fetched chunk is checked against `generation` and written, and exclusively
   // while blocks are dropped, so a fetch that started before a drop can never write after it.
   // Taken before mu.
@@ -75,9 +74,28 @@ struct DiskBlobStore::Blob {
 Result<std::unique_ptr<DiskBlobStore>> DiskBlobStore::Open(const CacheOptions& opts,
                                                            RangeSource* source) {
   Status s = MkdirP(opts.dir + "/blobs");
-  if (!s.ok()) return s;
+  if (!s.ok() && access(opts.dir.c_str(), F_OK) != 0) return s;
+  if (!s.ok()) {  // read-only or full cache filesystem: serve what is there, the rest uncached
+    MODELFS_LOG(kWarn, "cache %s is not writable (%s): reads not cached", opts.dir.c_str(),
+                s.ToString().c_str());
+  }
   std::unique_ptr<DiskBlobStore> store(new DiskBlobStore(opts, source));
+  store->quota_bytes_ = opts.max_bytes;
+  if (opts.max_fs_percent > 0 || opts.min_free_percent > 0) {
+    struct statvfs vfs;
+    if (statvfs(opts.dir.c_str(), &vfs) != 0) {
+      return Status::IoError("statvfs " + opts.dir + ": " + strerror(errno));
+    }
+    double fs_size = static_cast<double>(vfs.f_blocks) * static_cast<double>(vfs.f_frsize);
+    if (opts.max_fs_percent > 0) {
+      store->quota_bytes_ = static_cast<uint64_t>(fs_size * std::min(opts.max_fs_percent, 100.0) / 100);
+    }
+    store->min_free_bytes_ = static_cast<uint64_t>(fs_size * std::min(opts.min_free_percent, 100.0) / 100);
+  }
   store->ScanExisting();
+  MODELFS_LOG(kInfo, "cache %s: quota %llu bytes (0 = none), keeping %llu bytes of its filesystem "
+              "free, %llu bytes cached", opts.dir.c_str(), (unsigned long long)store->quota_bytes_,
+              (unsigned long long)store->min_free_bytes_, (unsigned long long)store->used_bytes_);
   return store;
 }
 
@@ -113,27 +131,25 @@ void DiskBlobStore::ScanExisting() {
     if (!dd) continue;
     while (dirent* e = readdir(dd)) {
       std::string name = e->d_name;
+      if (name.size() > 5 && name.compare(name.size() - 5, 5, ".data") == 0) {
+        // A data file whose index is gone (a crash between the two unlinks of an eviction) would
+        // hold space the quota does not see: remove it.
+        std::string stem = sub + "/" + name.substr(0, name.size() - 5);
+        if (access((stem + ".idx").c_str(), F_OK) != 0 && errno == ENOENT) {
+          unlink((stem + ".data").c_str());
+        }
+        continue;
+      }
       if (name.size() < 5 || name.compare(name.size() - 4, 4, ".idx") != 0) continue;
       std::string key = name.substr(0, name.size() - 4);
       std::string path = sub + "/" + name;
-      FILE* f = fopen(path.c_str(), "rb");
-      if (!f) continue;
-      char header[64];
-      uint64_t bytes = 0;
-      if (fread(header, 1, 64, f) == 64) {
-        char entry[16];
-        while (fread(entry, 1, 16, f) == 16) {
-          uint64_t sum;
-          uint32_t len;
-          memcpy(&sum, entry, 8);
-          memcpy(&len, entry + 8, 4);
-          if (sum) bytes += len;
-        }
-      }
-      fclose(f);
+      BlockFileSummary sum;
+      if (!BlockFile::Peek(path, &sum)) continue;
+      uint64_t bytes = Charge(sum.present_bytes);
       struct stat st;
       uint64_t mtime = stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_mtime) : 0;
-      usage_[key] = Usage{bytes, mtime};  // older runs sort before anything touched now
+      // Older runs sort before anything touched now.
+      usage_[key] = Usage{bytes, mtime, sum.verified && sum.present_blocks == sum.num_blocks};
       used_bytes_ += bytes;
     }
     closedir(dd);
@@ -169,9 +185,10 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
     blobs_[ref.key] = b;
     Usage& u = usage_[ref.key];
     u.last_access = ++clock_;
-    uint64_t present = b->file ? b->file->PresentBytes() : 0;
+    uint64_t present = b->file ? Charge(b->file->PresentBytes()) : 0;
     used_bytes_ = used_bytes_ - u.bytes + present;  // the index may have been reset on open
     u.bytes = present;
+    u.verified = b->file && b->file->verified();
   }
   MaybeScheduleVerify(b);  // complete but unverified (e.g. a crash before verification)
   return b;
@@ -220,6 +237,7 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
         pos += take;
         continue;
       }
+      if (b->file) NoteCorruption(b);
       last = FetchChunk(b, c);
       last_chunk = c;
       waited = true;
@@ -241,8 +259,11 @@ std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::FetchChunk(const std::sh
   {
     std::lock_guard<std::mutex> l(b->mu);
     auto it = b->inflight.find(c);
+    auto sp = b->spill.find(c);
     if (it != b->inflight.end()) {
       f = it->second;
+    } else if (sp != b->spill.end()) {
+      return sp->second;  // fetched before but not cacheable: no second request
     } else {
       f = std::make_shared<Inflight>();
       b->inflight[c] = f;
@@ -309,11 +330,9 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
       if (store) b->sources.insert(served_by);
     }
     auto t1 = std::chrono::steady_clock::now();
-    if (store) {
-      StoreChunk(b, c, f->data.data(), len);
-    } else {
-      uncached_bytes_ += len;
-    }
+    bool cached = store && StoreChunk(b, c, f->data.data(), len);
+    if (!store) uncached_bytes_ += len;
+    if (store && !cached) Spill(b, c, f);
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
     MODELFS_LOG(kDebug, "chunk %s#%llu: fetched in %.1f ms, stored in %.1f ms", ref.key.c_str(),
                 (unsigned long long)c, ms(t1 - t0), ms(std::chrono::steady_clock::now() - t1));
@@ -331,75 +350,154 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   busy_--;
 }
 
-void DiskBlobStore::StoreChunk(const std::shared_ptr<Blob>& b, uint64_t c, const char* data,
+void DiskBlobStore::Spill(const std::shared_ptr<Blob>& b, uint64_t c,
+                          const std::shared_ptr<Inflight>& f) {
+  std::lock_guard<std::mutex> sl(spill_mu_);
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (!b->spill.emplace(c, f).second) return;
+  }
+  spill_fifo_.emplace_back(b, c);
+  while (spill_fifo_.size() > kMaxSpillChunks) {
+    auto [wb, oc] = spill_fifo_.front();
+    spill_fifo_.pop_front();
+    if (auto ob = wb.lock()) {
+      std::lock_guard<std::mutex> l(ob->mu);
+      ob->spill.erase(oc);
+    }
+  }
+}
+
+bool DiskBlobStore::StoreChunk(const std::shared_ptr<Blob>& b, uint64_t c, const char* data,
                                uint64_t len) {
   if (!b->file) {
     uncached_bytes_ += len;
-    return;
+    return false;
   }
+  bool all = true;
   uint64_t start = c * kChunkSize;
   for (uint64_t off = 0; off < len; off += kBlockSize) {
     uint32_t i = static_cast<uint32_t>((start + off) / kBlockSize);
     uint32_t blen = b->file->BlockLen(i);
     if (b->file->Present(i)) continue;
-    if (!Admit(b->ref.key, blen)) {
+    if (!Admit(b->ref.key, Charge(blen))) {
       uncached_bytes_ += blen;
+      refused_bytes_ += blen;
+      all = false;
       continue;
     }
     Status s = b->file->WriteBlock(i, data + off);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      pending_bytes_ -= Charge(blen);  // written (or failed): statvfs now sees it
+    }
     if (!s.ok()) {
+      // ENOSPC from another process filling the disk, a read-only or vanished directory: the
+      // reader still gets its bytes (they are in memory); only caching is skipped.
       MODELFS_LOG(kWarn, "cache write failed, serving uncached: %s", s.ToString().c_str());
       std::lock_guard<std::mutex> l(mu_);
-      usage_[b->ref.key].bytes -= blen;
-      used_bytes_ -= blen;
+      usage_[b->ref.key].bytes -= Charge(blen);
+      used_bytes_ -= Charge(blen);
       uncached_bytes_ += blen;
+      all = false;
     }
   }
+  return all;
+}
+
+bool DiskBlobStore::EvictUntil(const std::string& key,
+                               const std::function<bool(uint64_t freed)>& fits) {
+  if (fits(0)) return true;
+  RefreshPins();
+  // Candidates: blobs with cached bytes that nobody has open, is fetching or verifying. Whole
+  // verified files go first (a partial file is likely being filled and would be fetched again at
+  // once), least recently used first within each class.
+  std::vector<std::tuple<bool, uint64_t, std::string>> lru;
+  for (auto& [k, u] : usage_) {
+    if (k == key || u.bytes == 0 || pinned_.count(k)) continue;
+    auto it = blobs_.find(k);
+    if (it != blobs_.end()) {
+      std::lock_guard<std::mutex> bl(it->second->mu);
+      if (it->second->opens > 0 || !it->second->inflight.empty() || it->second->verifying) continue;
+    }
+    lru.emplace_back(!u.verified, u.last_access, k);
+  }
+  std::sort(lru.begin(), lru.end());
+  std::vector<std::string> victims;
+  uint64_t freed = 0;
+  for (auto& [partial, t, k] : lru) {
+    if (fits(freed)) break;
+    freed += usage_[k].bytes;
+    victims.push_back(k);
+  }
+  if (!fits(freed)) return false;
+  // Drop before returning: the caller writes only after the space is really released.
+  for (auto& k : victims) {
+    Usage& u = usage_[k];
+    used_bytes_ -= u.bytes;
+    evicted_bytes_ += u.bytes;
+    MODELFS_LOG(kDebug, "evicting %s (%llu bytes, %s)", k.c_str(), (unsigned long long)u.bytes,
+                u.verified ? "verified" : "partial");
+    u.bytes = 0;
+    u.verified = false;
+    auto it = blobs_.find(k);
+    if (it != blobs_.end() && it->second->file) {
+      it->second->file->DropAll();
+    } else {
+      std::string base = BlobDir(k) + "/" + k;
+      unlink((base + ".idx").c_str());  // index first: a data file without one is never read
+      unlink((base + ".data").c_str());
+    }
+  }
+  return true;
+}
+
+void DiskBlobStore::RefreshPins() {
+  // One stat per eviction; the pins are re-read only when the directory changed.
+  struct stat st;
+  int64_t stamp = 0;
+  if (stat((opts_.dir + "/pins").c_str(), &st) == 0) {
+    stamp = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  }
+  if (stamp == pins_stamp_) return;
+  pins_stamp_ = stamp;
+  pinned_.clear();
+  for (const auto& p : ListPins(opts_.dir)) pinned_.insert(p.keys.begin(), p.keys.end());
 }
 
 bool DiskBlobStore::Admit(const std::string& key, uint64_t bytes) {
-  std::vector<std::string> victims;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (opts_.max_bytes && used_bytes_ + bytes > opts_.max_bytes) {
-      // Evict least recently used blobs that nobody has open or is fetching.
-      std::vector<std::pair<uint64_t, std::string>> lru;
-      for (auto& [k, u] : usage_) {
-        if (k == key || u.bytes == 0) continue;
-        auto it = blobs_.find(k);
-        if (it != blobs_.end()) {
-          std::lock_guard<std::mutex> bl(it->second->mu);
-          if (it->second->opens > 0 || !it->second->inflight.empty() || it->second->verifying) continue;
-        }
-        lru.emplace_back(u.last_access, k);
-      }
-      std::sort(lru.begin(), lru.end());
-      uint64_t freed = 0;
-      for (auto& [t, k] : lru) {
-        if (used_bytes_ - freed + bytes <= opts_.max_bytes) break;
-        freed += usage_[k].bytes;
-        victims.push_back(k);
-      }
-      if (used_bytes_ - freed + bytes > opts_.max_bytes) return false;
-      for (auto& k : victims) {
-        used_bytes_ -= usage_[k].bytes;
-        evicted_bytes_ += usage_[k].bytes;
-        usage_[k].bytes = 0;
-      }
-    }
-    used_bytes_ += bytes;
-    usage_[key].bytes += bytes;
-    for (auto& k : victims) {
-      auto it = blobs_.find(k);
-      if (it != blobs_.end() && it->second->file) {
-        it->second->file->DropAll();
-      } else {
-        std::string base = BlobDir(k) + "/" + k;
-        unlink((base + ".data").c_str());
-        unlink((base + ".idx").c_str());
-      }
+  std::lock_guard<std::mutex> l(mu_);
+  bool ok = true;
+  if (quota_bytes_) {
+    ok = EvictUntil(key, [&](uint64_t freed) { return used_bytes_ - freed + bytes <= quota_bytes_; });
+  }
+  if (ok && min_free_bytes_) {
+    struct statvfs vfs;
+    if (statvfs(opts_.dir.c_str(), &vfs) == 0) {
+      uint64_t avail = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+      // Blocks admitted but not yet written are not in statvfs's answer yet: count them, so
+      // concurrent writers cannot each see the same free space.
+      ok = EvictUntil(key, [&](uint64_t freed) {
+        return avail + freed >= bytes + min_free_bytes_ + pending_bytes_;
+      });
     }
   }
+  if (!ok) {
+    if (!full_logged_) {
+      MODELFS_LOG(kWarn,
+                  "cache full (%llu of %llu bytes used, everything else in use or the filesystem "
+                  "below its free-space floor of %llu bytes): serving uncached",
+                  (unsigned long long)used_bytes_, (unsigned long long)quota_bytes_,
+                  (unsigned long long)min_free_bytes_);
+      full_logged_ = true;
+    }
+    return false;
+  }
+  full_logged_ = false;
+  used_bytes_ += bytes;
+  pending_bytes_ += bytes;
+  peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
+  usage_[key].bytes += bytes;
   return true;
 }
 
@@ -433,7 +531,7 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
     uint64_t pos = from;
     for (; pos < to; pos += kChunkSize) {
       uint64_t c = pos / kChunkSize;
-      if (b->inflight.count(c)) continue;
+      if (b->inflight.count(c) || b->spill.count(c)) continue;
       bool present = b->file != nullptr;
       uint32_t first = static_cast<uint32_t>(c * kChunkSize / kBlockSize);
       uint32_t last = static_cast<uint32_t>((std::min(b->ref.size, (c + 1) * kChunkSize) - 1) / kBlockSize);
@@ -502,6 +600,10 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
       Status s = b->file->MarkVerified();
       if (s.ok()) {
         verified_++;
+        {
+          std::lock_guard<std::mutex> l(mu_);
+          usage_[ref.key].verified = true;
+        }
         MODELFS_LOG(kInfo, "verified %s %s (%s)", ref.repo.Id().c_str(), ref.path.c_str(), ref.key.c_str());
       } else {
         MODELFS_LOG(kWarn, "could not persist verification of %s: %s", ref.key.c_str(), s.ToString().c_str());
@@ -513,11 +615,11 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
         for (auto& s : b->sources) sources += (sources.empty() ? "" : ",") + s;
       }
       verify_failures_++;
+      ForgetBlocks(b);  // first, so that once the line below is logged the bad bytes are gone
       MODELFS_LOG(kError,
-                  "hash mismatch for %s %s: expected %s, got %s; served by %s; dropping its blocks",
+                  "hash mismatch for %s %s: expected %s, got %s; served by %s; dropped its blocks",
                   ref.repo.Id().c_str(), ref.path.c_str(), ref.hash.c_str(), got.c_str(),
                   sources.empty() ? "(earlier run)" : sources.c_str());
-      ForgetBlocks(b);
     }
   }
   {
@@ -528,29 +630,48 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
 }
 
 void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b) {
+  std::set<std::string> bad;
   {
     std::unique_lock<std::shared_mutex> drop(b->drop_mu);
     {
       std::lock_guard<std::mutex> l(b->mu);
+      bad = b->sources;
       b->bad_sources.insert(b->sources.begin(), b->sources.end());
       b->sources.clear();
       b->generation++;
+      b->spill.clear();
       for (auto& c : b->cursors) c.prefetched_to = 0;
     }
     b->file->DropAll();
   }
-  std::function<void(const std::string&)> cb;
+  // Tell the source which hosts served bytes that failed the hash, so that with several mirrors
+  // the refetch goes elsewhere (fetch/mirror_set.h).
+  for (const auto& host : bad) source_->ReportBadSource(b->ref, host);
   {
     std::lock_guard<std::mutex> l(mu_);
     used_bytes_ -= usage_[b->ref.key].bytes;
     usage_[b->ref.key].bytes = 0;
-    cb = invalidate_cb_;
+    usage_[b->ref.key].verified = false;
   }
-  if (cb) cb(b->ref.key);
+  std::lock_guard<std::mutex> l(cb_mu_);
+  if (invalidate_cb_) invalidate_cb_(b->ref.key);
+}
+
+void DiskBlobStore::NoteCorruption(const std::shared_ptr<Blob>& b) {
+  // A miss on a block that was present means its bytes changed or vanished under us (a torn
+  // write after a crash, a cache file truncated or overwritten by someone else): say so once per
+  // newly found block, then the chunk is refetched like any miss.
+  uint64_t now = b->file->corrupt_blocks();
+  std::lock_guard<std::mutex> l(b->mu);
+  if (now == b->corrupt_logged) return;
+  MODELFS_LOG(kWarn, "cached data of %s %s (%s) was unreadable or corrupt (%llu blocks so far); refetching",
+              b->ref.repo.Id().c_str(), b->ref.path.c_str(), b->ref.key.c_str(),
+              (unsigned long long)now);
+  b->corrupt_logged = now;
 }
 
 void DiskBlobStore::SetInvalidateCallback(std::function<void(const std::string&)> cb) {
-  std::lock_guard<std::mutex> l(mu_);
+  std::lock_guard<std::mutex> l(cb_mu_);
   invalidate_cb_ = std::move(cb);
 }
 
@@ -587,6 +708,9 @@ CacheStats DiskBlobStore::Stats() const {
   s.uncached_bytes = uncached_bytes_;
   std::lock_guard<std::mutex> l(mu_);
   s.used_bytes = used_bytes_;
+  s.peak_used_bytes = peak_used_bytes_;
+  s.quota_bytes = quota_bytes_;
+  s.refused_bytes = refused_bytes_;
   uint64_t corrupt = 0;
   for (auto& [k, b] : blobs_)
     if (b->file) corrupt += b->file->corrupt_blocks();

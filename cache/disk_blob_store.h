@@ -20,17 +20,27 @@
 // mismatch drops all its blocks and logs which host(s) served them. Small blobs (one chunk) are
 // verified inline before any byte is returned, so a corrupt small file is never served.
 //
-// Quota (basic; exact admission control is a later issue): before a block is written, space is
-// reserved against max_bytes; if it cannot be made by evicting least-recently-used blobs that are
-// not open and not being fetched, the block is served without being cached.
+// Quota (admission control): space is reserved against the quota before a block is written, never
+// cleaned up afterwards, so the cache's block data never exceeds max_bytes, not even briefly. The
+// quota is max_bytes, or a percentage of the cache filesystem's size; independently, a write is
+// admitted only if the filesystem keeps min_free_percent of its size free after it (statvfs, so
+// other processes filling the disk are seen too). To make room, whole blobs are evicted: first
+// verified complete files, then partial ones, least recently used first within each class; blobs
+// that are open, have a fetch in flight, are being verified, or belong to a pinned repo (cache/pins.h) are never touched.
+// When nothing can be evicted the block is served without being cached; the chunk is then kept in
+// memory (the "spill", at most kMaxSpillChunks across all blobs, oldest dropped first) so that the
+// next reads of that chunk and a prefetch ahead of a reader do not fetch it again: a sequential
+// reader of a file larger than the cache streams at network speed with each chunk fetched once. Block data is charged in
+// 4 KiB pages (what a filesystem allocates); the index files (16 bytes per MiB) are not charged.
 //
 // Locks: mu_ (store) guards blobs_, usage_ and used_bytes_. Blob::mu guards the blob's inflight
-// map, cursors, opens, sources and verifying flag; Blob::drop_mu orders chunk writes against
+// and spill maps, cursors, opens, sources and verifying flag; Blob::drop_mu orders chunk writes against
 // drops. Order: Blob::drop_mu, then mu_, then Blob::mu, then BlockFile's own lock. Neither is held across network I/O; mu_ is held while a blob's files are opened.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -50,13 +60,24 @@ namespace modelfs {
 // several in flight, small enough that a random tensor read fetches little extra (anchors.md 13.B).
 constexpr uint64_t kChunkSize = 4ull << 20;
 
+// Chunks kept in memory because they could not be cached (quota full of open files, disk full):
+// 16 x 4 MiB = 64 MiB, enough for a reader to consume a prefetch window of 8 chunks that went
+// uncached, on top of the max_inflight_chunks fetch buffers.
+constexpr size_t kMaxSpillChunks = 16;
+
 struct CacheOptions {
   std::string dir;                        // blobs live in dir/blobs/
   uint64_t max_bytes = 0;                 // quota for cached block data; 0 = no limit
+  double max_fs_percent = 0;              // if > 0: quota = this % of the cache filesystem's size
+                                          // (overrides max_bytes), resolved when the store opens
+  double min_free_percent = 0;            // keep this % of the cache filesystem free; 0 = no check
   unsigned fetch_threads = 16;            // prefetch workers = parallel range requests
   uint64_t initial_window = 8ull << 20;   // first prefetch window: 2 chunks
   uint64_t max_window = 128ull << 20;     // per-stream cap: 32 chunks in flight
   unsigned max_inflight_chunks = 48;      // global bound on fetch buffers: 48 x 4 MiB = 192 MiB
+  // Not used by DiskBlobStore itself; the engine (tools/engine.cc) reads them to build the stack.
+  bool offline = false;                   // never touch the network (cache/offline.h)
+  int64_t revision_ttl_s = 72 * 3600;     // PersistentHubApi's revision TTL, seconds
 };
 
 struct CacheStats {
@@ -69,7 +90,10 @@ struct CacheStats {
   uint64_t verify_failures = 0; // blobs whose whole-file hash did not match (dropped)
   uint64_t evicted_bytes = 0;
   uint64_t uncached_bytes = 0;  // fetched but not stored (quota or disk error)
-  uint64_t used_bytes = 0;      // block data currently cached
+  uint64_t used_bytes = 0;      // block data currently cached (4 KiB pages)
+  uint64_t quota_bytes = 0;     // the resolved quota (0 = none)
+  uint64_t peak_used_bytes = 0; // highest used_bytes since open (never above quota_bytes)
+  uint64_t refused_bytes = 0;   // blocks not cached because no room could be made
 };
 
 class DiskBlobStore : public BlobStore {
@@ -89,7 +113,7 @@ class DiskBlobStore : public BlobStore {
   bool WaitIdle(int timeout_ms);
   // Called (from a background thread) after a blob's blocks were dropped because its hash did
   // not match, so the filesystem can drop the kernel's cached pages of that content.
-  void SetInvalidateCallback(std::function<void(const std::string& key)> cb);
+  void SetInvalidateCallback(std::function<void(const std::string& key)> cb) override;
 
  private:
   struct Inflight;
@@ -108,12 +132,16 @@ class DiskBlobStore : public BlobStore {
   // Returns the finished fetch of chunk c, fetching it on this thread unless already in flight.
   std::shared_ptr<Inflight> FetchChunk(const std::shared_ptr<Blob>& b, uint64_t c);
   void RunFetch(const std::shared_ptr<Blob>& b, uint64_t c, const std::shared_ptr<Inflight>& f);
-  void StoreChunk(const std::shared_ptr<Blob>& b, uint64_t c, const char* data, uint64_t len);
+  // Writes the chunk's missing blocks; returns false if any could not be cached.
+  bool StoreChunk(const std::shared_ptr<Blob>& b, uint64_t c, const char* data, uint64_t len);
+  void Spill(const std::shared_ptr<Blob>& b, uint64_t c, const std::shared_ptr<Inflight>& f);
   void Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
   void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
   void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
   void Verify(const std::shared_ptr<Blob>& b);
   bool Admit(const std::string& key, uint64_t bytes);
+  void NoteCorruption(const std::shared_ptr<Blob>& b);  // logs newly found bad blocks
+  void RefreshPins();  // requires mu_
   void ForgetBlocks(const std::shared_ptr<Blob>& b);
   void ScanExisting();
 
@@ -125,18 +153,34 @@ class DiskBlobStore : public BlobStore {
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Blob>> blobs_;  // blobs touched since start
   struct Usage {
-    uint64_t bytes = 0;
-    uint64_t last_access = 0;
+    uint64_t bytes = 0;        // charged bytes (pages) of present blocks
+    uint64_t last_access = 0;  // LRU clock
+    bool verified = false;     // whole file present and hash matched: evicted before partial ones
   };
+  // Evicts (under mu_) LRU blobs other than `key` until `fits` holds; false if it cannot.
+  bool EvictUntil(const std::string& key, const std::function<bool(uint64_t freed)>& fits);
   std::map<std::string, Usage> usage_;  // every blob on disk
   uint64_t used_bytes_ = 0;
+  uint64_t peak_used_bytes_ = 0;
+  uint64_t quota_bytes_ = 0;     // resolved at Open
+  uint64_t min_free_bytes_ = 0;  // resolved at Open
+  uint64_t pending_bytes_ = 0;   // admitted, not yet written (see Admit's free-space check)
+  bool full_logged_ = false;     // "cache full" logged since the last successful admission
+  std::set<std::string> pinned_;  // content keys of pinned repos (cache/pins.h): never evicted
+  int64_t pins_stamp_ = -1;       // mtime (ns) of dir/pins when pinned_ was loaded; 0 = none
   std::atomic<unsigned> inflight_chunks_{0};  // chunk fetches queued or running (memory bound)
   std::atomic<unsigned> busy_{0};             // fetch + verify tasks queued or running
   uint64_t clock_ = 0;                  // logical time for LRU
+  // Spilled chunks, oldest first (blob, chunk index); each is also in its Blob::spill. Guarded by
+  // spill_mu_, taken before any Blob::mu and never with mu_.
+  std::mutex spill_mu_;
+  std::deque<std::pair<std::weak_ptr<Blob>, uint64_t>> spill_fifo_;
+  std::mutex cb_mu_;  // guards invalidate_cb_; held while it runs (a leaf lock)
   std::function<void(const std::string&)> invalidate_cb_;
 
   std::atomic<uint64_t> hit_bytes_{0}, miss_bytes_{0}, fetched_bytes_{0}, fetches_{0},
-      verified_{0}, verify_failures_{0}, evicted_bytes_{0}, uncached_bytes_{0}, corrupt_{0};
+      verified_{0}, verify_failures_{0}, evicted_bytes_{0}, uncached_bytes_{0}, corrupt_{0},
+      refused_bytes_{0};
 };
 
 }  // namespace modelfs

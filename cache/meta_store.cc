@@ -1,4 +1,5 @@
 #include "cache/meta_store.h"
+#include "common/file_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,19 +38,6 @@ bool IsCommit(const std::string& s) {
   for (char c : s)
     if (!isdigit(static_cast<unsigned char>(c)) && (c < 'a' || c > 'f')) return false;
   return true;
-}
-
-Status MkdirP(const std::string& path) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); i++) {
-    if (i == path.size() || path[i] == '/') {
-      if (!cur.empty() && mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) {
-        return Status::IoError("mkdir " + cur + ": " + strerror(errno));
-      }
-    }
-    if (i < path.size()) cur.push_back(path[i]);
-  }
-  return Status::Ok();
 }
 
 bool ReadFile(const std::string& path, std::string* out) {
@@ -97,8 +85,8 @@ Status WriteFileAtomic(const std::string& path, const std::string& data) {
 
 }  // namespace
 
-PersistentHubApi::PersistentHubApi(HubApi* inner, std::string dir)
-    : inner_(inner), dir_(std::move(dir)) {}
+PersistentHubApi::PersistentHubApi(HubApi* inner, std::string dir, int64_t revision_ttl_s)
+    : inner_(inner), dir_(std::move(dir)), revision_ttl_s_(revision_ttl_s) {}
 
 std::string PersistentHubApi::RepoDir(const RepoId& repo) const {
   return dir_ + "/meta/" + Component(repo.ApiType()) + "/" + Component(repo.ns) + "/" +
@@ -111,16 +99,24 @@ Result<std::string> PersistentHubApi::ResolveRevision(const RepoId& repo, const 
     return rev;
   }
   std::string ref_path = RepoDir(repo) + "/refs/" + (rev.empty() ? "%default" : Component(rev));
+  std::string stored;
+  struct stat st;
+  if (revision_ttl_s_ > 0 && stat(ref_path.c_str(), &st) == 0 &&
+      time(nullptr) - st.st_mtime < revision_ttl_s_ && ReadFile(ref_path, &stored) &&
+      IsCommit(stored)) {
+    return stored;  // confirmed by the hub less than a TTL ago
+  }
   auto r = inner_->ResolveRevision(repo, rev);
   if (r.ok()) {
     std::string old;
     if (!ReadFile(ref_path, &old) || old != r.value()) {
       Status s = WriteFileAtomic(ref_path, r.value());
       if (!s.ok()) MODELFS_LOG(kWarn, "cannot store ref: %s", s.ToString().c_str());
+    } else {
+      utimensat(AT_FDCWD, ref_path.c_str(), nullptr, 0);  // confirmed now: the TTL restarts
     }
     return r;
   }
-  std::string stored;
   if (r.status().code() == Code::kUnavailable && ReadFile(ref_path, &stored) && IsCommit(stored)) {
     MODELFS_LOG(kWarn, "hub unreachable (%s); using stored commit %s for %s@%s",
                 r.status().message().c_str(), stored.c_str(), repo.Id().c_str(),

@@ -5,11 +5,15 @@
 //   <dir>/meta/<type>s/<ns>/<name>/trees/<commit>.json the tree at that commit (immutable)
 //
 // A tree is keyed by commit, so it never goes stale and is read from disk before asking the hub.
-// A revision (branch) is asked of the hub each time a repo is first looked up in a mount (the
-// mount then pins it); when the hub is unreachable the stored answer is used. Files are written
+// A full commit id with a stored tree is never asked of the hub. A revision name (branch, tag) is
+// answered from its stored ref while that answer is younger than the revision TTL (default 72 h;
+// the ref file's mtime is when the hub last confirmed it); after that it is asked of the hub again,
+// and when the hub is unreachable (or offline, see cache/offline.h) the stored answer is used
+// whatever its age. Files are written
 // to a temporary name, fsync'd and renamed, so a crash leaves either the old or the new answer.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "fetch/hub_api.h"
@@ -18,8 +22,14 @@ namespace modelfs {
 
 class PersistentHubApi : public HubApi {
  public:
-  // `inner` must outlive this. `dir` is the cache root.
-  PersistentHubApi(HubApi* inner, std::string dir);
+  // How long a resolved branch or tag is trusted before the hub is asked again: 72 h, so a box
+  // that boots daily on a weak link does not re-resolve every time, yet picks up new commits
+  // within three days.
+  static constexpr int64_t kDefaultRevisionTtlSeconds = 72 * 3600;
+
+  // `inner` must outlive this. `dir` is the cache root. revision_ttl_s = 0 asks the hub every time.
+  PersistentHubApi(HubApi* inner, std::string dir,
+                   int64_t revision_ttl_s = kDefaultRevisionTtlSeconds);
 
   Result<std::string> ResolveRevision(const RepoId& repo, const std::string& rev) override;
   Result<std::vector<FileEntry>> ListTree(const RepoId& repo, const std::string& commit) override;
@@ -28,6 +38,7 @@ class PersistentHubApi : public HubApi {
   std::string RepoDir(const RepoId& repo) const;
   HubApi* const inner_;
   const std::string dir_;
+  const int64_t revision_ttl_s_;
 };
 
 }  // namespace modelfs

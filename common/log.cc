@@ -8,11 +8,64 @@
 
 #include <atomic>
 #include <cctype>
+#include <string>
+#include <vector>
 
 namespace modelfs {
 namespace {
 
 std::atomic<int> g_min_level{static_cast<int>(LogLevel::kWarn)};
+std::atomic<int> g_format{static_cast<int>(LogFormat::kText)};
+// Registered secrets. Written only before threads start (RegisterLogSecret's contract).
+std::vector<std::string>& Secrets() {
+  static std::vector<std::string> s;
+  return s;
+}
+// Shortest registered secret: shorter strings would redact ordinary words.
+constexpr size_t kMinSecretLen = 8;
+// An "hf_" word at least this long after the prefix is taken for a token (real ones have 34).
+constexpr size_t kMinHfTokenTail = 16;
+
+const char* LevelName(LogLevel l) {
+  switch (l) {
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
+    case LogLevel::kOff:
+      break;
+  }
+  return "?";
+}
+
+bool TokenChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
+bool UrlEnd(char c) {
+  return std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == '\'' || c == '>' || c == ')';
+}
+
+// Quotes s for JSON or logfmt (the same escapes serve both): escapes ", \ and control characters.
+void AppendQuoted(std::string* out, const std::string& s) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+    } else if (c == '\n') {
+      out->append("\\n");
+    } else if (c < 0x20) {
+      char b[8];
+      snprintf(b, sizeof(b), "\\u%04x", c);
+      out->append(b);
+    } else {
+      out->push_back(static_cast<char>(c));
+    }
+  }
+  out->push_back('"');
+}
 
 char LevelChar(LogLevel l) {
   switch (l) {
@@ -57,29 +110,105 @@ bool ParseLogLevel(const std::string& name, LogLevel* out) {
   return true;
 }
 
+void SetLogFormat(LogFormat f) { g_format.store(static_cast<int>(f), std::memory_order_relaxed); }
+
+bool ParseLogFormat(const std::string& name, LogFormat* out) {
+  if (name == "text") *out = LogFormat::kText;
+  else if (name == "logfmt") *out = LogFormat::kLogfmt;
+  else if (name == "json") *out = LogFormat::kJson;
+  else return false;
+  return true;
+}
+
+void RegisterLogSecret(const std::string& secret) {
+  if (secret.size() >= kMinSecretLen) Secrets().push_back(secret);
+}
+
+std::string RedactSecrets(const std::string& in) {
+  std::string s = in;
+  for (const std::string& secret : Secrets()) {
+    for (size_t p = s.find(secret); p != std::string::npos; p = s.find(secret, p)) {
+      s.replace(p, secret.size(), "[redacted]");
+    }
+  }
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    // URL query strings (signed CDN URLs carry their signature there).
+    if (s.compare(i, 7, "http://") == 0 || s.compare(i, 8, "https://") == 0) {
+      size_t end = i;
+      while (end < s.size() && !UrlEnd(s[end])) end++;
+      const size_t q = s.find('?', i);
+      if (q != std::string::npos && q < end) {
+        out.append(s, i, q - i);
+        out.append("?[redacted]");
+      } else {
+        out.append(s, i, end - i);
+      }
+      i = end;
+      continue;
+    }
+    // "Bearer <credential>".
+    if (s.compare(i, 7, "Bearer ") == 0) {
+      size_t end = i + 7;
+      while (end < s.size() && !std::isspace(static_cast<unsigned char>(s[end]))) end++;
+      out.append("Bearer [redacted]");
+      i = end;
+      continue;
+    }
+    // hf_... access tokens, at a word start.
+    if (s.compare(i, 3, "hf_") == 0 && (i == 0 || !TokenChar(s[i - 1]))) {
+      size_t end = i + 3;
+      while (end < s.size() && TokenChar(s[end])) end++;
+      if (end - i - 3 >= kMinHfTokenTail) {
+        out.append("[redacted]");
+        i = end;
+        continue;
+      }
+    }
+    out.push_back(s[i++]);
+  }
+  return out;
+}
+
 void LogMessage(LogLevel level, const char* file, int line, const char* fmt, ...) {
-  // One fixed buffer per line: a log line longer than this is truncated, never split.
-  char buf[2048];
+  // The message is formatted into a fixed buffer first: a longer message is truncated, never
+  // split over two lines. Then it is scrubbed and framed in the chosen format.
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  const std::string clean = RedactSecrets(msg);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   struct tm tm;
   gmtime_r(&ts.tv_sec, &tm);
+  char when[80];  // 24 bytes in practice; room for what -Wformat-truncation assumes
+  snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
   const char* base = strrchr(file, '/');
   base = base ? base + 1 : file;
-  int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %c %s:%d] ", tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-                   LevelChar(level), base, line);
-  if (n < 0) return;
-  size_t used = static_cast<size_t>(n) < sizeof(buf) ? static_cast<size_t>(n) : sizeof(buf) - 1;
-  va_list ap;
-  va_start(ap, fmt);
-  int m = vsnprintf(buf + used, sizeof(buf) - used, fmt, ap);
-  va_end(ap);
-  if (m > 0) used += static_cast<size_t>(m);
-  if (used > sizeof(buf) - 2) used = sizeof(buf) - 2;
-  buf[used++] = '\n';
-  // A single write(2) of < PIPE_BUF-ish size keeps lines whole across threads without a mutex.
-  ssize_t w = write(STDERR_FILENO, buf, used);
+  const std::string src = std::string(base) + ":" + std::to_string(line);
+  std::string out;
+  switch (static_cast<LogFormat>(g_format.load(std::memory_order_relaxed))) {
+    case LogFormat::kJson:
+      out = std::string("{\"ts\":\"") + when + "\",\"level\":\"" + LevelName(level) +
+            "\",\"src\":\"" + src + "\",\"msg\":";
+      AppendQuoted(&out, clean);
+      out += "}\n";
+      break;
+    case LogFormat::kLogfmt:
+      out = std::string("ts=") + when + " level=" + LevelName(level) + " src=" + src + " msg=";
+      AppendQuoted(&out, clean);
+      out += "\n";
+      break;
+    case LogFormat::kText:
+      out = std::string(when) + " " + LevelChar(level) + " " + src + "] " + clean + "\n";
+      break;
+  }
+  // A single write(2) per line keeps lines whole across threads without a mutex.
+  ssize_t w = write(STDERR_FILENO, out.data(), out.size());
   (void)w;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace modelfs {
 
@@ -30,6 +31,25 @@ struct FetchOptions {
   long retry_base_ms = 200;
   // Tree page size to ask for (0 = the server's default). Never assumed: pagination follows Link.
   int tree_page_limit = 0;
+
+  // ---- Mirrors (fetch/mirror_set.h). `endpoint` stays the one endpoint of an HttpClient; the
+  // MirrorSet builds one HttpClient per entry of `endpoints` (empty = just `endpoint`), each with
+  // its own endpoint, and sends the token to each of them (they are all configured by the user)
+  // but never to a CDN they redirect to.
+  std::vector<std::string> endpoints;
+  // A mirror that failed (network, 5xx after its retries, 429) is left alone this long before it
+  // is tried again, as CernVM-FS does with a failed proxy/server. 5 minutes by default.
+  long mirror_retry_after_s = 300;
+  // On a 429, wait as told and retry here (true), or give up at once so that the caller moves the
+  // load elsewhere (false: what MirrorSet sets when it has other mirrors).
+  bool wait_on_rate_limit = true;
+
+  // ---- TLS. Verification is always on (libcurl's default, with the system CA store). ca_file,
+  // if set, replaces the CA bundle (CURLOPT_CAINFO). tls_min_version is "1.2" (default) or "1.3".
+  // Proxies come from libcurl's standard environment variables (http_proxy, https_proxy,
+  // no_proxy, all_proxy); nothing here overrides them.
+  std::string ca_file;
+  std::string tls_min_version = "1.2";
 };
 
 }  // namespace modelfs

@@ -180,6 +180,13 @@ Response HttpClient::Perform(const Request& req, BodySink* sink) {
   curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, kKeepIntervalS);
   curl_easy_setopt(h, CURLOPT_BUFFERSIZE, kReceiveBufferBytes);
   curl_easy_setopt(h, CURLOPT_USERAGENT, opts_.user_agent.c_str());
+  // TLS: peer and host verification stay on (libcurl defaults, restated so no reuse of a reset
+  // handle can lose them); a minimum version; an optional CA bundle.
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(h, CURLOPT_SSLVERSION,
+                   opts_.tls_min_version == "1.3" ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2);
+  if (!opts_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, opts_.ca_file.c_str());
   curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, &HeaderCallback);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
@@ -218,6 +225,17 @@ Response HttpClient::Perform(const Request& req, BodySink* sink) {
   long code = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
   if (resp.status == 0) resp.status = code;
+  if (resp.status == 429) {
+    // Remember how long the server asked us to stay away (MirrorSet moves load elsewhere
+    // meanwhile). Without a usable header, one backoff base's worth of silence is assumed.
+    long ms = protocol::ParseRetryDelayMs(resp.Get("retry-after"), resp.Get("ratelimit"), kMaxRateLimitWaitMs)
+                  .value_or(std::max(1000L, opts_.retry_base_ms));
+    int64_t until = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::steady_clock::now().time_since_epoch()).count() + ms;
+    int64_t prev = rate_limited_until_ms_.load(std::memory_order_relaxed);
+    while (prev < until && !rate_limited_until_ms_.compare_exchange_weak(prev, until)) {
+    }
+  }
   if (rc == CURLE_OK) {
     resp.transport_ok = true;
   } else {

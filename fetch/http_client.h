@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -114,6 +115,14 @@ class HttpClient {
   // kMaxBackoffMs, plus up to retry_base_ms of jitter; at least `server_delay_ms` if given.
   void Backoff(int attempt, std::optional<long> server_delay_ms) const;
 
+  // Until when (steady_clock) the server last asked us, with a 429, to stay away; the epoch if never.
+  std::chrono::steady_clock::time_point RateLimitedUntil() const {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::milliseconds(rate_limited_until_ms_.load(std::memory_order_relaxed)));
+  }
+  // Longest rate-limit pause remembered from one 429 (RateLimit windows are minutes at most).
+  static constexpr long kMaxRateLimitWaitMs = 300000;
+
   // Largest sleep between two attempts (also the cap for Retry-After): 10 s. Longer waits would
   // hold a FUSE worker hostage; the caller sees Unavailable and may try again later.
   static constexpr long kMaxBackoffMs = 10000;
@@ -122,6 +131,7 @@ class HttpClient {
   FetchOptions opts_;
   std::string auth_header_;  // "Authorization: Bearer ..." (never logged)
   std::unique_ptr<http::EasyPool> pool_;
+  std::atomic<int64_t> rate_limited_until_ms_{0};  // steady_clock ms; see RateLimitedUntil
   std::atomic<uint64_t> requests_{0}, retries_{0}, bytes_{0}, resolves_{0}, failures_{0};
 };
 

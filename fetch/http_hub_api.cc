@@ -28,6 +28,8 @@ Result<HttpHubApi::JsonAnswer> HttpHubApi::GetJson(const std::string& start_url,
   Attempt last;
   for (int attempt = 0; attempt <= o.max_retries; ++attempt) {
     if (attempt > 0) {
+      if (!o.wait_on_rate_limit && client_->RateLimitedUntil() > std::chrono::steady_clock::now())
+        break;  // told to wait: the caller (MirrorSet) goes elsewhere instead
       client_->CountRetry();
       MODELFS_LOG(kInfo, "%s: retry %d after: %s", what.c_str(), attempt, last.status.ToString().c_str());
       client_->Backoff(attempt, last.delay_ms);

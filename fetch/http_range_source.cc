@@ -198,6 +198,21 @@ HttpRangeSource::Attempt HttpRangeSource::ResolveUncached(const BlobRef& blob, R
     req.send_auth = protocol::SameOrigin(url, ep);
     http::Response resp = client_->Perform(req, nullptr);
     if (!resp.transport_ok) return Attempt::Retry(Status::Unavailable(what + ": " + resp.error));
+    if (req.send_auth) {
+      // The endpoint vouches for the content's hash (X-Linked-Etag on LFS redirects, ETag on a
+      // direct 200). A mirror whose hash differs from the listing we pinned serves another file:
+      // never mix it in (MirrorSet then reads this file elsewhere).
+      const std::string* tag = resp.Find("x-linked-etag");
+      if (!tag && resp.status == 200) tag = resp.Find("etag");
+      if (tag) {
+        std::optional<std::string> digest = protocol::ParseEtagDigest(*tag);
+        const size_t want_len = blob.hash_kind == HashKind::kSha256 ? 64 : 40;
+        if (digest && digest->size() == want_len && blob.hash.size() == want_len && *digest != blob.hash)
+          return Attempt::Final(Status::InvalidArgument(what + ": the server's hash " + digest->substr(0, 16) +
+                                                        "... differs from the listing's " +
+                                                        blob.hash.substr(0, 16) + "..."));
+      }
+    }
     if (IsRedirect(resp.status)) {
       const std::string* loc = resp.Find("location");
       if (!loc) return Attempt::Retry(Status::InvalidArgument(what + ": redirect without Location"));
@@ -307,6 +322,9 @@ Status HttpRangeSource::ReadAt(const BlobRef& blob, uint64_t offset, size_t len,
   Attempt last;
   for (int attempt = 0; attempt <= max_retries; ++attempt) {
     if (attempt > 0 && !force) {
+      if (!client_->options().wait_on_rate_limit &&
+          client_->RateLimitedUntil() > std::chrono::steady_clock::now())
+        break;  // told to wait: the caller (MirrorSet) goes elsewhere instead
       client_->CountRetry();
       MODELFS_LOG(kInfo, "retry %d: %s", attempt, last.status.ToString().c_str());
       client_->Backoff(attempt, last.delay_ms);

@@ -438,6 +438,20 @@ Result<Url> ParseUrl(std::string_view url) {
     }
   }
   if (hostpart.empty()) return bad("empty host");
+  // A registered name or IPv4 address is letters, digits, '-', '.', '_' and '~' (percent-encoded
+  // hosts are not used by any hub); an IPv6 literal is hex, ':' and '.' inside brackets. Anything
+  // else (a second ':', '=', bytes >= 0x80) would make the origin ambiguous: found by fuzzing.
+  {
+    bool v6 = hostpart.front() == '[';
+    std::string_view h = v6 ? hostpart.substr(1, hostpart.size() - 2) : hostpart;
+    if (h.empty()) return bad("empty host");
+    for (char ch : h) {
+      unsigned char c = static_cast<unsigned char>(ch);
+      bool ok = v6 ? (isxdigit(c) || c == ':' || c == '.')
+                   : (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~');
+      if (!ok) return bad("host");
+    }
+  }
   u.host = Lower(hostpart);
   if (!portpart.empty()) {
     uint64_t p = 0;
@@ -541,6 +555,17 @@ std::optional<int64_t> ParseExpires(std::string_view url) {
 std::string StripQuery(std::string_view url) {
   size_t q = url.find_first_of("?#");
   return std::string(url.substr(0, q));
+}
+
+std::optional<std::string> ParseEtagDigest(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  if (v.size() >= 2 && (v[0] == 'W' || v[0] == 'w') && v[1] == '/') v.remove_prefix(2);
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  if (!IsHex(v, 40) && !IsHex(v, 64)) return std::nullopt;
+  std::string out(v);
+  for (char& c : out) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return out;
 }
 
 }  // namespace modelfs::protocol

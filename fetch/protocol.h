@@ -63,6 +63,11 @@ std::optional<std::string> ParseLinkNext(std::string_view header);
 // Milliseconds, capped at cap_ms.
 std::optional<long> ParseRetryDelayMs(std::string_view retry_after, std::string_view ratelimit, long cap_ms);
 
+// The hex digest an ETag / X-Linked-Etag carries: strips a weak "W/" prefix and the quotes, and
+// returns it lowercase if it is exactly 40 or 64 hex digits (git SHA-1 / SHA-256); else nullopt
+// (xet hashes, opaque CDN tags).
+std::optional<std::string> ParseEtagDigest(std::string_view value);
+
 // ---- JSON answers.
 
 // Checks the body's size (kMaxJsonBodyBytes) and nesting depth (kMaxJsonDepth) without parsing it.

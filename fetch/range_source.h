@@ -26,6 +26,13 @@ class RangeSource {
   // verification later fails). Thread-safe: many calls run concurrently.
   virtual Status ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char* buf,
                         std::string* served_by) = 0;
+
+  // Tells the source that bytes of `blob` which ReadAt reported as served by `served_by` failed
+  // verification (SHA-256 / git blob id). A source with several mirrors stops reading this file
+  // from that mirror (for its cool-down) so that the caller's refetch goes elsewhere; it counts
+  // and logs the event. The default does nothing (one source: the refetch goes to the same place).
+  // Thread-safe; cheap; never blocks on the network.
+  virtual void ReportBadSource(const BlobRef& blob, const std::string& served_by) {}
 };
 
 }  // namespace modelfs

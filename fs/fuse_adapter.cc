@@ -12,15 +12,20 @@
 
 #include "fs/fuse_adapter.h"
 
+#include "common/log.h"
+
 #include <fcntl.h>
 #include <fuse3/fuse_lowlevel.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -383,6 +388,27 @@ void RaiseBdiReadahead(const std::string& mountpoint, unsigned bytes) {
   std::fclose(ra);
 }
 
+// sd_notify(3) without libsystemd: one datagram to the unix socket systemd named ("@" = abstract
+// namespace). Best effort: a unit that waits for it times out and says so; the mount still works.
+void NotifyReady(const std::string& socket_path) {
+  if (socket_path.empty()) return;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof(addr.sun_path)) return;
+  memcpy(addr.sun_path, socket_path.data(), socket_path.size());
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  const std::string msg = "READY=1\nMAINPID=" + std::to_string(getpid()) + "\n";
+  const socklen_t len =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_path.size());
+  if (sendto(fd, msg.data(), msg.size(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
+    std::fprintf(stderr, "modelfs: cannot notify systemd at %s: %s\n", socket_path.c_str(),
+                 strerror(errno));
+  }
+  close(fd);
+}
+
 void WriteByte(int fd, char c) {
   while (write(fd, &c, 1) < 0 && errno == EINTR) {
   }
@@ -471,6 +497,15 @@ int ServeFuse(const MountOptions& opts,
     WriteByte(status_pipe[1], 0);
     close(status_pipe[1]);
   }
+  NotifyReady(opts.notify_socket);  // the mount is live and the filesystem can answer
+  // Content that failed its hash after being served: drop the kernel's cached pages of it.
+  fuse_session* se = session.get();
+  server.fs->SetContentInvalidator(
+      [se](uint64_t ino) {
+        int rc = fuse_lowlevel_notify_inval_inode(se, static_cast<fuse_ino_t>(ino), 0, 0);
+        MODELFS_LOG(kDebug, "dropped the kernel's cached pages of inode %llu (%s)", (unsigned long long)ino,
+                    rc == 0 ? "ok" : strerror(-rc));
+      });
 
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_clone_fd(cfg, 0);
@@ -478,6 +513,7 @@ int ServeFuse(const MountOptions& opts,
   fuse_loop_cfg_set_idle_threads(cfg, std::min(kIdleThreads, std::max(1u, opts.max_threads)));
   const int rc = fuse_session_loop_mt(session.get(), cfg);
   fuse_loop_cfg_destroy(cfg);
+  server.fs->SetContentInvalidator(nullptr);  // before the session goes away
   // ~Session (remove handlers, unmount, destroy) runs before `server` (declared earlier) is
   // destroyed, so no callback can reach a dead ModelFs.
   return rc < 0 ? 1 : 0;

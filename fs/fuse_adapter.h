@@ -20,6 +20,9 @@ struct MountOptions {
   // FUSE worker threads. Each blocks for the duration of one request, and a read of uncached bytes
   // can wait on the network for seconds, so a big pool keeps cached reads flowing meanwhile.
   unsigned max_threads = 64;
+  // systemd's $NOTIFY_SOCKET (read by tools/): once the mount is live and the filesystem ready,
+  // "READY=1" and "MAINPID=<serving pid>" are sent there, for Type=notify units. "" = none.
+  std::string notify_socket;
   std::string fsname = "modelfs";
   std::string subtype = "modelfs";
 };

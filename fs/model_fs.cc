@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <utility>
 
@@ -46,6 +47,8 @@ struct ModelFs::Node {
   std::map<std::string, uint64_t> children;
   std::string repo_type;  // kOrg: "model" or "dataset"
   BlobRef blob;           // kFile: what to read (size in blob.size)
+  RepoId repo;            // kHfRepo, kHfRefs, kHfSnapshots, kHfBlobs: the repo they belong to
+  std::string data;       // kRefFile: the whole content (a 40-hex commit, no newline)
 };
 
 bool FsAttr::is_dir() const { return S_ISDIR(mode); }
@@ -72,7 +75,26 @@ ModelFs::ModelFs(FsOptions opts, HubApi& hub, BlobStore& store)
   }
 }
 
-ModelFs::~ModelFs() = default;
+ModelFs::~ModelFs() { SetContentInvalidator(nullptr); }
+
+void ModelFs::SetContentInvalidator(std::function<void(uint64_t ino)> fn) {
+  if (!fn) {
+    store_.SetInvalidateCallback(nullptr);  // waits for a running call
+    return;
+  }
+  store_.SetInvalidateCallback([this, fn = std::move(fn)](const std::string& key) {
+    for (uint64_t ino : InodesWithContent(key)) fn(ino);
+  });
+}
+
+std::vector<uint64_t> ModelFs::InodesWithContent(const std::string& key) const {
+  std::vector<uint64_t> out;
+  std::shared_lock lock(table_mu_);
+  for (const auto& [ino, n] : nodes_) {
+    if (n->kind == Kind::kFile && n->blob.key == key) out.push_back(ino);
+  }
+  return out;
+}
 
 bool ModelFs::IsValidHubName(const std::string& name) {
   if (name.empty() || name.size() > kMaxHubNameLen || !IsAlnum(name[0])) return false;
@@ -80,6 +102,29 @@ bool ModelFs::IsValidHubName(const std::string& name) {
     if (!IsWordChar(c) && c != '.' && c != '-') return false;
   }
   return name.find("--") == std::string::npos && name.find("..") == std::string::npos;
+}
+
+bool ModelFs::ParseHfCacheDirName(const std::string& entry, RepoId* repo) {
+  std::string rest;
+  if (entry.rfind("models--", 0) == 0) {
+    repo->type = "model";
+    rest = entry.substr(8);
+  } else if (entry.rfind("datasets--", 0) == 0) {
+    repo->type = "dataset";
+    rest = entry.substr(10);
+  } else {
+    return false;
+  }
+  // Hub names never contain "--", so the one separator is unambiguous.
+  const size_t sep = rest.find("--");
+  if (sep == std::string::npos) return false;
+  repo->ns = rest.substr(0, sep);
+  repo->name = rest.substr(sep + 2);
+  return IsValidHubName(repo->ns) && IsValidHubName(repo->name);
+}
+
+std::string ModelFs::HfCacheDirName(const RepoId& repo) {
+  return repo.type + "s--" + repo.ns + "--" + repo.name;
 }
 
 bool ModelFs::ParseRepoDirName(const std::string& entry, std::string* repo_name, std::string* rev) {
@@ -141,11 +186,12 @@ FsAttr ModelFs::AttrOfLocked(const Node& n) const {
   a.time_sec = mount_sec_;
   a.time_nsec = mount_nsec_;
   a.blksize = kBlkSize;
-  if (n.kind == Kind::kFile) {
+  if (n.kind == Kind::kFile || n.kind == Kind::kRefFile) {
+    const uint64_t size = n.kind == Kind::kFile ? n.blob.size : n.data.size();
     a.mode = kFileMode;
     a.nlink = 1;
-    a.size = n.blob.size;
-    a.blocks = (n.blob.size + 511) / 512;
+    a.size = size;
+    a.blocks = (size + 511) / 512;
   } else {
     a.mode = kDirMode;
     a.nlink = 2;
@@ -189,7 +235,9 @@ Result<FsEntry> ModelFs::Lookup(uint64_t parent, const std::string& name) {
     std::shared_lock lock(table_mu_);
     const Node* p = FindLocked(parent);
     if (p == nullptr) return Status::NotFound("no inode " + std::to_string(parent));
-    if (p->kind == Kind::kFile) return Status::NotFound("not a directory");
+    if (p->kind == Kind::kFile || p->kind == Kind::kRefFile) {
+      return Status::NotFound("not a directory");
+    }
     auto it = p->children.find(name);
     if (it != p->children.end()) return EntryOf(AttrOfLocked(*FindLocked(it->second)));
     kind = p->kind;
@@ -197,6 +245,16 @@ Result<FsEntry> ModelFs::Lookup(uint64_t parent, const std::string& name) {
     org_type = p->repo_type;
   }
   // Not there yet: only the growing dirs can create it.
+  if (opts_.layout == FsLayout::kHfCache) {
+    Result<uint64_t> ino = Status::NotFound("no such entry: " + name);
+    if (kind == Kind::kRoot) ino = LookupHfRepo(name);
+    if (kind == Kind::kHfRefs) ino = LookupHfRef(parent, name);
+    if (kind == Kind::kHfSnapshots) ino = LookupHfSnapshot(parent, name);
+    if (!ino.ok()) return ino.status();
+    Result<FsAttr> a = GetAttr(*ino);
+    if (!a.ok()) return a.status();
+    return EntryOf(*a);
+  }
   switch (kind) {
     case Kind::kRoot: {
       if (name == "datasets") {
@@ -235,9 +293,7 @@ Result<FsEntry> ModelFs::Lookup(uint64_t parent, const std::string& name) {
       if (!a.ok()) return a.status();
       return EntryOf(*a);
     }
-    case Kind::kRepo:
-    case Kind::kDir:
-    case Kind::kFile:
+    default:  // pinned trees are complete; the kHf* kinds only exist in the hub-cache layout
       break;
   }
   return Status::NotFound("no such entry: " + name);
@@ -262,7 +318,14 @@ Result<uint64_t> ModelFs::GetOrCreateOrg(uint64_t parent, const std::string& ns,
 }
 
 Result<uint64_t> ModelFs::ResolveRepoDir(uint64_t parent, const std::string& name,
-                                         const RepoId& repo, const std::string& rev) {
+                                         const RepoId& repo, const std::string& rev,
+                                         bool rev_is_commit) {
+  return SingleFlight(parent, name,
+                      [&] { return FetchAndPublish(parent, name, repo, rev, rev_is_commit); });
+}
+
+Result<uint64_t> ModelFs::SingleFlight(uint64_t parent, const std::string& name,
+                                       const std::function<Result<uint64_t>()>& work) {
   const std::string key = std::to_string(parent) + "/" + name;
   std::promise<Result<uint64_t>> promise;
   {
@@ -276,7 +339,7 @@ Result<uint64_t> ModelFs::ResolveRepoDir(uint64_t parent, const std::string& nam
     }
     inflight_.emplace(key, promise.get_future().share());
   }
-  Result<uint64_t> result = FetchAndPublish(parent, name, repo, rev);
+  Result<uint64_t> result = work();
   {
     // Erase after publishing: a lookup arriving in between finds the published child instead.
     std::unique_lock lock(table_mu_);
@@ -287,8 +350,9 @@ Result<uint64_t> ModelFs::ResolveRepoDir(uint64_t parent, const std::string& nam
 }
 
 Result<uint64_t> ModelFs::FetchAndPublish(uint64_t parent, const std::string& name,
-                                          const RepoId& repo, const std::string& rev) {
-  Result<std::string> commit = hub_.ResolveRevision(repo, rev);
+                                          const RepoId& repo, const std::string& rev,
+                                          bool rev_is_commit) {
+  Result<std::string> commit = rev_is_commit ? Result<std::string>(rev) : hub_.ResolveRevision(repo, rev);
   if (!commit.ok()) {
     MODELFS_LOG(kWarn, "%s %s@%s: %s", repo.type.c_str(), repo.Id().c_str(),
                 rev.empty() ? "(default branch)" : rev.c_str(), commit.status().ToString().c_str());
@@ -319,7 +383,136 @@ Result<uint64_t> ModelFs::FetchAndPublish(uint64_t parent, const std::string& na
   } else {
     nodes_.at(parent)->children.emplace(name, repo_ino);
   }
+  // Hub-cache layout: every file of a new snapshot is also blobs/<etag>. Two files (in this or an
+  // earlier snapshot) with one etag have the same bytes, so the first node stays.
+  Node* p = nodes_.at(parent).get();
+  if (p->kind == Kind::kHfSnapshots) {
+    Node* blobs = nodes_.at(HfChildLocked(p->parent, "blobs")).get();
+    for (const FileEntry& e : *entries) {
+      if (e.is_dir || blobs->children.count(e.expected_hash()) != 0) continue;
+      auto b = std::make_unique<Node>();
+      b->ino = next_ino_.fetch_add(1);
+      b->parent = blobs->ino;
+      b->kind = Kind::kFile;
+      b->name = e.expected_hash();
+      b->blob = BlobRef::For(repo, *commit, e);
+      blobs->children.emplace(b->name, b->ino);
+      nodes_.emplace(b->ino, std::move(b));
+    }
+  }
   return repo_ino;
+}
+
+uint64_t ModelFs::HfChildLocked(uint64_t repo_ino, const std::string& name) const {
+  return FindLocked(repo_ino)->children.at(name);  // refs, snapshots, blobs: made with the repo dir
+}
+
+Result<uint64_t> ModelFs::LookupHfRepo(const std::string& name) {
+  RepoId repo;
+  if (!ParseHfCacheDirName(name, &repo)) return Status::NotFound("not a hub cache folder: " + name);
+  return SingleFlight(kRootIno, name, [&]() -> Result<uint64_t> {
+    // huggingface_hub's default revision is the branch "main" (constants.DEFAULT_REVISION), so the
+    // repo dir exists when that branch does, and refs/main is there from the start.
+    Result<std::string> commit = hub_.ResolveRevision(repo, "main");
+    if (!commit.ok()) {
+      MODELFS_LOG(kWarn, "%s %s@main: %s", repo.type.c_str(), repo.Id().c_str(),
+                  commit.status().ToString().c_str());
+      return commit.status();
+    }
+    // The repo dir and its three fixed children go into nodes_ now but are reachable by name only
+    // once the root's children map gets the repo dir, after refs/main exists.
+    uint64_t repo_ino = next_ino_.fetch_add(1), snapshots_ino = 0;
+    {
+      std::unique_lock lock(table_mu_);
+      auto dir = std::make_unique<Node>();
+      dir->ino = repo_ino;
+      dir->parent = kRootIno;
+      dir->kind = Kind::kHfRepo;
+      dir->name = name;
+      dir->repo = repo;
+      for (auto [child, kind] : {std::pair{"blobs", Kind::kHfBlobs}, {"refs", Kind::kHfRefs},
+                                 {"snapshots", Kind::kHfSnapshots}}) {
+        auto c = std::make_unique<Node>();
+        c->ino = next_ino_.fetch_add(1);
+        c->parent = repo_ino;
+        c->kind = kind;
+        c->name = child;
+        c->repo = repo;
+        dir->children.emplace(child, c->ino);
+        if (kind == Kind::kHfSnapshots) snapshots_ino = c->ino;
+        nodes_.emplace(c->ino, std::move(c));
+      }
+      nodes_.emplace(repo_ino, std::move(dir));
+    }
+    Result<uint64_t> snap = ResolveRepoDir(snapshots_ino, *commit, repo, *commit, true);
+    if (!snap.ok()) return snap.status();  // the unreachable nodes stay: inodes are never freed
+    uint64_t refs_ino;
+    {
+      std::shared_lock lock(table_mu_);
+      refs_ino = HfChildLocked(repo_ino, "refs");
+    }
+    Result<uint64_t> ref = LookupHfRef(refs_ino, "main", *commit);
+    if (!ref.ok()) return ref.status();
+    std::unique_lock lock(table_mu_);
+    nodes_.at(kRootIno)->children.emplace(name, repo_ino);
+    return repo_ino;
+  });
+}
+
+Result<uint64_t> ModelFs::LookupHfRef(uint64_t refs_ino, const std::string& name,
+                                      const std::string& known_commit) {
+  std::string rev;
+  std::string repo_name;
+  // Same rules as a "repo@rev" suffix; "/" cannot occur in one name, so nested refs never match.
+  if (!ParseRepoDirName("x@" + name, &repo_name, &rev) || rev.find('/') != std::string::npos) {
+    return Status::NotFound("not a revision: " + name);
+  }
+  RepoId repo;
+  uint64_t snapshots_ino;
+  {
+    std::shared_lock lock(table_mu_);
+    const Node* refs = FindLocked(refs_ino);
+    repo = refs->repo;
+    snapshots_ino = HfChildLocked(refs->parent, "snapshots");
+  }
+  return SingleFlight(refs_ino, name, [&]() -> Result<uint64_t> {
+    Result<std::string> commit =
+        known_commit.empty() ? hub_.ResolveRevision(repo, rev) : Result<std::string>(known_commit);
+    if (!commit.ok()) return commit.status();
+    Result<uint64_t> snap = ResolveRepoDir(snapshots_ino, *commit, repo, *commit, true);
+    if (!snap.ok()) return snap.status();
+    auto f = std::make_unique<Node>();
+    f->ino = next_ino_.fetch_add(1);
+    f->parent = refs_ino;
+    f->kind = Kind::kRefFile;
+    f->name = name;
+    f->data = *commit;  // huggingface_hub reads it with f.read() and does not strip a newline
+    const uint64_t ino = f->ino;
+    std::unique_lock lock(table_mu_);
+    nodes_.at(refs_ino)->children.emplace(name, ino);
+    nodes_.emplace(ino, std::move(f));
+    return ino;
+  });
+}
+
+Result<uint64_t> ModelFs::LookupHfSnapshot(uint64_t snapshots_ino, const std::string& name) {
+  // Only full commits name snapshots (huggingface_hub writes snapshots/<40-hex> and nothing else).
+  static constexpr size_t kCommitHexLen = 40;
+  if (name.size() != kCommitHexLen ||
+      name.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    return Status::NotFound("not a commit: " + name);
+  }
+  RepoId repo;
+  {
+    std::shared_lock lock(table_mu_);
+    repo = FindLocked(snapshots_ino)->repo;
+  }
+  return SingleFlight(snapshots_ino, name, [&]() -> Result<uint64_t> {
+    Result<std::string> commit = hub_.ResolveRevision(repo, name);
+    if (!commit.ok()) return commit.status();
+    if (*commit != name) return Status::NotFound("not a commit: " + name);
+    return FetchAndPublish(snapshots_ino, name, repo, name, true);
+  });
 }
 
 Status ModelFs::BuildTree(const RepoId& repo, const std::string& commit,
@@ -406,9 +599,11 @@ Result<DirListing> ModelFs::ReadDir(uint64_t ino) {
   std::shared_lock lock(table_mu_);
   const Node* n = FindLocked(ino);
   if (n == nullptr) return Status::NotFound("no inode " + std::to_string(ino));
-  if (n->kind == Kind::kFile) return Status::InvalidArgument("not a directory");
+  if (n->kind == Kind::kFile || n->kind == Kind::kRefFile) {
+    return Status::InvalidArgument("not a directory");
+  }
   DirListing out;
-  out.immutable = n->kind == Kind::kRepo || n->kind == Kind::kDir;
+  out.immutable = n->kind == Kind::kRepo || n->kind == Kind::kDir || n->kind == Kind::kHfRepo;
   out.entries.reserve(n->children.size() + 2);
   out.entries.push_back(DirEntry{".", AttrOfLocked(*n)});
   out.entries.push_back(DirEntry{"..", AttrOfLocked(*FindLocked(n->parent))});
@@ -428,6 +623,7 @@ Status ModelFs::Open(uint64_t ino, int flags) {
     n = FindLocked(ino);
   }
   if (n == nullptr) return Status::NotFound("no inode " + std::to_string(ino));
+  if (n->kind == Kind::kRefFile) return Status::Ok();  // content lives in the node
   if (n->kind != Kind::kFile) return Status::InvalidArgument("not a file");
   store_.OpenBlob(n->blob);  // n is an immutable kFile node: safe without the lock
   return Status::Ok();
@@ -450,6 +646,13 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
     node = FindLocked(ino);
   }
   if (node == nullptr) return Status::NotFound("no inode " + std::to_string(ino));
+  if (node->kind == Kind::kRefFile) {  // immutable once published, like a kFile node
+    if (offset < node->data.size()) {
+      *n = std::min<size_t>(size, node->data.size() - offset);
+      memcpy(buf, node->data.data() + offset, *n);
+    }
+    return Status::Ok();
+  }
   if (node->kind != Kind::kFile) return Status::InvalidArgument("not a file");
   const uint64_t file_size = node->blob.size;
   if (offset >= file_size || size == 0) return Status::Ok();

@@ -11,6 +11,21 @@
 //   /datasets/<org>/<name>    the same for dataset repos
 // In single-repo mode the root itself is the repo (at FsOptions::single_rev).
 //
+// Hub-cache layout (FsOptions::layout == FsLayout::kHfCache): the same pinned trees presented as a
+// Hugging Face hub cache (hub-protocol.md section 6), so huggingface_hub / transformers resolve
+// files offline with HF_HUB_CACHE pointing at the mount:
+//   /models--<org>--<name>/              appears on first lookup; the lookup resolves "main"
+//     refs/<rev>                         file holding the 40-hex commit, NO trailing newline; a
+//                                        lookup of any branch or tag name resolves and pins it
+//     snapshots/<commit>/<path>          the pinned tree (regular files, not symlinks: every reader
+//                                        follows links with exists()/isfile(), so files work)
+//     blobs/<etag>                       each file of every pinned snapshot under its etag (LFS
+//                                        SHA-256 or git blob id), same bytes as the snapshot file
+//   /datasets--<org>--<name>/            the same for datasets
+// `.no_exist/` and `trees/` are never present: a probed-but-missing file is plain ENOENT, and
+// omitting trees/<commit>.json is what hub-protocol.md 6.1 allows a FUSE view to do. Nested refs
+// ("refs/refs/pr/1") are not offered: open a PR through snapshots/<commit> instead.
+//
 // Pinning: the first lookup of a repo dir calls HubApi::ResolveRevision and then HubApi::ListTree
 // once, and the dir stays pinned to that commit for the life of the mount, so every inode below it
 // is immutable. Concurrent first lookups of one repo dir share one resolution (single flight);
@@ -25,6 +40,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <map>
 #include <memory>
@@ -41,7 +57,11 @@
 
 namespace modelfs {
 
+// How repos are presented (see the layout comment above).
+enum class FsLayout { kPlain, kHfCache };
+
 struct FsOptions {
+  FsLayout layout = FsLayout::kPlain;  // kHfCache requires single_repo unset
   std::optional<RepoId> single_repo;  // set: the mount root IS this repo (at single_rev)
   std::string single_rev;             // "" = default branch
   uint32_t uid = 0, gid = 0;          // owner shown for every inode
@@ -91,7 +111,15 @@ class ModelFs {
 
   // `hub` and `store` must outlive this object. Does no network I/O (see Init).
   ModelFs(FsOptions opts, HubApi& hub, BlobStore& store);
-  ~ModelFs();
+  ~ModelFs();  // unregisters from the store's invalidation hook
+
+  // Installs `fn`, called with each inode whose content the store dropped after a failed hash
+  // check, so the adapter can drop the kernel's cached pages of it (bytes served before
+  // verification must not keep being served from the page cache). Empty: uninstalls; returns
+  // only once no call is running. Called by the adapter around its request loop.
+  void SetContentInvalidator(std::function<void(uint64_t ino)> fn);
+  // Inodes of files whose content key is `key` (in every repo and revision of this mount).
+  std::vector<uint64_t> InodesWithContent(const std::string& key) const;
   ModelFs(const ModelFs&) = delete;
   ModelFs& operator=(const ModelFs&) = delete;
 
@@ -136,10 +164,17 @@ class ModelFs {
   // Splits an org-dir entry name "repo" or "repo@rev" into the repo name and the decoded revision
   // ("%2F" -> "/"; "" = default branch). False if the name or revision is not acceptable.
   static bool ParseRepoDirName(const std::string& entry, std::string* repo_name, std::string* rev);
+  // Hub-cache folder names: "models--org--name" / "datasets--org--name" <-> RepoId. Parse returns
+  // false for anything else (spaces are not offered).
+  static bool ParseHfCacheDirName(const std::string& entry, RepoId* repo);
+  static std::string HfCacheDirName(const RepoId& repo);
 
  private:
   struct Node;
-  enum class Kind { kRoot, kDatasets, kOrg, kRepo, kDir, kFile };
+  // kHf*: the hub-cache layout's fixed dirs; kRefFile: a refs/<rev> file (content in the node).
+  enum class Kind {
+    kRoot, kDatasets, kOrg, kRepo, kDir, kFile, kHfRepo, kHfRefs, kHfSnapshots, kHfBlobs, kRefFile
+  };
   using Flight = std::shared_future<Result<uint64_t>>;
 
   static constexpr uint64_t kDatasetsIno = 2;  // "/datasets", listed at the root once looked up
@@ -152,10 +187,23 @@ class ModelFs {
   Status EnsureSingleRepo();
   // Single flight around FetchAndPublish for repo dir `name` in `parent` (kRootIno and "" for the
   // single-repo root).
+  // `rev_is_commit`: rev is a full commit already resolved by the caller (no ResolveRevision).
   Result<uint64_t> ResolveRepoDir(uint64_t parent, const std::string& name, const RepoId& repo,
-                                  const std::string& rev);
+                                  const std::string& rev, bool rev_is_commit = false);
   Result<uint64_t> FetchAndPublish(uint64_t parent, const std::string& name, const RepoId& repo,
-                                   const std::string& rev);
+                                   const std::string& rev, bool rev_is_commit);
+  // Runs work() once for concurrent callers asking for child `name` of `parent` (keyed in
+  // inflight_); returns the existing child at once if it is already published.
+  Result<uint64_t> SingleFlight(uint64_t parent, const std::string& name,
+                                const std::function<Result<uint64_t>()>& work);
+  // Hub-cache layout: lookups below the root, in a repo's refs/ and snapshots/ dirs.
+  Result<uint64_t> LookupHfRepo(const std::string& name);
+  // `known_commit`: what `name` already resolved to (skips the hub call), or "" to resolve it.
+  Result<uint64_t> LookupHfRef(uint64_t refs_ino, const std::string& name,
+                               const std::string& known_commit = "");
+  Result<uint64_t> LookupHfSnapshot(uint64_t snapshots_ino, const std::string& name);
+  // Under table_mu_ (exclusive): the child `name` of the hf repo dir `repo_ino`.
+  uint64_t HfChildLocked(uint64_t repo_ino, const std::string& name) const;
   Status BuildTree(const RepoId& repo, const std::string& commit,
                    const std::vector<FileEntry>& entries, uint64_t repo_ino, uint64_t repo_parent,
                    const std::string& repo_name, std::vector<std::unique_ptr<Node>>* out);

@@ -7,18 +7,24 @@
 
 #include "cache/disk_blob_store.h"
 #include "cache/meta_store.h"
+#include "cache/offline.h"
 #include "common/status.h"
 #include "fetch/fetch_options.h"
 #include "fetch/http_client.h"
 #include "fetch/http_hub_api.h"
 #include "fetch/http_range_source.h"
+#include "fetch/mirror_set.h"
 
 namespace modelfs::cli {
 
 struct Engine {
-  std::shared_ptr<http::HttpClient> client;  // one connection pool for API calls and downloads
-  std::unique_ptr<HttpHubApi> http_hub;
-  std::unique_ptr<HttpRangeSource> source;
+  // Every configured endpoint (fetch.endpoints, else fetch.endpoint), each with its own
+  // HttpClient, HttpHubApi and HttpRangeSource; the HubApi and RangeSource the layers above use.
+  std::unique_ptr<MirrorSet> mirrors;
+  std::shared_ptr<http::HttpClient> client;  // the first mirror's connection pool and counters
+  // Used instead of `mirrors` with CacheOptions::offline (then mirrors and client are null).
+  std::unique_ptr<OfflineHubApi> offline_hub;
+  std::unique_ptr<OfflineRangeSource> offline_source;
   std::unique_ptr<PersistentHubApi> hub;     // what callers use: remembers answers for offline
   std::unique_ptr<DiskBlobStore> store;      // what callers read through
 };

@@ -13,8 +13,12 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/file_util.h"
 #include "fs/fuse_adapter.h"
 #include "fs/model_fs.h"
+#include "tools/cmd_cache.h"
+#include "tools/cmd_config.h"
+#include "tools/cmd_download.h"
 #include "tools/engine.h"
 #include "tools/options.h"
 
@@ -22,19 +26,6 @@ namespace modelfs {
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
-
-Status MkdirP(const std::string& path) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); i++) {
-    if (i == path.size() || path[i] == '/') {
-      if (!cur.empty() && mkdir(cur.c_str(), 0700) != 0 && errno != EEXIST) {
-        return Status::IoError("cannot create " + cur + ": " + strerror(errno));
-      }
-    }
-    if (i < path.size()) cur.push_back(path[i]);
-  }
-  return Status::Ok();
-}
 
 int Mount(const std::vector<std::string>& args) {
   cli::MountConfig cfg;
@@ -54,6 +45,10 @@ int Mount(const std::vector<std::string>& args) {
     return 2;
   }
   SetLogLevel(level);
+  LogFormat format = LogFormat::kText;
+  ParseLogFormat(cfg.log_format, &format);  // validated by ParseMount
+  SetLogFormat(format);
+  RegisterLogSecret(cfg.fetch.token);  // belt and braces: fetch/ never logs it anyway
   // Check what can be checked before mounting, so errors reach the user's terminal.
   struct stat st;
   if (stat(cfg.mount.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -62,7 +57,10 @@ int Mount(const std::vector<std::string>& args) {
   }
   s = MkdirP(cfg.cache.dir);
   if (s.ok() && access(cfg.cache.dir.c_str(), W_OK) != 0) {
-    s = Status::IoError("cache directory " + cfg.cache.dir + " is not writable");
+    // A read-only cache (a read-only image, a full or failing disk remounted ro) still serves
+    // what it holds; everything else is read uncached (issue 4: disk faults).
+    fprintf(stderr, "modelfs mount: warning: cache directory %s is not writable (%s); serving "
+            "what it holds and reading the rest uncached\n", cfg.cache.dir.c_str(), strerror(errno));
   }
   if (!s.ok()) {
     fprintf(stderr, "modelfs mount: %s\n", s.message().c_str());
@@ -80,8 +78,11 @@ int Mount(const std::vector<std::string>& args) {
         close(fd);
       }
     }
+    std::string from;
+    for (const auto& ep : cfg.fetch.endpoints) from += (from.empty() ? "" : ", ") + ep;
+    if (from.empty()) from = cfg.fetch.endpoint;
     MODELFS_LOG(kInfo, "modelfs %s mounting %s from %s, cache %s (%llu bytes)", kVersion,
-                cfg.mount.mountpoint.c_str(), cfg.fetch.endpoint.c_str(), cfg.cache.dir.c_str(),
+                cfg.mount.mountpoint.c_str(), from.c_str(), cfg.cache.dir.c_str(),
                 (unsigned long long)cfg.cache.max_bytes);
     auto e = cli::OpenEngine(cfg.fetch, cfg.cache);
     if (!e.ok()) return e.status();
@@ -131,6 +132,13 @@ const Command kCommands[] = {
     {"mount", &modelfs::Mount},
     {"unmount", &modelfs::Unmount},
     {"umount", &modelfs::Unmount},
+    {"download", &modelfs::cli::RunDownload},
+    {"config", &modelfs::cli::RunConfig},
+    {"status", &modelfs::cli::RunStatus},
+    {"verify", &modelfs::cli::RunVerify},
+    {"gc", &modelfs::cli::RunGc},
+    {"prefetch", &modelfs::cli::RunPrefetch},
+    {"unpin", &modelfs::cli::RunUnpin},
 };
 
 }  // namespace

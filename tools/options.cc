@@ -9,7 +9,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/log.h"
 #include "fs/model_fs.h"
+#include "tools/config_file.h"
 
 namespace modelfs::cli {
 namespace {
@@ -53,23 +55,45 @@ Result<unsigned> ParseCount(const std::string& s, unsigned max) {
 
 }  // namespace
 
+std::vector<std::string> ConfigKeys() {
+  std::vector<std::string> keys;
+  for (const auto& o : MountOptionTable())
+    if (o.value_name) keys.push_back(o.flag + 2);
+  return keys;
+}
+
 const std::vector<OptionSpec>& MountOptionTable() {
   static const std::vector<OptionSpec> kTable = {
       {"--endpoint", nullptr, "HF_ENDPOINT", "URL", "https://huggingface.co",
-       "Hub or mirror to read from (API calls and downloads)."},
+       "Hub or mirror to read from (API calls and downloads). Repeat it for several mirrors: the "
+       "fastest healthy one is used and a failing one is left for --mirror-retry seconds. Also "
+       "$MODELFS_MIRRORS (a list, after HF_ENDPOINT) and 'endpoint =' lines in the config files; "
+       "'modelfs config show' prints the result."},
       {"--token-file", nullptr, "HF_TOKEN_PATH", "FILE", "$HF_HOME/token",
        "File holding the access token. $HF_TOKEN, if set, wins over any file. The token is sent "
        "only to the endpoint's host, never to a CDN it redirects to."},
       {"--cache-dir", nullptr, "MODELFS_CACHE", "DIR", "~/.cache/modelfs",
        "Persistent block cache and stored hub metadata."},
       {"--cache-size", nullptr, "MODELFS_CACHE_SIZE", "SIZE", "20GiB",
-       "Most block data the cache keeps (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal). "
-       "Least recently used files are evicted first."},
+       "Most block data the cache keeps (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), or a "
+       "percentage of the cache filesystem (25%). Space is reserved before a block is written, so "
+       "it is never exceeded; least recently used files not in use are evicted first."},
+      {"--cache-min-free", nullptr, "MODELFS_CACHE_MIN_FREE", "PERCENT", "10%",
+       "Never fill the cache filesystem above 100% minus this, whatever else writes to it; when "
+       "no room can be made, reads are served without caching. 0% turns the check off."},
+      {"--offline", nullptr, "HF_HUB_OFFLINE", nullptr, "off",
+       "Never touch the network: serve stored listings and cached bytes only; an uncached read "
+       "fails at once with EIO (HF_HUB_OFFLINE=1 does the same)."},
+      {"--revision-ttl", nullptr, nullptr, "DURATION", "72h",
+       "How long a resolved branch or tag is trusted before the hub is asked again (s, m, h, d; "
+       "0 = every mount). A commit id is never re-resolved."},
       {"--foreground", "-f", nullptr, nullptr, "off",
        "Stay in the foreground and log to stderr (containers, systemd Type=simple)."},
       {"--log-file", nullptr, "MODELFS_LOG_FILE", "FILE", "<cache-dir>/modelfs.log",
        "Where the daemon logs when not in the foreground."},
       {"--log-level", nullptr, "MODELFS_LOG_LEVEL", "LEVEL", "info", "debug, info, warn or error."},
+      {"--log-format", nullptr, "MODELFS_LOG_FORMAT", "FORMAT", "text",
+       "Log lines as text, logfmt or json. Tokens and signed URL queries are always redacted."},
       {"--threads", nullptr, nullptr, "N", "64",
        "FUSE worker threads; enough that reads waiting on the network do not starve cached ones."},
       {"--fetch-threads", nullptr, nullptr, "N", "16",
@@ -78,9 +102,17 @@ const std::vector<OptionSpec>& MountOptionTable() {
       {"--stall-timeout", nullptr, nullptr, "SECONDS", "10",
        "Abort and retry a transfer that moves under 1 KiB/s for this long."},
       {"--retries", nullptr, nullptr, "N", "4", "Retries of a failed request (with backoff)."},
+      {"--mirror-retry", nullptr, nullptr, "SECONDS", "300",
+       "How long a failed mirror is left alone before it is tried again."},
+      {"--ca-file", nullptr, "MODELFS_CA_FILE", "FILE", "system CA store",
+       "CA bundle to verify TLS servers with (verification is always on)."},
+      {"--tls-min-version", nullptr, nullptr, "VERSION", "1.2", "Oldest TLS version accepted: 1.2 or 1.3."},
       {"--allow-other", nullptr, nullptr, nullptr, "off",
        "Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root)."},
       {"--debug", "-d", nullptr, nullptr, "off", "libfuse request tracing (implies -f)."},
+      {"--hf-cache", nullptr, nullptr, nullptr, "off",
+       "Present the mount as a Hugging Face hub cache (models--ORG--NAME/refs, snapshots, blobs) "
+       "for HF_HUB_CACHE=MOUNTPOINT HF_HUB_OFFLINE=1. Not with ORG/NAME."},
       {"--help", "-h", nullptr, nullptr, "", "Show this help."},
   };
   return kTable;
@@ -91,13 +123,20 @@ std::string MainHelp() {
          "Usage:\n"
          "  modelfs mount [OPTIONS] [ORG/NAME[@REV]] MOUNTPOINT\n"
          "  modelfs unmount MOUNTPOINT\n"
+         "  modelfs download ORG/NAME[@REV] --local-dir DIR [--include GLOB] [--exclude GLOB]\n"
+         "  modelfs config show [--endpoint URL]...   (effective settings and their sources)\n"
+         "  modelfs status [--cache-dir DIR] [--format json]       (cache use, per-file state)\n"
+         "  modelfs verify [ORG/NAME[@REV]] [--format json]        (re-hash, drop bad data)\n"
+         "  modelfs gc [--size SIZE] [--format json]               (drop unreferenced, shrink)\n"
+         "  modelfs prefetch ORG/NAME[@REV] [--include GLOB] [--exclude GLOB] [--pin]\n"
+         "  modelfs unpin ORG/NAME [--cache-dir DIR]\n"
          "  modelfs --version\n\n"
          "Without ORG/NAME, MOUNTPOINT shows every repo on first lookup: MOUNTPOINT/ORG/NAME for the\n"
          "default branch, MOUNTPOINT/ORG/NAME@REV for a branch, tag or commit (write '/' in REV as\n"
          "%2F), MOUNTPOINT/datasets/ORG/NAME for datasets. Each repo directory stays pinned to the\n"
          "commit it resolved to for the life of the mount.\n\n"
-         "Run 'modelfs mount --help' for the options. Exit codes: 0 success, 1 runtime failure,\n"
-         "2 usage error.\n";
+         "Run 'modelfs mount --help' or 'modelfs download --help' for the options.\n"
+         "Exit codes: 0 success, 1 runtime failure, 2 usage error.\n";
 }
 
 std::string MountHelp() {
@@ -121,6 +160,27 @@ std::string MountHelp() {
   out += "\nThe token comes from $HF_TOKEN, else --token-file, else $HF_TOKEN_PATH, else\n"
          "$HF_HOME/token (HF_HOME defaults to ~/.cache/huggingface).\n";
   return out;
+}
+
+Result<double> ParsePercent(const std::string& text) {
+  char* end = nullptr;
+  double v = strtod(text.c_str(), &end);
+  if (end == text.c_str() || std::string(end) != "%" || !std::isfinite(v) || v < 0 || v > 100) {
+    return Status::InvalidArgument("not a percentage between 0% and 100%: '" + text + "'");
+  }
+  return v;
+}
+
+Result<int64_t> ParseDuration(const std::string& text) {
+  char* end = nullptr;
+  double v = strtod(text.c_str(), &end);
+  std::string unit(end ? end : "");
+  double mult = unit.empty() || unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600
+              : unit == "d" ? 86400 : -1;
+  if (end == text.c_str() || mult < 0 || !std::isfinite(v) || v < 0 || v * mult > 1e10) {
+    return Status::InvalidArgument("not a duration: '" + text + "' (e.g. 72h, 30m, 0)");
+  }
+  return static_cast<int64_t>(v * mult);
 }
 
 Result<uint64_t> ParseSize(const std::string& text) {
@@ -188,6 +248,7 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   *help = false;
   std::map<std::string, std::string> vals;
   std::vector<std::string> positional;
+  std::vector<std::string> flag_endpoints;  // --endpoint may be repeated (mirrors)
   const auto& table = MountOptionTable();
   for (size_t i = 0; i < args.size(); i++) {
     std::string a = args[i];
@@ -213,6 +274,7 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
         value = args[++i];
       }
       vals[spec->flag] = value;
+      if (std::string(spec->flag) == "--endpoint") flag_endpoints.push_back(value);
     } else {
       if (has_value) return Status::InvalidArgument(a + " takes no value");
       vals[spec->flag] = "1";
@@ -222,11 +284,20 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
     *help = true;
     return Status::Ok();
   }
-  // A flag wins over its environment variable.
+  // Config files (tools/config_file.h) sit below the environment: an option without a variable
+  // takes the file's value unless flagged; one with a variable consults it in `get`.
+  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys());
+  if (!files.ok()) return files.status();
+  for (const auto& o : table) {
+    const Sourced* v = o.value_name ? files->Find(o.flag + 2) : nullptr;
+    if (v && !o.env) vals.emplace(o.flag, v->value);
+  }
+  // A flag wins over its environment variable, which wins over the config files.
   auto get = [&](const char* flag, const char* env, const std::string& dflt) {
     auto it = vals.find(flag);
     if (it != vals.end()) return it->second;
     if (env && !Env(env).empty()) return Env(env);
+    if (const Sourced* v = files->Find(flag + 2)) return v->value;
     return dflt;
   };
 
@@ -240,13 +311,12 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
     cfg->fs.single_repo = repo.value();
   }
 
-  // Endpoint.
-  std::string ep = get("--endpoint", "HF_ENDPOINT", "https://huggingface.co");
-  while (!ep.empty() && ep.back() == '/') ep.pop_back();
-  if (ep.rfind("http://", 0) != 0 && ep.rfind("https://", 0) != 0) {
-    return Status::InvalidArgument("endpoint must be an http:// or https:// URL: " + ep);
-  }
-  cfg->fetch.endpoint = ep;
+  // Endpoints (mirrors): flags > HF_ENDPOINT + MODELFS_MIRRORS > config files > default.
+  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), flag_endpoints);
+  if (!eps.ok()) return eps.status();
+  cfg->fetch.endpoints.clear();
+  for (const auto& e : eps.value()) cfg->fetch.endpoints.push_back(e.value);
+  cfg->fetch.endpoint = cfg->fetch.endpoints.front();
 
   // Token: $HF_TOKEN (or its legacy name) wins, then the token file chain (hub-protocol.md §1).
   std::string hf_home = Env("HF_HOME");
@@ -269,9 +339,27 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
 
   // Cache.
   cfg->cache.dir = get("--cache-dir", "MODELFS_CACHE", Home() + "/.cache/modelfs");
-  auto size = ParseSize(get("--cache-size", "MODELFS_CACHE_SIZE", "20GiB"));
-  if (!size.ok()) return size.status();
-  cfg->cache.max_bytes = size.value();
+  std::string size_text = get("--cache-size", "MODELFS_CACHE_SIZE", "20GiB");
+  if (!size_text.empty() && size_text.back() == '%') {
+    auto pct = ParsePercent(size_text);
+    if (!pct.ok() || pct.value() <= 0) return Status::InvalidArgument("--cache-size: not a size or percentage: " + size_text);
+    cfg->cache.max_fs_percent = pct.value();
+  } else {
+    auto size = ParseSize(size_text);
+    if (!size.ok()) return size.status();
+    cfg->cache.max_bytes = size.value();
+  }
+  auto min_free = ParsePercent(get("--cache-min-free", "MODELFS_CACHE_MIN_FREE", "10%"));
+  if (!min_free.ok()) return min_free.status();
+  cfg->cache.min_free_percent = min_free.value();
+  // HF_HUB_OFFLINE follows huggingface_hub: 1/true/yes/on mean offline.
+  std::string off_env = Env("HF_HUB_OFFLINE");
+  for (auto& ch : off_env) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+  cfg->cache.offline = vals.count("--offline") > 0 || off_env == "1" || off_env == "true" ||
+                       off_env == "yes" || off_env == "on";
+  auto ttl = ParseDuration(get("--revision-ttl", nullptr, "72h"));
+  if (!ttl.ok()) return ttl.status();
+  cfg->cache.revision_ttl_s = ttl.value();
 
   // Threads and timeouts.
   if (vals.count("--threads")) {
@@ -300,11 +388,34 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
     if (*end != '\0' || n < 0 || n > 20) return Status::InvalidArgument("--retries must be 0..20");
     cfg->fetch.max_retries = static_cast<int>(n);
   }
+  if (vals.count("--mirror-retry")) {
+    auto s = ParseSeconds(vals["--mirror-retry"]);
+    if (!s.ok()) return s.status();
+    cfg->fetch.mirror_retry_after_s = s.value();
+  }
+  cfg->fetch.ca_file = get("--ca-file", "MODELFS_CA_FILE", "");
+  if (!cfg->fetch.ca_file.empty() && access(cfg->fetch.ca_file.c_str(), R_OK) != 0)
+    return Status::InvalidArgument("cannot read CA file " + cfg->fetch.ca_file);
+  cfg->fetch.tls_min_version = get("--tls-min-version", nullptr, "1.2");
+  if (cfg->fetch.tls_min_version != "1.2" && cfg->fetch.tls_min_version != "1.3")
+    return Status::InvalidArgument("--tls-min-version must be 1.2 or 1.3");
 
   cfg->mount.debug = vals.count("--debug") > 0;
   cfg->mount.foreground = vals.count("--foreground") > 0 || cfg->mount.debug;
   cfg->mount.allow_other = vals.count("--allow-other") > 0;
+  cfg->mount.notify_socket = Env("NOTIFY_SOCKET");  // systemd Type=notify (sd_notify protocol)
+  if (vals.count("--hf-cache")) {
+    if (cfg->fs.single_repo) {
+      return Status::InvalidArgument("--hf-cache shows every repo; it takes no ORG/NAME");
+    }
+    cfg->fs.layout = FsLayout::kHfCache;
+  }
   cfg->log_level = get("--log-level", "MODELFS_LOG_LEVEL", "info");
+  cfg->log_format = get("--log-format", "MODELFS_LOG_FORMAT", "text");
+  if (LogFormat f; !ParseLogFormat(cfg->log_format, &f)) {
+    return Status::InvalidArgument("--log-format must be text, logfmt or json, not '" +
+                                   cfg->log_format + "'");
+  }
   cfg->log_file = get("--log-file", "MODELFS_LOG_FILE", "");
   if (!cfg->mount.foreground && cfg->log_file.empty()) cfg->log_file = cfg->cache.dir + "/modelfs.log";
   cfg->fs.uid = getuid();

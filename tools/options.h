@@ -28,6 +28,8 @@ struct OptionSpec {
 
 // Every option of `modelfs mount`, in --help order.
 const std::vector<OptionSpec>& MountOptionTable();
+// Keys a config file may set: every option that takes a value, without "--" (tools/config_file.h).
+std::vector<std::string> ConfigKeys();
 
 struct MountConfig {
   FetchOptions fetch;
@@ -36,6 +38,7 @@ struct MountConfig {
   FsOptions fs;
   std::string log_file;       // daemon's log; "" = <cache-dir>/modelfs.log when daemonized
   std::string log_level = "info";
+  std::string log_format = "text";  // text | logfmt | json (common/log.h)
 };
 
 // Parses `modelfs mount` arguments (argv after "mount") plus the environment. On --help sets
@@ -47,6 +50,8 @@ std::string MainHelp();
 
 // Helpers, exposed for tests.
 Result<uint64_t> ParseSize(const std::string& text);      // "20GiB", "512MiB", "1.5G", "1000"
+Result<double> ParsePercent(const std::string& text);     // "10%" -> 10
+Result<int64_t> ParseDuration(const std::string& text);   // "72h", "30m", "90s", "90" -> seconds
 Result<RepoId> ParseRepoArg(const std::string& text, std::string* rev);  // "org/name[@rev]"
 std::string CleanToken(const std::string& raw);
 

@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <atomic>
+#include <ctime>
 
 #include "tests/testing/temp_dir.h"
 
@@ -89,6 +93,71 @@ TEST(MetaStoreTest, HostileRevisionCannotEscapeTheCacheDir) {
   // Everything written lives under dir/meta.
   EXPECT_NE(access((dir.path() + "/meta").c_str(), F_OK), -1);
   EXPECT_EQ(access((dir.path() + "/etc").c_str(), F_OK), -1);
+}
+
+// Sets the mtime of the stored ref (when the hub last confirmed it) `age_s` seconds into the past.
+void AgeRef(const std::string& dir, const std::string& name, time_t age_s) {
+  std::string path = dir + "/meta/models/org/name/refs/" + name;
+  struct timespec ts[2];
+  ts[0].tv_sec = ts[1].tv_sec = time(nullptr) - age_s;
+  ts[0].tv_nsec = ts[1].tv_nsec = 0;
+  ASSERT_EQ(utimensat(AT_FDCWD, path.c_str(), ts, 0), 0) << path;
+}
+
+TEST(MetaStoreTest, BranchIsReResolvedOnlyAfterTheTtl) {
+  testing::TempDir dir;
+  ScriptedHub hub;
+  RepoId repo{"model", "org", "name"};
+  const int64_t ttl = 3600;
+  PersistentHubApi api(&hub, dir.path(), ttl);
+  std::string first = hub.commit;
+  ASSERT_EQ(api.ResolveRevision(repo, "main").value(), first);
+  EXPECT_EQ(hub.calls, 1);
+  // The branch moves on the hub; within the TTL the stored answer stands, with no hub call.
+  hub.commit = std::string(40, 'd');
+  EXPECT_EQ(api.ResolveRevision(repo, "main").value(), first);
+  EXPECT_EQ(hub.calls, 1);
+  AgeRef(dir.path(), "main", ttl - 60);
+  EXPECT_EQ(api.ResolveRevision(repo, "main").value(), first);
+  EXPECT_EQ(hub.calls, 1);
+  // Past the TTL the hub is asked again and the new commit is stored and returned.
+  AgeRef(dir.path(), "main", ttl + 60);
+  EXPECT_EQ(api.ResolveRevision(repo, "main").value(), hub.commit);
+  EXPECT_EQ(hub.calls, 2);
+  // ... and its confirmation restarts the TTL.
+  EXPECT_EQ(api.ResolveRevision(repo, "main").value(), hub.commit);
+  EXPECT_EQ(hub.calls, 2);
+  // Past the TTL with the hub down, the stored answer is used whatever its age.
+  AgeRef(dir.path(), "main", 10 * ttl);
+  hub.down = true;
+  EXPECT_EQ(api.ResolveRevision(repo, "main").value(), hub.commit);
+  EXPECT_EQ(hub.calls, 3);
+}
+
+TEST(MetaStoreTest, TtlZeroAsksTheHubEveryTime) {
+  testing::TempDir dir;
+  ScriptedHub hub;
+  RepoId repo{"model", "org", "name"};
+  PersistentHubApi api(&hub, dir.path(), 0);
+  ASSERT_TRUE(api.ResolveRevision(repo, "main").ok());
+  ASSERT_TRUE(api.ResolveRevision(repo, "main").ok());
+  EXPECT_EQ(hub.calls, 2);
+}
+
+TEST(MetaStoreTest, PinnedCommitIsNeverReResolvedEvenWhenOld) {
+  testing::TempDir dir;
+  ScriptedHub hub;
+  RepoId repo{"model", "org", "name"};
+  PersistentHubApi api(&hub, dir.path(), 1);
+  ASSERT_TRUE(api.ListTree(repo, hub.commit).ok());
+  // Make every stored file old: a commit id has no TTL.
+  std::string tree = dir.path() + "/meta/models/org/name/trees/" + hub.commit + ".json";
+  struct timespec ts[2] = {{time(nullptr) - 1000000, 0}, {time(nullptr) - 1000000, 0}};
+  ASSERT_EQ(utimensat(AT_FDCWD, tree.c_str(), ts, 0), 0);
+  int before = hub.calls;
+  hub.commit = std::string(40, 'e');  // whatever the hub would say now
+  EXPECT_EQ(api.ResolveRevision(repo, std::string(40, 'c')).value(), std::string(40, 'c'));
+  EXPECT_EQ(hub.calls, before);
 }
 
 }  // namespace

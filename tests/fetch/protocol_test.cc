@@ -376,3 +376,32 @@ TEST(UrlTest, ExpiresAndStrip) {
 
 }  // namespace
 }  // namespace modelfs::protocol
+
+namespace modelfs::protocol {
+namespace {
+
+// Found by tests/fuzz/run.sh: "https://a=1:7x:443/p" parsed with host "a=1:7x", whose origin did
+// not parse again. Hosts are now restricted to what a hub host can be.
+TEST(ProtocolFuzzRegressions, HostsWithOddCharactersAreRejected) {
+  EXPECT_FALSE(ParseUrl("https://xpires=1:700ature=abcr8g:443/x/y").ok());
+  EXPECT_FALSE(ParseUrl("https://a:b:443/").ok());
+  EXPECT_FALSE(ParseUrl("https://h\xd4st/").ok());
+  EXPECT_FALSE(ParseUrl("https://[]/").ok());
+  EXPECT_FALSE(ParseUrl("https://[::1%eth0]/").ok());
+  EXPECT_TRUE(ParseUrl("https://[::1]:8080/x").ok());
+  EXPECT_TRUE(ParseUrl("http://127.0.0.1:8080/x").ok());
+  EXPECT_TRUE(ParseUrl("https://cdn-lfs.hf.co/repos/x?Expires=1").ok());
+}
+
+TEST(ProtocolEtag, DigestsAreExtractedOnlyFromHexTags) {
+  const std::string sha(64, 'a'), oid(40, 'b');
+  EXPECT_EQ(ParseEtagDigest("\"" + sha + "\""), sha);
+  EXPECT_EQ(ParseEtagDigest("W/\"" + oid + "\""), oid);
+  EXPECT_EQ(ParseEtagDigest(" \"" + std::string(64, 'A') + "\" "), sha);
+  EXPECT_FALSE(ParseEtagDigest("\"xet-1234\"").has_value());
+  EXPECT_FALSE(ParseEtagDigest("\"" + std::string(63, 'a') + "\"").has_value());
+  EXPECT_FALSE(ParseEtagDigest("").has_value());
+}
+
+}  // namespace
+}  // namespace modelfs::protocol

@@ -587,5 +587,146 @@ TEST_F(ModelFsTest, InodesAreUniqueAndStable) {
   EXPECT_GE(fs->InodeCount(), seen.size() + 1);
 }
 
+// ---- Hub-cache layout (FsLayout::kHfCache) ----
+
+class HfCacheLayoutTest : public ModelFsTest {
+ protected:
+  std::unique_ptr<ModelFs> MakeHfFs() {
+    FsOptions o;
+    o.layout = FsLayout::kHfCache;
+    return MakeFs(o);
+  }
+};
+
+TEST_F(HfCacheLayoutTest, FolderNames) {
+  RepoId r;
+  ASSERT_TRUE(ModelFs::ParseHfCacheDirName("models--acme--gpt", &r));
+  EXPECT_EQ(r, Model("acme", "gpt"));
+  ASSERT_TRUE(ModelFs::ParseHfCacheDirName("datasets--acme--squad.v2", &r));
+  EXPECT_EQ(r, Dataset("acme", "squad.v2"));
+  EXPECT_EQ(ModelFs::HfCacheDirName(Dataset("a", "b")), "datasets--a--b");
+  EXPECT_EQ(ModelFs::HfCacheDirName(Model("a", "b")), "models--a--b");
+  for (const char* bad : {"models--acme", "models--acme--", "models----gpt", "spaces--a--b",
+                          "models--a--b--c", "acme", "models--a--.b", ".locks", "CACHEDIR.TAG"}) {
+    EXPECT_FALSE(ModelFs::ParseHfCacheDirName(bad, &r)) << bad;
+  }
+}
+
+TEST_F(HfCacheLayoutTest, RepoFolderRefsSnapshotsBlobs) {
+  auto fs = MakeHfFs();
+  EXPECT_EQ(Names(*fs, ModelFs::kRootIno), (std::vector<std::string>{".", ".."}));
+  const uint64_t repo = Walk(*fs, "models--acme--gpt");
+  ASSERT_NE(repo, 0u);
+  EXPECT_EQ(Names(*fs, repo), (std::vector<std::string>{".", "..", "blobs", "refs", "snapshots"}));
+  EXPECT_EQ(Names(*fs, ModelFs::kRootIno),
+            (std::vector<std::string>{".", "..", "models--acme--gpt"}));
+  EXPECT_EQ(hub_.last_rev(), "main");  // huggingface_hub's default revision
+  EXPECT_EQ(hub_.resolve_calls(), 1);   // one resolution pins refs/main and its snapshot
+  EXPECT_EQ(hub_.list_calls(), 1);
+
+  // refs/main: exactly the commit, no newline.
+  const uint64_t ref = Walk(*fs, "models--acme--gpt/refs/main");
+  ASSERT_NE(ref, 0u);
+  EXPECT_EQ(ReadAll(*fs, ref), kC1);
+  EXPECT_EQ(fs->GetAttr(ref)->size, 40u);
+  EXPECT_FALSE(fs->GetAttr(ref)->is_dir());
+  EXPECT_TRUE(fs->Open(ref, O_RDONLY).ok());
+  fs->Release(ref);
+  EXPECT_FALSE(fs->Open(ref, O_WRONLY).ok());
+
+  // snapshots/<commit>/ is the pinned tree.
+  EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/snapshots")),
+            (std::vector<std::string>{".", "..", kC1}));
+  const uint64_t cfg = Walk(*fs, "models--acme--gpt/snapshots/" + kC1 + "/config.json");
+  ASSERT_NE(cfg, 0u);
+  EXPECT_EQ(ReadAll(*fs, cfg), "{\"a\":1}");
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "models--acme--gpt/snapshots/" + kC1 + "/sub/dir/tok.txt")),
+            "nested!");
+
+  // blobs/<etag>: LFS files by SHA-256, others by git blob id, same bytes.
+  const uint64_t blobs = Walk(*fs, "models--acme--gpt/blobs");
+  std::vector<std::string> names = Names(*fs, blobs);
+  std::set<std::string> got(names.begin() + 2, names.end());
+  EXPECT_EQ(got, (std::set<std::string>{config_.git_oid, weights_.sha256, nested_.git_oid}));
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "models--acme--gpt/blobs/" + weights_.sha256)),
+            std::string(10000, 'w'));
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "models--acme--gpt/blobs/" + config_.git_oid)), "{\"a\":1}");
+}
+
+TEST_F(HfCacheLayoutTest, OtherRefsAndSnapshotsAppearOnLookup) {
+  auto fs = MakeHfFs();
+  ASSERT_NE(Walk(*fs, "models--acme--gpt"), 0u);
+  // A tag: refs/v2 resolves it and pins its snapshot; its blobs join blobs/.
+  const uint64_t v2 = Walk(*fs, "models--acme--gpt/refs/v2");
+  ASSERT_NE(v2, 0u);
+  EXPECT_EQ(ReadAll(*fs, v2), kC2);
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "models--acme--gpt/snapshots/" + kC2 + "/config.json")),
+            "version two");
+  EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/refs")),
+            (std::vector<std::string>{".", "..", "main", "v2"}));
+  // A commit looked up directly under snapshots/ (the PR's commit, no ref for it).
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "models--acme--gpt/snapshots/" + kPr + "/README.md")),
+            "pr readme");
+  EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/snapshots")).size(), 5u);
+  // Short or unknown commits, unknown refs, nested refs: ENOENT.
+  Status err;
+  EXPECT_EQ(Walk(*fs, "models--acme--gpt/snapshots/" + kC1.substr(0, 12), &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT) << err.ToString();
+  EXPECT_EQ(Walk(*fs, "models--acme--gpt/snapshots/" + std::string(40, 'f'), &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT) << err.ToString();
+  EXPECT_EQ(Walk(*fs, "models--acme--gpt/refs/nope", &err), 0u);
+  EXPECT_EQ(ToErrno(err), ENOENT) << err.ToString();
+  EXPECT_EQ(Walk(*fs, "models--acme--gpt/refs/refs", &err), 0u);
+}
+
+TEST_F(HfCacheLayoutTest, MissingThingsAreNotFound) {
+  auto fs = MakeHfFs();
+  Status err;
+  for (const char* p : {"models--acme--nope", "acme", "datasets", "models--acme--gpt/.no_exist",
+                        "models--acme--gpt/trees", "models--acme--gpt/blobs/abc",
+                        "CACHEDIR.TAG", ".locks"}) {
+    EXPECT_EQ(Walk(*fs, p, &err), 0u) << p;
+    EXPECT_EQ(ToErrno(err), ENOENT) << p << ": " << err.ToString();
+  }
+  // The failed repo is not listed (gpt is: its .no_exist/trees probes resolved it), and the next
+  // lookup asks the hub again.
+  EXPECT_EQ(Names(*fs, ModelFs::kRootIno),
+            (std::vector<std::string>{".", "..", "models--acme--gpt"}));
+  const int calls = hub_.resolve_calls();
+  EXPECT_EQ(Walk(*fs, "models--acme--nope", &err), 0u);
+  EXPECT_EQ(hub_.resolve_calls(), calls + 1);
+}
+
+TEST_F(HfCacheLayoutTest, Datasets) {
+  auto fs = MakeHfFs();
+  EXPECT_EQ(ReadAll(*fs, Walk(*fs, "datasets--acme--squad/refs/main")), kC1);
+  const uint64_t f = Walk(*fs, "datasets--acme--squad/snapshots/" + kC1 + "/data/train.jsonl");
+  ASSERT_NE(f, 0u);
+  EXPECT_EQ(ReadAll(*fs, f), "{}\n{}\n");
+  char buf[4];
+  size_t n;
+  ASSERT_TRUE(fs->Read(f, 0, 2, buf, &n).ok());
+  EXPECT_EQ(store_.last_read().repo, Dataset("acme", "squad"));
+  Status err;
+  EXPECT_EQ(Walk(*fs, "models--acme--squad", &err), 0u);  // a dataset is not a model
+}
+
+TEST_F(HfCacheLayoutTest, ConcurrentFirstLookupsShareOneResolution) {
+  auto fs = MakeHfFs();
+  hub_.SetDelay(std::chrono::milliseconds(50));  // long enough for every thread to pile up
+  std::vector<std::thread> ts;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; i++) {
+    ts.emplace_back([&] {
+      if (Walk(*fs, "models--acme--gpt/refs/main") != 0) ok++;
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ(hub_.list_calls(), 1);
+  EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/snapshots")).size(), 3u);
+  EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/refs")).size(), 3u);
+}
+
 }  // namespace
 }  // namespace modelfs

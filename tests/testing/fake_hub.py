@@ -36,7 +36,7 @@ EXPOSE = ("X-Repo-Commit,X-Request-Id,X-Error-Code,X-Error-Message,X-Total-Count
 TRUE_WORDS = {"true", "1", "yes", "on"}
 FAULT_KEYS = {"where", "latency_ms", "rate_bytes_per_s", "error_rate", "fail_next", "reset_rate",
               "truncate_rate", "stall_s", "corrupt_paths", "status_override", "only_paths", "warning",
-              "bounce_host", "error_status"}
+              "bounce_host", "error_status", "stall_rate", "rate_limit_rate", "retry_after"}
 
 
 def qbool(v):
@@ -146,6 +146,8 @@ class State:
             "multirange": args.multirange,
             "cdn_gzip_ignores_range": args.cdn_gzip_ignores_range,
             "reject_cdn_auth": args.reject_cdn_auth,
+            "hostile": args.hostile,
+            "synthetic_files": 0,
         }
         self.tokens = set(args.token or [])
         self.unapproved = set(args.unapproved_token or [])
@@ -231,6 +233,8 @@ class State:
                 return "status", {"code": f.get("error_status", 503)}
             if f.get("error_rate") and self.rng.random() < f["error_rate"]:
                 return "status", {"code": f.get("error_status", 503)}
+            if f.get("rate_limit_rate") and self.rng.random() < f["rate_limit_rate"]:
+                return "status", {"code": 429, "retry_after": f.get("retry_after", 1)}
             if f.get("bounce_host") and listener == "hub":
                 return "bounce", f["bounce_host"]
             return None, None
@@ -249,7 +253,7 @@ class State:
                     plan["reset_at"] = self.rng.randrange(0, length)
                 elif f.get("truncate_rate") and self.rng.random() < f["truncate_rate"]:
                     plan["truncate_at"] = self.rng.randrange(0, length)
-                if f.get("stall_s"):
+                if f.get("stall_s") and self.rng.random() < f.get("stall_rate", 1.0):
                     plan["stall_at"] = max(1, length // 2)
                     plan["stall_s"] = float(f["stall_s"])
                 cp = f.get("corrupt_paths")
@@ -640,7 +644,158 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_bytes(307, ("Temporary Redirect. Redirecting to %s" % loc).encode(), "text/plain; charset=utf-8",
                         headers=[("Location", loc)])
 
+    # ---- hostile mode ----------------------------------------------------------------------------
+    # One misbehaviour at a time (config "hostile" / --hostile CASE), for the client's robustness
+    # tests. Listing cases answer every /tree/ call; json_* cases every /api/ JSON call; redirect_*
+    # cases every /resolve/ HEAD or GET; the rest replace CDN answers (the LFS bytes).
+    HOSTILE_TREES = {
+        "tree_dotdot": [{"type": "file", "path": "../../../../tmp/modelfs-hostile-escape", "size": 5}],
+        "tree_absolute": [{"type": "file", "path": "/tmp/modelfs-hostile-escape", "size": 5}],
+        "tree_empty_name": [{"type": "file", "path": "", "size": 5}],
+        "tree_empty_segment": [{"type": "file", "path": "a//b", "size": 5}],
+        "tree_duplicate": [{"type": "file", "path": "a", "size": 5}, {"type": "file", "path": "a", "size": 6}],
+        "tree_nul": [{"type": "file", "path": "a\u0000b", "size": 5}],
+        "tree_slash": [{"type": "file", "path": "dir/", "size": 5}],
+        "tree_file_and_dir": [{"type": "file", "path": "a", "size": 5}, {"type": "file", "path": "a/b", "size": 5}],
+        "tree_negative_size": [{"type": "file", "path": "neg", "size": -1}],
+        "tree_huge_size": [{"type": "file", "path": "huge", "size": 2 ** 64 + 5}],
+        "tree_float_size": [{"type": "file", "path": "f", "size": 1e30}],
+    }
+    HOSTILE_API = ("json_huge", "json_deep")
+    HOSTILE_RESOLVE = ("redirect_file", "redirect_scheme", "redirect_loop")
+    HOSTILE_CDN = ("wrong_content_range", "full_200", "body_long", "body_short", "never_answer", "trickle",
+                   "size_mismatch")
+
+    def hostile(self):
+        """Answers with the configured misbehaviour if it applies to this request; True if so."""
+        case = self.st.config.get("hostile") or ""
+        segs = self.raw_path.split("/")[1:]
+        if self.st.config.get("synthetic_files") and self.listener == "hub" and segs[:1] == ["api"] and "tree" in segs:
+            return self.synthetic_tree(int(self.st.config["synthetic_files"]))
+        if not case:
+            return False
+        is_api = self.listener == "hub" and segs and segs[0] == "api"
+        self.fault = "hostile_" + case
+        if is_api and case in self.HOSTILE_TREES and "tree" in segs:
+            entries = [dict(e, oid=e.get("oid", "0" * 40)) for e in self.HOSTILE_TREES[case]]
+            self.send_bytes(200, json.dumps(entries).encode())
+            return True
+        if is_api and case == "json_deep":
+            depth = 10000  # far past any sane parser's recursion budget
+            self.send_bytes(200, b"[" * depth + b"]" * depth)
+            return True
+        if is_api and case == "json_huge":
+            total = 100 << 20  # 100 MiB of valid JSON: a list padded with spaces
+            self.start(200, [("Content-Type", "application/json"), ("Content-Length", str(total))])
+            self.end_headers()
+            chunk = b" " * (1 << 20)
+            sent = 0
+            self.wfile.write(b"[")
+            sent += 1
+            while sent + len(chunk) < total - 1:
+                self.wfile.write(chunk)
+                sent += len(chunk)
+            self.wfile.write(b" " * (total - 1 - sent) + b"]")
+            self.body_sent = total
+            return True
+        if self.listener == "hub" and not is_api and "resolve" in segs and case in self.HOSTILE_RESOLVE:
+            loc = {"redirect_file": "file:///etc/passwd",
+                   "redirect_scheme": "gopher://127.0.0.1:70/1x",
+                   "redirect_loop": self.path}[case]
+            self.send_bytes(302, b"", "text/plain", headers=[("Location", loc)])
+            return True
+        if self.listener == "cdn" and case in self.HOSTILE_CDN:
+            return self.hostile_cdn(case)
+        self.fault = None
+        return False
+
+    def synthetic_tree(self, total):
+        """A paginated listing of `total` small files d<i/1000>/f<i>.txt (config synthetic_files),
+        for clients' pagination at scale. Pages of page_size entries, Link rel="next" with an
+        offset cursor."""
+        page = max(1, int(self.q.get("limit", [self.st.config["page_size"]])[0]))
+        start = int(self.q.get("cursor", ["0"])[0] or 0)
+        end = min(total, start + page)
+        entries = [{"type": "file", "path": "d%04d/f%06d.txt" % (i // 1000, i), "size": i % 1000,
+                    "oid": hashlib.sha1(b"%d" % i).hexdigest()} for i in range(start, end)]
+        hs = []
+        if end < total:
+            host = "http://" + (self.headers.get("Host") or "127.0.0.1")
+            params = {k: v[0] for k, v in self.q.items()}
+            params["cursor"] = str(end)
+            hs.append(("Link", '<%s%s?%s>; rel="next"' % (host, self.raw_path, urllib.parse.urlencode(params))))
+        self.send_bytes(200, json.dumps(entries).encode(), headers=hs)
+        return True
+
+    def hostile_cdn(self, case):
+        st = self.st
+        segs = self.raw_path.split("/")[1:]
+        entry = st.by_xet.get((segs[1], segs[2])) if len(segs) == 3 else None
+        if entry is None:
+            self.fault = None
+            return False
+        blob = entry[1]
+        self.repo_path = blob.path
+        with open(blob.content, "rb") as f:
+            data = f.read()
+        n = len(data)
+        rng = parse_range(self.headers.get("Range"), n) if self.headers.get("Range") else None
+        a, b = rng if isinstance(rng, tuple) else (0, n - 1)
+        part = data[a:b + 1]
+        if case == "never_answer":
+            time.sleep(3600)  # accepted, request read, never a byte back
+            self.close_connection = True
+            return True
+        if case == "trickle":
+            self.start(206, [("Content-Range", "bytes %d-%d/%d" % (a, b, n)), ("Content-Length", str(len(part)))])
+            self.end_headers()
+            for i in range(len(part)):
+                self.wfile.write(part[i:i + 1])
+                self.wfile.flush()
+                self.body_sent += 1
+                time.sleep(1.0)
+            return True
+        if case == "wrong_content_range":
+            shift = 1 if b + 1 < n else -1
+            self.start(206, [("Content-Range", "bytes %d-%d/%d" % (a + shift, b + shift, n)),
+                             ("Content-Length", str(len(part)))])
+            self.end_headers()
+            self.wfile.write(data[a + shift:b + shift + 1])
+            self.body_sent = len(part)
+            return True
+        if case == "size_mismatch":
+            self.start(206, [("Content-Range", "bytes %d-%d/%d" % (a, b, n + 1)), ("Content-Length", str(len(part)))])
+            self.end_headers()
+            self.wfile.write(part)
+            self.body_sent = len(part)
+            return True
+        if case == "full_200":
+            self.start(200, [("Content-Length", str(n))])
+            self.end_headers()
+            self.wfile.write(data)
+            self.body_sent = n
+            return True
+        if case == "body_long":
+            # No Content-Length, close-delimited: more bytes than the range asked for.
+            self.start(206, [("Content-Range", "bytes %d-%d/%d" % (a, b, n)), ("Connection", "close")])
+            self.end_headers()
+            self.wfile.write(part + b"X" * 4096)
+            self.body_sent = len(part) + 4096
+            self.close_connection = True
+            return True
+        if case == "body_short":
+            self.start(206, [("Content-Range", "bytes %d-%d/%d" % (a, b, n)), ("Content-Length", str(len(part)))])
+            self.end_headers()
+            self.wfile.write(part[:len(part) // 2])
+            self.body_sent = len(part) // 2
+            self.close_connection = True
+            return True
+        self.fault = None
+        return False
+
     def handle_hub(self):
+        if self.hostile():
+            return
         segs = self.raw_path.split("/")[1:]
         # Figure out the repo file path for fault filtering before faults apply.
         if len(segs) >= 2 and segs[0] == "api" and segs[1] == "resolve-cache":
@@ -719,7 +874,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 ("X-Amz-SignedHeaders", "host"),
                 ("response-content-disposition", disp), ("x-id", "GetObject"),
                 ("Expires", str(expires)), ("Signature", sig), ("Key-Pair-Id", "K2FAKEHUBKEYPAIR")])
-            loc = "http://127.0.0.1:%d/xet-bridge-us/%s/%s?%s" % (self.st.cdn_port, repo.uid, blob.xet, q)
+            # The CDN lives on the host the client reached the hub at (127.0.0.1 here, the
+            # namespace address under bench/'s network simulation), on the CDN port.
+            cdn_host = (self.headers.get("Host") or "127.0.0.1").rsplit(":", 1)[0] or "127.0.0.1"
+            loc = "http://%s:%d/xet-bridge-us/%s/%s?%s" % (cdn_host, self.st.cdn_port, repo.uid, blob.xet, q)
             body = ("Found. Redirecting to %s" % loc).encode()
             hs = base + [("Location", loc), ("X-Linked-Size", str(blob.size)),
                          ("X-Linked-Etag", '"%s"' % blob.sha256), ("Cache-Control", "no-store")]
@@ -1019,6 +1177,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def handle_cdn(self):
         st = self.st
+        if self.hostile():
+            return
         segs = self.raw_path.split("/")[1:]
         entry = None
         if len(segs) == 3 and segs[0].startswith("xet-bridge"):
@@ -1129,6 +1289,8 @@ def main(argv=None):
                     help="CDN multi-range: answer 200 full body, or multipart/byteranges")
     ap.add_argument("--cdn-gzip-ignores-range", action="store_true",
                     help="CDN ignores Range (answers 200) when Accept-Encoding offers gzip")
+    ap.add_argument("--hostile", default="",
+                    help="misbehave in one way (tree_dotdot, json_deep, redirect_loop, trickle, ...; see README)")
     ap.add_argument("--reject-cdn-auth", action="store_true",
                     help="CDN answers 400 to requests carrying Authorization (default: serve and flag)")
     args = ap.parse_args(argv)

@@ -583,8 +583,33 @@ def main():
             finally:
                 h2.stop()
 
+        def test_hostile():
+            tree = "/api/models/org/tiny/tree/%s?recursive=true" % head
+            try:
+                for case, bad in (("tree_dotdot", "../"), ("tree_nul", "\\u0000"), ("tree_huge_size", "18446744073709551621")):
+                    hub.admin("POST", "config", {"hostile": case})
+                    s, h, body = hub.req("GET", tree)
+                    check(s == 200 and bad in body.decode(), "hostile %s listing" % case)
+                hub.admin("POST", "config", {"hostile": "json_deep"})
+                s, h, body = hub.req("GET", "/api/models/org/tiny")
+                check(s == 200 and body.startswith(b"[" * 100) and len(body) == 20000, "hostile json_deep")
+                hub.admin("POST", "config", {"hostile": "redirect_file"})
+                s, h, _ = hub.req("HEAD", "/org/tiny/resolve/main/%s" % shard)
+                check(s == 302 and h.get("location", "").startswith("file://"), "hostile redirect_file")
+                hub.admin("POST", "config", {"hostile": ""})
+                loc, _ = lfs_location()
+                hub.admin("POST", "config", {"hostile": "wrong_content_range"})
+                s, h, body = hub.req("GET", loc, headers={"Range": "bytes=0-99"})
+                check(s == 206 and h.get("content-range") == "bytes 1-100/%d" % shard_e["size"] and
+                      body == shard_bytes[1:101], "hostile wrong_content_range")
+                hub.admin("POST", "config", {"hostile": "full_200"})
+                s, h, body = hub.req("GET", loc, headers={"Range": "bytes=0-99"})
+                check(s == 200 and body == shard_bytes, "hostile full_200")
+            finally:
+                hub.admin("POST", "config", {"hostile": ""})
+
         for fn in (test_tree_pagination, test_revisions, test_resolve_small, test_resolve_lfs, test_cdn,
-                   test_cdn_auth_violation, test_errors_auth, test_faults, test_expiry):
+                   test_cdn_auth_violation, test_errors_auth, test_faults, test_expiry, test_hostile):
             section(fn)
         if hub.proc.poll() is not None:
             check(False, "fake_hub died: %s" % hub.proc.stderr.read().decode())

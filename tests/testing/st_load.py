@@ -141,7 +141,9 @@ def load(args):
                             raise LoadError("%s: short read of %s (%d of %d bytes)" % (shard, tname, len(buf), b - a))
                         if np is not None and dtype in NP_DTYPE and len(buf):
                             arr = np.frombuffer(buf, dtype=NP_DTYPE[dtype]).reshape(shape)
-                            checksum ^= int(arr.view("u1")[-1]) if arr.size else 0
+                            # Last byte of the tensor's data, whatever its shape (view("u1") on an
+                            # n-d array only reinterprets the last axis).
+                            checksum ^= int(arr.reshape(-1).view("u1")[-1]) if arr.size else 0
                         elif buf:
                             checksum ^= buf[-1]  # touch the data
                         n_tensors += 1

@@ -1,0 +1,290 @@
+#include "tools/cmd_cache.h"
+
+#include <stdlib.h>
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
+
+#include "cache/cache_admin.h"
+#include "cache/pins.h"
+#include "tools/options.h"
+
+namespace modelfs::cli {
+namespace {
+
+struct CacheArgs {
+  std::string dir;
+  bool json = false;
+  std::string repo_arg;  // verify: ORG/NAME[@REV]
+  std::string size;      // gc: --size
+};
+
+// Parses the options the cache tools share; `allow_repo` / `allow_size` enable the extras.
+bool ParseCacheArgs(const std::vector<std::string>& args, bool allow_repo, bool allow_size,
+                    CacheArgs* a, std::string* err) {
+  const char* env = getenv("MODELFS_CACHE");
+  const char* home = getenv("HOME");
+  a->dir = env && *env ? env : std::string(home && *home ? home : "/root") + "/.cache/modelfs";
+  for (size_t i = 0; i < args.size(); i++) {
+    std::string s = args[i], v;
+    size_t eq = s.find('=');
+    bool has = s.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (has) {
+      v = s.substr(eq + 1);
+      s = s.substr(0, eq);
+    }
+    auto value = [&]() -> bool {
+      if (has) return true;
+      if (i + 1 >= args.size()) return false;
+      v = args[++i];
+      return true;
+    };
+    if (s == "--cache-dir" && value()) {
+      a->dir = v;
+    } else if (s == "--format" && value() && (v == "json" || v == "text")) {
+      a->json = v == "json";
+    } else if (allow_size && s == "--size" && value()) {
+      a->size = v;
+    } else if (allow_repo && !s.empty() && s[0] != '-' && a->repo_arg.empty()) {
+      a->repo_arg = s;
+    } else {
+      *err += "bad argument: " + args[i] + "\n";
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Mib(uint64_t b) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
+  return buf;
+}
+
+}  // namespace
+
+int StatusCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+  CacheArgs a;
+  if (!ParseCacheArgs(args, false, false, &a, err)) {
+    *err += "Usage: modelfs status [--cache-dir DIR] [--format text|json]\n";
+    return 2;
+  }
+  auto blobs = ListCachedBlobs(a.dir);
+  std::map<std::string, const CachedBlob*> by_key;
+  uint64_t used = 0, verified_bytes = 0;
+  for (const auto& b : blobs) {
+    by_key[b.key] = &b;
+    used += CachedBlobCharge(b);
+    if (b.summary.verified) verified_bytes += CachedBlobCharge(b);
+  }
+  nlohmann::json j = {{"cache_dir", a.dir}, {"used_bytes", used}, {"verified_bytes", verified_bytes},
+                      {"blobs", blobs.size()}};
+  struct statvfs v;
+  if (statvfs(a.dir.c_str(), &v) == 0) {
+    j["fs_size_bytes"] = static_cast<uint64_t>(v.f_blocks) * v.f_frsize;
+    j["fs_free_bytes"] = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
+  }
+  nlohmann::json repos = nlohmann::json::array();
+  std::string text;
+  for (const auto& t : ListStoredTrees(a.dir)) {
+    nlohmann::json files = nlohmann::json::array();
+    uint64_t total = 0, cached = 0;
+    for (const auto& f : t.files) {
+      auto it = by_key.find(f.ContentKey());
+      uint64_t c = it == by_key.end() ? 0 : it->second->summary.present_bytes;
+      bool ver = it != by_key.end() && it->second->summary.verified;
+      files.push_back({{"path", f.path}, {"size", f.size}, {"cached_bytes", c}, {"verified", ver}});
+      total += f.size;
+      cached += c;
+    }
+    repos.push_back({{"repo", t.repo.Id()}, {"type", t.repo.type}, {"commit", t.commit},
+                     {"revisions", t.revs}, {"size", total}, {"cached_bytes", cached},
+                     {"files", files}});
+  }
+  j["repos"] = repos;
+  nlohmann::json pins = nlohmann::json::array();
+  for (const auto& p : ListPins(a.dir)) {
+    uint64_t cached = 0;
+    for (const auto& k : p.keys) {
+      auto it = by_key.find(k);
+      if (it != by_key.end()) cached += it->second->summary.present_bytes;
+    }
+    pins.push_back({{"repo", p.repo}, {"commit", p.commit}, {"files", p.keys.size()},
+                    {"bytes", p.bytes}, {"cached_bytes", cached}});
+  }
+  j["pins"] = pins;
+  if (a.json) {
+    // Names come from disk: never let a stray byte abort the dump.
+    *out += j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    return 0;
+  }
+  *out += "cache " + a.dir + ": " + Mib(used) + " of block data in " + std::to_string(blobs.size()) +
+          " blobs (" + Mib(verified_bytes) + " verified)";
+  if (j.contains("fs_size_bytes")) {
+    *out += "; filesystem " + Mib(j["fs_size_bytes"]) + ", " + Mib(j["fs_free_bytes"]) + " free";
+  }
+  *out += "\n";
+  for (const auto& p : pins) {
+    *out += "pinned " + p["repo"].get<std::string>() + "@" + p["commit"].get<std::string>().substr(0, 12) +
+            ": " + std::to_string(p["files"].get<size_t>()) + " files, " + Mib(p["cached_bytes"]) +
+            " of " + Mib(p["bytes"]) + " cached\n";
+  }
+  for (const auto& r : repos) {
+    std::string revs;
+    for (const auto& rv : r["revisions"]) revs += (revs.empty() ? "" : ",") + (rv.get<std::string>().empty() ? std::string("(default)") : rv.get<std::string>());
+    *out += r["repo"].get<std::string>() + "@" + r["commit"].get<std::string>().substr(0, 12) +
+            (revs.empty() ? "" : " (" + revs + ")") + ": " + Mib(r["cached_bytes"]) + " of " +
+            Mib(r["size"]) + " cached\n";
+    for (const auto& f : r["files"]) {
+      uint64_t size = f["size"], c = f["cached_bytes"];
+      const char* state = f["verified"].get<bool>() ? "verified" : c == size ? "complete" : c ? "partial" : "-";
+      char line[64];
+      snprintf(line, sizeof line, "  %-9s %5.1f%%  ", state, size ? 100.0 * c / size : 100.0);
+      *out += line + f["path"].get<std::string>() + "\n";
+    }
+  }
+  return 0;
+}
+
+int VerifyCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+  CacheArgs a;
+  if (!ParseCacheArgs(args, true, false, &a, err)) {
+    *err += "Usage: modelfs verify [ORG/NAME[@REV]] [--cache-dir DIR] [--format text|json]\n";
+    return 2;
+  }
+  std::set<std::string> only;  // content keys of REPO's files; empty = every blob
+  if (!a.repo_arg.empty()) {
+    std::string rev;
+    auto repo = ParseRepoArg(a.repo_arg, &rev);
+    if (!repo.ok()) {
+      *err += repo.status().message() + "\n";
+      return 2;
+    }
+    for (const auto& t : ListStoredTrees(a.dir)) {
+      if (!(t.repo.Id() == repo->Id() && t.repo.type == repo->type)) continue;
+      if (!rev.empty() && t.commit != rev &&
+          std::find(t.revs.begin(), t.revs.end(), rev) == t.revs.end()) continue;
+      for (const auto& f : t.files) only.insert(f.ContentKey());
+    }
+    if (only.empty()) {
+      *err += "no stored tree for " + a.repo_arg + " in " + a.dir + "\n";
+      return 1;
+    }
+  }
+  nlohmann::json results = nlohmann::json::array();
+  uint64_t checked = 0, bad = 0;
+  for (const auto& b : ListCachedBlobs(a.dir)) {
+    if (!only.empty() && !only.count(b.key)) continue;
+    if (b.summary.present_blocks == 0) continue;
+    auto r = VerifyCachedBlob(b);
+    checked++;
+    if (!r.ok()) {
+      *err += b.key + ": " + r.status().ToString() + "\n";
+      bad++;
+      results.push_back({{"key", b.key}, {"error", r.status().ToString()}});
+      continue;
+    }
+    bool is_bad = r->bad_blocks > 0 || (r->hash_checked && !r->hash_ok);
+    if (is_bad) bad++;
+    const char* state = r->hash_checked ? (r->hash_ok ? "verified" : "hash mismatch, dropped")
+                                        : "partial";
+    results.push_back({{"key", b.key}, {"bad_blocks", r->bad_blocks}, {"state", state},
+                       {"bad", is_bad}});
+    if (!a.json && (is_bad || r->hash_checked)) {
+      *out += b.key + ": " + state +
+              (r->bad_blocks ? " (" + std::to_string(r->bad_blocks) + " bad blocks dropped)" : "") + "\n";
+    }
+  }
+  if (a.json) {
+    *out += nlohmann::json({{"checked", checked}, {"bad", bad}, {"blobs", results}}).dump(2) + "\n";
+  } else {
+    *out += std::to_string(checked) + " blobs checked, " + std::to_string(bad) + " bad\n";
+  }
+  return bad ? 1 : 0;
+}
+
+int GcCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+  CacheArgs a;
+  if (!ParseCacheArgs(args, false, true, &a, err)) {
+    *err += "Usage: modelfs gc [--size SIZE] [--cache-dir DIR] [--format text|json]\n";
+    return 2;
+  }
+  uint64_t target = UINT64_MAX;
+  if (!a.size.empty()) {
+    auto s = ParseSize(a.size);
+    if (!s.ok()) {
+      *err += s.status().message() + "\n";
+      return 2;
+    }
+    target = s.value();
+  }
+  std::set<std::string> referenced;
+  for (const auto& t : ListStoredTrees(a.dir))
+    for (const auto& f : t.files) referenced.insert(f.ContentKey());
+  auto blobs = ListCachedBlobs(a.dir);
+  uint64_t used = 0, freed = 0, removed = 0, unreferenced = 0;
+  std::vector<const CachedBlob*> keep;
+  for (const auto& b : blobs) {
+    if (!referenced.count(b.key)) {
+      freed += RemoveCachedBlob(b);
+      removed++;
+      unreferenced++;
+    } else {
+      used += CachedBlobCharge(b);
+      keep.push_back(&b);
+    }
+  }
+  // Same order as the daemon's eviction: verified whole files first, then LRU.
+  std::sort(keep.begin(), keep.end(), [](const CachedBlob* x, const CachedBlob* y) {
+    return std::make_tuple(!x->summary.verified, x->last_use) <
+           std::make_tuple(!y->summary.verified, y->last_use);
+  });
+  for (const CachedBlob* b : keep) {
+    if (used <= target) break;
+    uint64_t f = RemoveCachedBlob(*b);
+    used -= f;
+    freed += f;
+    removed++;
+  }
+  if (a.json) {
+    *out += nlohmann::json({{"removed_blobs", removed}, {"unreferenced_blobs", unreferenced},
+                            {"freed_bytes", freed}, {"used_bytes", used}})
+                .dump(2) +
+            "\n";
+  } else {
+    *out += "removed " + std::to_string(removed) + " blobs (" + std::to_string(unreferenced) +
+            " unreferenced), freed " + Mib(freed) + "; " + Mib(used) + " of block data left\n";
+  }
+  return 0;
+}
+
+namespace {
+int Print(int rc, const std::string& out, const std::string& err) {
+  fputs(out.c_str(), stdout);
+  fputs(err.c_str(), stderr);
+  return rc;
+}
+}  // namespace
+
+int RunStatus(const std::vector<std::string>& args) {
+  std::string out, err;
+  int rc = StatusCommand(args, &out, &err);
+  return Print(rc, out, err);
+}
+int RunVerify(const std::vector<std::string>& args) {
+  std::string out, err;
+  int rc = VerifyCommand(args, &out, &err);
+  return Print(rc, out, err);
+}
+int RunGc(const std::vector<std::string>& args) {
+  std::string out, err;
+  int rc = GcCommand(args, &out, &err);
+  return Print(rc, out, err);
+}
+
+}  // namespace modelfs::cli

@@ -1,0 +1,221 @@
+// `modelfs prefetch` and `modelfs unpin` (contracts in tools/cmd_cache.h). Prefetch reads each
+// selected file once through DiskBlobStore in chunk-sized sequential reads, so the store's own
+// prefetch streams it over several connections and verifies it when complete; nothing is written
+// outside the cache.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cache/pins.h"
+#include "common/log.h"
+#include "tools/cmd_cache.h"
+#include "tools/cmd_download.h"
+#include "tools/engine.h"
+#include "tools/options.h"
+
+namespace modelfs::cli {
+namespace {
+
+// Default share of the quota that pins may take: half, so unpinned reads always have room.
+constexpr double kDefaultPinSharePercent = 50;
+// Progress redraw interval on a terminal (10 Hz).
+constexpr auto kRedraw = std::chrono::milliseconds(100);
+
+std::string Mib(uint64_t b) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f MiB", b / 1048576.0);
+  return buf;
+}
+
+}  // namespace
+
+int RunPrefetch(const std::vector<std::string>& args) {
+  std::vector<std::string> forwarded, positional, include, exclude;
+  bool pin = false, quiet = false, json = false;
+  double share = kDefaultPinSharePercent;
+  bool log_level_given = false;
+  for (size_t i = 0; i < args.size(); i++) {
+    std::string a = args[i], v;
+    size_t eq = a.find('=');
+    bool has = a.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (has) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    }
+    auto value = [&]() {
+      if (!has && i + 1 < args.size()) {
+        v = args[++i];
+        has = true;
+      }
+      return has;
+    };
+    if (a == "--pin") {
+      pin = true;
+    } else if (a == "--quiet") {
+      quiet = true;
+    } else if (a == "--include" && value()) {
+      include.push_back(v);
+    } else if (a == "--exclude" && value()) {
+      exclude.push_back(v);
+    } else if (a == "--format" && value()) {
+      json = v == "json";
+    } else if (a == "--pin-share" && value()) {
+      auto p = ParsePercent(v);
+      if (!p.ok()) {
+        fprintf(stderr, "modelfs prefetch: %s\n", p.status().message().c_str());
+        return 2;
+      }
+      share = p.value();
+    } else if (!a.empty() && a[0] != '-') {
+      positional.push_back(a);
+    } else {
+      // Anything else is a `modelfs mount` option: its table says whether it takes a value.
+      bool takes_value = false;
+      for (const auto& o : MountOptionTable())
+        if (a == o.flag) takes_value = o.value_name != nullptr;
+      forwarded.push_back(a);
+      if (takes_value && value()) forwarded.push_back(v);
+      log_level_given = log_level_given || a == "--log-level";
+    }
+  }
+  std::string rev;
+  Result<RepoId> repo = positional.size() == 1 ? ParseRepoArg(positional[0], &rev)
+                                               : Result<RepoId>(Status::InvalidArgument("expected one ORG/NAME[@REV]"));
+  MountConfig cfg;
+  bool help = false;
+  if (!log_level_given) forwarded.insert(forwarded.end(), {"--log-level", "warn"});
+  forwarded.insert(forwarded.end(), {"-f", "/"});  // ParseMount wants a mount point; unused
+  Status s = repo.ok() ? ParseMount(forwarded, &cfg, &help) : repo.status();
+  if (!s.ok()) {
+    fprintf(stderr, "modelfs prefetch: %s\nUsage: modelfs prefetch ORG/NAME[@REV] [--include GLOB] "
+            "[--exclude GLOB] [--pin] [--pin-share PERCENT] [--quiet] [--format json] [mount options]\n",
+            s.message().c_str());
+    return 2;
+  }
+  LogLevel level;
+  if (ParseLogLevel(cfg.log_level, &level)) SetLogLevel(level);
+  mkdir(cfg.cache.dir.c_str(), 0700);
+  auto engine = OpenEngine(cfg.fetch, cfg.cache);
+  if (!engine.ok()) {
+    fprintf(stderr, "modelfs prefetch: %s\n", engine.status().ToString().c_str());
+    return 1;
+  }
+  Engine& e = **engine;
+  auto commit = e.hub->ResolveRevision(*repo, rev);
+  if (!commit.ok()) {
+    fprintf(stderr, "modelfs prefetch: %s: %s\n", positional[0].c_str(), commit.status().ToString().c_str());
+    return 1;
+  }
+  auto tree = e.hub->ListTree(*repo, *commit);
+  if (!tree.ok()) {
+    fprintf(stderr, "modelfs prefetch: %s: %s\n", positional[0].c_str(), tree.status().ToString().c_str());
+    return 1;
+  }
+  std::vector<FileEntry> files;
+  uint64_t total = 0;
+  for (const auto& f : *tree) {
+    if (f.is_dir || !SelectedByGlobs(f.path, include, exclude)) continue;
+    files.push_back(f);
+    total += f.size;
+  }
+  if (files.empty()) {
+    fprintf(stderr, "modelfs prefetch: no file of %s matches the globs\n", positional[0].c_str());
+    return 1;
+  }
+  if (pin) {
+    const std::string name = PinFileName(*repo);
+    uint64_t others = 0;
+    std::string id = repo->type == "model" ? repo->Id() : repo->ApiType() + "/" + repo->Id();
+    for (const auto& p : ListPins(cfg.cache.dir))
+      if (p.repo != id) others += p.bytes;
+    uint64_t quota = e.store->Stats().quota_bytes;
+    if (quota && others + total > quota * share / 100) {
+      fprintf(stderr, "modelfs prefetch: pinning %s would pin %s of a %s quota, over the %.0f%% "
+              "share pins may take (--pin-share); not pinned, nothing fetched\n",
+              id.c_str(), Mib(others + total).c_str(), Mib(quota).c_str(), share);
+      return 1;
+    }
+    Pin p{id, *commit, {}, total};
+    for (const auto& f : files) p.keys.push_back(f.ContentKey());
+    Status ps = SavePin(cfg.cache.dir, name, p);  // before fetching: our own store must not evict it
+    if (!ps.ok()) {
+      fprintf(stderr, "modelfs prefetch: %s\n", ps.ToString().c_str());
+      return 1;
+    }
+  }
+  const bool tty = !quiet && isatty(STDERR_FILENO);
+  auto last = std::chrono::steady_clock::now() - kRedraw;
+  auto t0 = std::chrono::steady_clock::now();
+  uint64_t done = 0;
+  int failed = 0;
+  std::vector<char> buf(kChunkSize);
+  for (const auto& f : files) {
+    BlobRef ref = BlobRef::For(*repo, *commit, f);
+    e.store->OpenBlob(ref);
+    Status rs;
+    for (uint64_t off = 0; off < f.size;) {
+      size_t n = 0;
+      rs = e.store->Read(ref, off, buf.size(), buf.data(), &n);
+      if (!rs.ok() || n == 0) break;
+      off += n;
+      done += n;
+      if (tty && std::chrono::steady_clock::now() - last >= kRedraw) {
+        last = std::chrono::steady_clock::now();
+        fprintf(stderr, "\r[%5.1f%%] %s of %s  %-40.40s", total ? 100.0 * done / total : 100.0,
+                Mib(done).c_str(), Mib(total).c_str(), f.path.c_str());
+      }
+    }
+    e.store->CloseBlob(ref);
+    if (!rs.ok()) {
+      failed++;
+      fprintf(stderr, "%smodelfs prefetch: %s: %s\n", tty ? "\n" : "", f.path.c_str(), rs.ToString().c_str());
+    }
+  }
+  e.store->WaitIdle(120000);  // let the last files' verification finish (bounded)
+  int verified = 0;
+  for (const auto& f : files) verified += e.store->IsVerified(f.ContentKey()) ? 1 : 0;
+  if (tty) fprintf(stderr, "\n");
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (json) {
+    printf("%s\n", nlohmann::json({{"repo", repo->Id()}, {"commit", *commit}, {"files", files.size()},
+                                   {"bytes", total}, {"verified", verified}, {"failed", failed},
+                                   {"pinned", pin}, {"seconds", secs}}).dump().c_str());
+  } else {
+    printf("%s@%s: %zu files, %s; %d verified in the cache, %d failed%s (%.1f s)\n",
+           repo->Id().c_str(), commit->substr(0, 12).c_str(), files.size(), Mib(total).c_str(),
+           verified, failed, pin ? ", pinned" : "", secs);
+  }
+  return failed == 0 && verified == static_cast<int>(files.size()) ? 0 : 1;
+}
+
+int RunUnpin(const std::vector<std::string>& args) {
+  std::string dir, repo_arg;
+  const char* env = getenv("MODELFS_CACHE");
+  const char* home = getenv("HOME");
+  dir = env && *env ? env : std::string(home && *home ? home : "/root") + "/.cache/modelfs";
+  for (size_t i = 0; i < args.size(); i++) {
+    if (args[i] == "--cache-dir" && i + 1 < args.size()) dir = args[++i];
+    else if (args[i].rfind("--cache-dir=", 0) == 0) dir = args[i].substr(12);
+    else if (repo_arg.empty() && !args[i].empty() && args[i][0] != '-') repo_arg = args[i];
+    else repo_arg = "?";
+  }
+  std::string rev;
+  auto repo = ParseRepoArg(repo_arg, &rev);
+  if (!repo.ok()) {
+    fprintf(stderr, "Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n");
+    return 2;
+  }
+  if (!RemovePin(dir, PinFileName(*repo))) {
+    fprintf(stderr, "modelfs unpin: %s is not pinned in %s\n", repo->Id().c_str(), dir.c_str());
+    return 1;
+  }
+  printf("unpinned %s\n", repo->Id().c_str());
+  return 0;
+}
+
+}  // namespace modelfs::cli
