@@ -187,18 +187,7 @@ std::string DownloadHelp() {
       "through the modelfs block cache: files already in DIR with the right hash are kept, and a\n"
       "run that was interrupted resumes from the cache. A progress bar is drawn on a terminal.\n\n"
       "Options:\n";
-  for (const auto& o : DownloadOptionTable()) {
-    std::string left = "  ";
-    if (o.short_flag) left += std::string(o.short_flag) + ", ";
-    left += o.flag;
-    if (o.value_name) left += std::string(" ") + o.value_name;
-    out += left + "\n      " + o.help;
-    std::string extra;
-    if (o.default_text && *o.default_text) extra += std::string("default: ") + o.default_text;
-    if (o.env) extra += std::string(extra.empty() ? "" : "; ") + "env: " + o.env;
-    if (!extra.empty()) out += " [" + extra + "]";
-    out += "\n";
-  }
+  out += FormatOptionTable(DownloadOptionTable());
   out +=
       "\nExit codes: 0 every selected file is in DIR and verified; 1 a file failed, the repo or\n"
       "revision could not be resolved, or no file matched the globs; 2 usage error.\n";

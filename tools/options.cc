@@ -139,13 +139,9 @@ std::string MainHelp() {
          "Exit codes: 0 success, 1 runtime failure, 2 usage error.\n";
 }
 
-std::string MountHelp() {
-  std::string out =
-      "Usage: modelfs mount [OPTIONS] [ORG/NAME[@REV]] MOUNTPOINT\n\n"
-      "Mounts hub repos read-only at MOUNTPOINT and returns once the mount is live (unless -f).\n"
-      "With ORG/NAME the mount root is that one repo. Unmount with 'modelfs unmount MOUNTPOINT'\n"
-      "or 'fusermount3 -u MOUNTPOINT'.\n\nOptions:\n";
-  for (const auto& o : MountOptionTable()) {
+std::string FormatOptionTable(const std::vector<OptionSpec>& table) {
+  std::string out;
+  for (const auto& o : table) {
     std::string left = "  ";
     if (o.short_flag) left += std::string(o.short_flag) + ", ";
     left += o.flag;
@@ -157,6 +153,16 @@ std::string MountHelp() {
     if (!extra.empty()) out += " [" + extra + "]";
     out += "\n";
   }
+  return out;
+}
+
+std::string MountHelp() {
+  std::string out =
+      "Usage: modelfs mount [OPTIONS] [ORG/NAME[@REV]] MOUNTPOINT\n\n"
+      "Mounts hub repos read-only at MOUNTPOINT and returns once the mount is live (unless -f).\n"
+      "With ORG/NAME the mount root is that one repo. Unmount with 'modelfs unmount MOUNTPOINT'\n"
+      "or 'fusermount3 -u MOUNTPOINT'.\n\nOptions:\n";
+  out += FormatOptionTable(MountOptionTable());
   out += "\nThe token comes from $HF_TOKEN, else --token-file, else $HF_TOKEN_PATH, else\n"
          "$HF_HOME/token (HF_HOME defaults to ~/.cache/huggingface).\n";
   return out;

@@ -45,6 +45,8 @@ struct MountConfig {
 // *help and returns OK.
 Status ParseMount(const std::vector<std::string>& args, MountConfig* out, bool* help);
 
+// The --help lines of an option table: flag, value, help, default and environment variable.
+std::string FormatOptionTable(const std::vector<OptionSpec>& table);
 std::string MountHelp();
 std::string MainHelp();
 
