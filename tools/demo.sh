@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 SRC=$(pwd)
 bash tools/setup.sh >/dev/null
 BIN="$SRC/${BUILD_DIR:-build}/bin/modelfs"
+# Debian's python3 (with python3-numpy from setup): the loader builds numpy arrays of every tensor.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
 
 SIZE=${DEMO_SIZE:-1GiB}
 SHARDS=${DEMO_SHARDS:-4}
@@ -45,11 +48,11 @@ echo "== ls $MNT/$REPO"
 ls -l "$MNT/$REPO"
 
 echo "== cold load: every tensor through the mount (network -> cache -> reader)"
-python3 tests/testing/st_load.py "$MNT/$REPO"
+"$PY" tests/testing/st_load.py "$MNT/$REPO"
 echo "== warm load: again, from the page cache"
-python3 tests/testing/st_load.py "$MNT/$REPO"
+"$PY" tests/testing/st_load.py "$MNT/$REPO"
 echo "== SHA-256 of every shard against the hub's manifest"
-python3 tests/testing/st_load.py "$MNT/$REPO" --manifest "$MANIFEST" | tail -1
+"$PY" tests/testing/st_load.py "$MNT/$REPO" --manifest "$MANIFEST" | tail -1
 
 SHARD=$(python3 -c "
 import json,sys
