@@ -672,3 +672,35 @@ TEST_F(EdgeCacheTest, KillNineDuringHeavyReadsNeverServesOrKeepsWrongBytes) {
 
 }  // namespace
 }  // namespace modelfs::testing
+
+namespace modelfs::testing {
+namespace {
+
+// Runs a shell command line and returns everything it wrote (stdout and stderr).
+std::string ShellOutput(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+// The progress line is drawn only when stderr is a terminal: under script(1)'s pseudo-terminal it
+// appears, with stderr on a pipe it does not.
+TEST_F(EdgeCacheTest, PrefetchDrawsProgressOnlyOnATerminal) {
+  auto cmd = [&](const std::string& cache) {
+    return std::string(MODELFS_BINARY) + " prefetch " + kRepo + " --endpoint " + hub_->endpoint() +
+           " --cache-dir " + cache;
+  };
+  std::string piped = ShellOutput(cmd(work_.Sub("cache-pipe")));
+  EXPECT_EQ(piped.find("%]"), std::string::npos) << piped;
+  std::string tty = ShellOutput("script -qec '" + cmd(work_.Sub("cache-tty")) + "' /dev/null");
+  EXPECT_NE(tty.find("\r["), std::string::npos) << tty;
+  EXPECT_NE(tty.find("%]"), std::string::npos) << tty;
+}
+
+}  // namespace
+}  // namespace modelfs::testing
