@@ -244,8 +244,12 @@ void BlockFile::DropAll() {
   PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));
   if (was_verified) fdatasync(idx_fd_);  // see the contract: flag off durably before the punch
   if (!zeros.empty()) PwriteFull(idx_fd_, zeros.data(), zeros.size(), kHeaderSize);
-  // Release the space; the file keeps its size so offsets stay valid.
-  fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(size_));
+  // Release the space; the file keeps its size so offsets stay valid. The hole runs to the next
+  // page boundary past EOF: punching only [0, size) zeroes a partial last page but keeps it
+  // allocated (tmpfs, ext4), which leaked one page per dropped blob past the quota's accounting.
+  const off_t page = static_cast<off_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
+  const off_t len = (static_cast<off_t>(size_) + page - 1) / page * page;
+  if (len > 0) fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, len);
 }
 
 }  // namespace modelfs

@@ -1,6 +1,7 @@
 #include "cache/block_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -119,6 +120,31 @@ TEST(BlockFileTest, TornIndexEntryIsIgnored) {
   std::vector<char> buf(kBlockSize);
   EXPECT_TRUE((*f)->ReadBlock(0, buf.data()));
   EXPECT_FALSE((*f)->ReadBlock(1, buf.data()));
+}
+
+}  // namespace
+}  // namespace modelfs
+
+namespace modelfs {
+namespace {
+
+// Dropping a blob releases all of its disk space, including a partial last page: the quota's
+// accounting counts it as freed.
+TEST(BlockFileDropTest, DropAllReleasesEveryAllocatedPage) {
+  testing::TempDir dir;
+  const uint64_t size = kBlockSize + 5000;  // the last block ends inside a page
+  std::string data = testing::RandomBytes(size, 9);
+  auto f = BlockFile::Open(dir.path(), "k", size);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->WriteBlock(0, data.data()).ok());
+  ASSERT_TRUE((*f)->WriteBlock(1, data.data() + kBlockSize).ok());
+  struct stat st;
+  ASSERT_EQ(stat((dir.path() + "/k.data").c_str(), &st), 0);
+  ASSERT_GT(st.st_blocks, 0);
+  (*f)->DropAll();
+  ASSERT_EQ(stat((dir.path() + "/k.data").c_str(), &st), 0);
+  EXPECT_EQ(st.st_blocks, 0) << "bytes still allocated: " << st.st_blocks * 512;
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), size);
 }
 
 }  // namespace
