@@ -676,15 +676,9 @@ TEST_F(EdgeCacheTest, KillNineDuringHeavyReadsNeverServesOrKeepsWrongBytes) {
 namespace modelfs::testing {
 namespace {
 
-// Runs a shell command line and returns everything it wrote (stdout and stderr).
 std::string ShellOutput(const std::string& cmd) {
   std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
+  RunCmd(cmd, &out);
   return out;
 }
 

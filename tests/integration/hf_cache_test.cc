@@ -42,17 +42,6 @@ std::string Sha256Hex(const std::string& data) {
   return hex;
 }
 
-// Runs a shell command; returns its exit status and stdout+stderr.
-int RunCmd(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out->append(buf.data(), n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 class HfCacheTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

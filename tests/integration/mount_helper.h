@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -33,6 +34,17 @@ inline bool IsMountPoint(const std::string& path) {
     if (mp == path) return true;
   }
   return false;
+}
+
+// Runs a shell command line; returns its exit status and appends its stdout+stderr to *out.
+inline int RunCmd(const std::string& cmd, std::string* out) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 struct MountSpec {

@@ -28,16 +28,6 @@ namespace {
 constexpr const char* kRepo = "acme/readers";
 constexpr const char* kPython = "/usr/bin/python3";
 
-int RunCmd(const std::string& cmd, std::string* out) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return -1;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out->append(buf.data(), n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 std::string Script(const std::string& name) {
   return std::string(MODELFS_SOURCE_DIR) + "/tests/integration/readers/" + name;
 }
