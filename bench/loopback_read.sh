@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Cold and warm throughput of the largest shard through a modelfs mount, against the fake hub on
 # loopback, next to curl fetching the same file from the same server. Prints one table.
-# Usage: bash bench/loopback_read.sh   (env: SIZE=1GiB SHARDS=2 DIR=/tmp/modelfs-bench RUNS=3)
+# Usage: bash bench/loopback_read.sh   (env: SIZE=1GiB SHARDS=2 DIR=/tmp/modelfs-bench RUNS=3 MODELFS_BIN=)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh >/dev/null
-BIN="$(pwd)/${BUILD_DIR:-build}/bin/modelfs"
+if [ -n "${MODELFS_BIN:-}" ]; then BIN=$MODELFS_BIN; else
+  bash tools/setup.sh >/dev/null
+  BIN="$(pwd)/${BUILD_DIR:-build}/bin/modelfs"
+fi
 SIZE=${SIZE:-1GiB}; SHARDS=${SHARDS:-2}; DIR=${DIR:-/tmp/modelfs-bench}; RUNS=${RUNS:-3}
 REPO=bench-org/bench-model; MNT="$DIR/mnt"; HUB_PID=""
 cleanup() {

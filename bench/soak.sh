@@ -6,6 +6,7 @@
 # Usage: bash bench/soak.sh
 #   env: SIZE=2GiB SHARDS=4 READERS=4 DURATION=180 (seconds of reading) DIR=/tmp/modelfs-soak
 #        BUILD_DIR=build (where bin/modelfs is; built by tools/setup.sh if missing)
+#        VERIFY_BEFORE_READ=1 mounts with --verify-before-read (no byte before its file's hash matched)
 # Exit status: 0 if no wrong byte was served, 1 otherwise.
 #
 # Faults (fake_hub.py fault knobs, on both listeners of each mirror): mirror A: 10% resets, 5% 503,
@@ -46,7 +47,8 @@ curl -s -XPOST "$A/_admin/faults" -d "{$FAULTS}" >/dev/null
 curl -s -XPOST "$B/_admin/faults" -d "{$FAULTS,\"corrupt_paths\":[\"$CORRUPT\"]}" >/dev/null
 
 "$BIN" mount --endpoint "$A" --endpoint "$B" --cache-dir "$DIR/cache" --log-file "$DIR/modelfs.log" \
-  --log-level info --stall-timeout 3 --retries 4 --mirror-retry 10 "$MNT"
+  --log-level info --stall-timeout 3 --retries 4 --mirror-retry 10 \
+  ${VERIFY_BEFORE_READ:+--verify-before-read} "$MNT"
 T0=$(date +%s)
 # Readers: random 1 MiB..8 MiB windows of random shards (pread), each compared with the source.
 python3 - "$MNT/$REPO" "$MANIFEST" "$READERS" "$DURATION" >"$DIR/readers.json" <<'PY'

@@ -252,4 +252,28 @@ void BlockFile::DropAll() {
   if (len > 0) fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, len);
 }
 
+uint64_t BlockFile::DropBlocks(uint32_t first, uint32_t last) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (entries_.empty() || first > last) return 0;
+  last = std::min<uint32_t>(last, static_cast<uint32_t>(entries_.size()) - 1);
+  bool was_verified = flags_ & kFlagVerified;
+  flags_ = 0;
+  PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));
+  if (was_verified) fdatasync(idx_fd_);  // as DropAll: flag off durably before the punch
+  uint64_t dropped = 0;
+  for (uint32_t i = first; i <= last; i++) {
+    if (entries_[i].checksum != 0) dropped += BlockLen(i);
+    entries_[i] = Entry{};
+  }
+  std::vector<char> zeros(static_cast<size_t>(last - first + 1) * kEntrySize, 0);
+  PwriteFull(idx_fd_, zeros.data(), zeros.size(), kHeaderSize + static_cast<off_t>(first) * kEntrySize);
+  // Blocks are page-aligned; the last block of the file runs to the page boundary past EOF.
+  const off_t page = static_cast<off_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
+  const off_t start = static_cast<off_t>(first) * static_cast<off_t>(kBlockSize);
+  off_t end = std::min<off_t>(static_cast<off_t>(last + 1) * static_cast<off_t>(kBlockSize), static_cast<off_t>(size_));
+  end = (end + page - 1) / page * page;
+  if (end > start) fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start, end - start);
+  return dropped;
+}
+
 }  // namespace modelfs

@@ -71,6 +71,9 @@ class BlockFile {
   // flag is made durable before any space is released, so a crash can never leave a "verified"
   // blob whose data was punched out.
   void DropAll();
+  // Forgets blocks [first, last] the same way (and the verified flag). Returns the bytes of the
+  // blocks that were present.
+  uint64_t DropBlocks(uint32_t first, uint32_t last);
   // Corrupt blocks found by ReadBlock since open.
   uint64_t corrupt_blocks() const;
 

@@ -32,6 +32,12 @@ constexpr uint64_t kSeekForwardTolerance = 16ull << 20;
 constexpr size_t kMaxCursors = 8;
 // A fetched small blob whose hash mismatches is fetched again this many times before EIO.
 constexpr int kSmallBlobRetries = 2;
+// An answer from a host blamed for this blob's hash failure is fetched again up to this many times
+// (the source tries that host last) before it is used.
+constexpr int kDistrustedRefetches = 2;
+// A reader waiting for a whole-file fill (verify before read) gives up after this long without
+// any chunk ending or any hashing progress: a backstop, as every fetch is bounded by itself.
+constexpr int kFillStallSeconds = 300;
 
 // Filesystems allocate whole pages: a 100-byte last block still takes 4 KiB of disk. Charging pages
 // makes the quota a bound on real disk use. Only a blob's last block can be unaligned, so the charge
@@ -58,12 +64,26 @@ struct DiskBlobStore::Blob {
   std::vector<Cursor> cursors;
   int opens = 0;
   std::set<std::string> sources;      // hosts that served this blob's bytes since start
+  std::map<uint64_t, std::string> chunk_host;  // who served each chunk stored in this run
+  std::map<std::string, int> suspected;        // times each host was blamed for a mismatch
+  std::set<std::string> proven_bad;   // hosts that alone served a file that failed its hash
+  std::set<std::string> hosts_seen;   // every host that answered for this blob in this run
   // Hosts whose bytes for this blob failed the whole-file hash in this run. Their answers are
   // still served (with one mirror there is nothing else) but never cached again, so known-bad
   // bytes cannot linger in the cache until the file completes and fails once more.
   std::set<std::string> bad_sources;
   uint64_t generation = 0;            // bumped when blocks are dropped; older fetches are not stored
   bool verifying = false;
+  // For readers that wait for the whole file to verify (CacheOptions::verify_before_read):
+  // notified (with mu) whenever a fetch of this blob ends or a verification ends.
+  std::condition_variable changed;
+  uint64_t progress = 0;              // fetches ended + verifications ended + 64 MiB hashed
+  uint64_t fetch_failures = 0;        // fetches that failed after the source's own retries
+  Status last_failure;                // the latest of those
+  uint64_t refused = 0;               // fetched chunks that found no room in the cache
+  uint64_t untrusted = 0;             // fetched chunks not kept: a proven liar served them
+  uint64_t hash_failures = 0;         // whole-file hash mismatches since start
+  uint64_t verify_rounds = 0;         // verifications ended, whatever the outcome
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
   // Held shared while a fetched chunk is checked against `generation` and written, and exclusively
   // while blocks are dropped, so a fetch that started before a drop can never write after it.
@@ -103,12 +123,14 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
     : opts_(opts),
       source_(source),
       pool_(new ThreadPool(std::max(1u, opts.fetch_threads))),
-      verify_pool_(new ThreadPool(1)) {}
+      verify_pool_(new ThreadPool(1)),
+      notify_pool_(new ThreadPool(1)) {}
 
 DiskBlobStore::~DiskBlobStore() {
   // Stop background work before members it touches go away.
   pool_.reset();
   verify_pool_.reset();
+  notify_pool_.reset();
 }
 
 std::string DiskBlobStore::BlobDir(const std::string& key) const {
@@ -211,7 +233,18 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
   if (offset >= ref.size || len == 0) return Status::Ok();
   uint64_t end = std::min<uint64_t>(ref.size, offset + len);
   auto b = GetBlob(ref);
-  Prefetch(b, offset, end - offset);
+  // Verify before read: a blob larger than one chunk is filled and hashed before any byte of it
+  // is returned, and then served only from its verified blocks (one chunk is verified inline by
+  // RunFetch anyway). A block that went missing since (evicted, corrupt on disk) sends the read
+  // back to the fill; a few such rounds in a row means something keeps destroying the blocks.
+  const bool strict = opts_.verify_before_read && ref.size > kChunkSize;
+  int strict_rounds = 0;
+  if (strict) {
+    Status s = FillAndVerify(b);
+    if (!s.ok()) return s;
+  } else {
+    Prefetch(b, offset, end - offset);
+  }
 
   std::vector<char> scratch;
   std::shared_ptr<Inflight> last;  // the chunk fetched for an earlier block of this read
@@ -238,6 +271,14 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
         continue;
       }
       if (b->file) NoteCorruption(b);
+      if (strict) {
+        if (++strict_rounds > 3) {
+          return Status::IoError("blocks of " + ref.path + " keep vanishing after verification");
+        }
+        Status s = FillAndVerify(b);
+        if (!s.ok()) return s;
+        continue;  // read this block again, now verified
+      }
       last = FetchChunk(b, c);
       last_chunk = c;
       waited = true;
@@ -297,10 +338,18 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   // A blob that fits in one chunk is verified before any byte of it is returned.
   bool whole_blob = start == 0 && len == ref.size;
   auto t0 = std::chrono::steady_clock::now();
+  int distrusted = 0;  // answers refetched because their host is blamed for this blob
   for (int attempt = 0;; attempt++) {
     fetches_++;
     st = source_->ReadAt(ref, start, len, data.data(), &served_by);
     if (st.ok()) fetched_bytes_ += len;
+    // A host blamed for a hash failure of this blob, while another that served it is blamed
+    // less: ask again (the source now puts that host last) rather than serve what it sent.
+    if (st.ok() && distrusted < kDistrustedRefetches && Distrusted(b, served_by)) {
+      distrusted++;
+      distrusted_refetches_++;
+      continue;
+    }
     if (!st.ok() || !whole_blob) break;
     if (HashHex(ref.hash_kind, data.data(), len) == ref.hash) break;
     verify_failures_++;
@@ -321,18 +370,35 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
     f->done = true;
   }
   f->cv.notify_all();
+  bool refused = false;
   if (st.ok()) {
     std::shared_lock<std::shared_mutex> drop(b->drop_mu);
     bool store;
     {
       std::lock_guard<std::mutex> l(b->mu);
-      store = generation == b->generation && !b->bad_sources.count(served_by);
-      if (store) b->sources.insert(served_by);
+      // With verify before read nothing unverified is served, so bytes from a host that failed
+      // the hash once may be cached again: the hash judges them (with one mirror, a transient
+      // corruption is then survived).
+      bool untrusted = !opts_.verify_before_read && b->bad_sources.count(served_by) > 0;
+      // With verify before read, bytes of a host still blamed after the refetches above are not
+      // cached while a less blamed host serves the blob (the fill asks again). If every host is
+      // blamed alike, they get another try: the hash still judges.
+      if (opts_.verify_before_read && DistrustedLocked(*b, served_by)) {
+        untrusted = true;
+        b->untrusted++;
+      }
+      store = generation == b->generation && !untrusted;
+      b->hosts_seen.insert(served_by);
+      if (store) {
+        b->sources.insert(served_by);
+        b->chunk_host[c] = served_by;
+      }
     }
     auto t1 = std::chrono::steady_clock::now();
     bool cached = store && StoreChunk(b, c, f->data.data(), len);
     if (!store) uncached_bytes_ += len;
     if (store && !cached) Spill(b, c, f);
+    refused = store && !cached;
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
     MODELFS_LOG(kDebug, "chunk %s#%llu: fetched in %.1f ms, stored in %.1f ms", ref.key.c_str(),
                 (unsigned long long)c, ms(t1 - t0), ms(std::chrono::steady_clock::now() - t1));
@@ -344,7 +410,14 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   {
     std::lock_guard<std::mutex> l(b->mu);
     b->inflight.erase(c);
+    b->progress++;
+    if (!st.ok()) {
+      b->fetch_failures++;
+      b->last_failure = st;
+    }
+    b->refused += refused;
   }
+  b->changed.notify_all();
   if (st.ok()) MaybeScheduleVerify(b);
   inflight_chunks_--;
   busy_--;
@@ -593,7 +666,12 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
       break;
     }
     hasher.Update(buf.data(), b->file->BlockLen(i));
+    if (i % 64 == 63) {  // a strict reader waiting on a large file sees the hash advance
+      std::lock_guard<std::mutex> l(b->mu);
+      b->progress++;
+    }
   }
+  bool mismatch = false;
   if (complete) {
     std::string got = hasher.FinishHex();
     if (got == ref.hash) {
@@ -610,51 +688,238 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
       }
     } else {
       std::string sources;
-      {
-        std::lock_guard<std::mutex> l(b->mu);
-        for (auto& s : b->sources) sources += (sources.empty() ? "" : ",") + s;
-      }
+      std::set<std::string> suspects = Blame(b, &sources);
       verify_failures_++;
-      ForgetBlocks(b);  // first, so that once the line below is logged the bad bytes are gone
+      mismatch = true;
+      std::string blamed;
+      for (auto& h : suspects) blamed += (blamed.empty() ? "" : ",") + h;
+      ForgetBlocks(b, suspects);  // first, so that once the line below is logged the bad bytes are gone
       MODELFS_LOG(kError,
-                  "hash mismatch for %s %s: expected %s, got %s; served by %s; dropped its blocks",
+                  "hash mismatch for %s %s: expected %s, got %s; served by %s; dropped %s",
                   ref.repo.Id().c_str(), ref.path.c_str(), ref.hash.c_str(), got.c_str(),
-                  sources.empty() ? "(earlier run)" : sources.c_str());
+                  sources.empty() ? "(earlier run)" : sources.c_str(),
+                  suspects.empty() ? "all its blocks" : ("the chunks served by " + blamed).c_str());
     }
   }
   {
     std::lock_guard<std::mutex> l(b->mu);
     b->verifying = false;
+    b->progress++;
+    b->hash_failures += mismatch;
+    b->verify_rounds++;
   }
+  b->changed.notify_all();
   busy_--;
 }
 
-void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b) {
+void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b) {
+  // Every missing chunk not in flight, in file order, as far as the global budget allows; the
+  // waiting reader calls this again as fetches end, so the file streams over all fetch threads.
+  // Spilled chunks are fetched again: only blocks on disk can be verified.
+  std::vector<std::pair<uint64_t, std::shared_ptr<Inflight>>> todo;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    for (uint64_t c = 0; c * kChunkSize < b->ref.size; c++) {
+      if (b->inflight.count(c)) continue;
+      uint32_t first = static_cast<uint32_t>(c * kChunkSize / kBlockSize);
+      uint32_t last = static_cast<uint32_t>((std::min(b->ref.size, (c + 1) * kChunkSize) - 1) / kBlockSize);
+      bool present = true;
+      for (uint32_t i = first; present && i <= last; i++) present = b->file->Present(i);
+      if (present) continue;
+      if (inflight_chunks_ >= opts_.max_inflight_chunks) break;
+      b->spill.erase(c);
+      auto f = std::make_shared<Inflight>();
+      b->inflight[c] = f;
+      inflight_chunks_++;
+      busy_++;
+      todo.emplace_back(c, f);
+    }
+  }
+  for (auto& [c, f] : todo) {
+    auto blob = b;
+    uint64_t chunk = c;
+    auto fl = f;
+    if (!pool_->Submit([this, blob, chunk, fl] { RunFetch(blob, chunk, fl); })) RunFetch(blob, chunk, fl);
+  }
+}
+
+Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b) {
+  const BlobRef ref = b->ref;
+  if (b->file && b->file->verified()) return Status::Ok();  // the common case: no lock taken
+  const std::string what = ref.repo.Id() + " " + ref.path;
+  if (!b->file) {
+    return Status::IoError(what + ": the cache cannot hold it, and --verify-before-read serves "
+                           "only verified cached bytes");
+  }
+  if (quota_bytes_ && Charge(ref.size) > quota_bytes_) {
+    MODELFS_LOG(kError, "%s (%llu bytes) is larger than the cache quota (%llu bytes): with "
+                "--verify-before-read it cannot be read", what.c_str(),
+                (unsigned long long)ref.size, (unsigned long long)quota_bytes_);
+    return Status::IoError(what + " is larger than the cache quota");
+  }
+  std::unique_lock<std::mutex> l(b->mu);
+  const uint64_t chunks = (ref.size + kChunkSize - 1) / kChunkSize;
+  const uint64_t failures0 = b->fetch_failures, refused0 = b->refused, untrusted0 = b->untrusted,
+                 hash_failures0 = b->hash_failures, rounds0 = b->verify_rounds;
+  uint64_t seen = b->progress;
+  auto last_progress = std::chrono::steady_clock::now();
+  while (!b->file->verified()) {
+    // Each way out is a bound: every fetch ends (RangeSource calls have timeouts and retry caps),
+    // so a fill either completes, fails a fetch, runs out of room, or fails
+    // the hash verify_attempts times. The no-progress timer is a backstop for anything else.
+    if (b->fetch_failures != failures0) return b->last_failure;
+    if (b->refused != refused0) {
+      return Status::IoError("no room in the cache for all of " + what +
+                             " (open files fill it), and --verify-before-read needs the whole file");
+    }
+    if (b->hash_failures - hash_failures0 >= std::max(1u, opts_.verify_attempts)) {
+      return Status::Corruption(what + " failed its hash " + std::to_string(b->hash_failures - hash_failures0) +
+                                " times; no mirror served it intact");
+    }
+    if (b->verify_rounds - rounds0 > 2ull * std::max(1u, opts_.verify_attempts) + 2) {
+      return Status::IoError("could not verify " + what + " (see the log for why)");
+    }
+    if (b->untrusted - untrusted0 > 2 * chunks + 8) {
+      return Status::Corruption("only hosts that served corrupt bytes of " + what + " answer");
+    }
+    if (b->progress != seen) {
+      seen = b->progress;
+      last_progress = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - last_progress > std::chrono::seconds(kFillStallSeconds)) {
+      return Status::Unavailable("no progress filling " + what + " for " +
+                                 std::to_string(kFillStallSeconds) + " s");
+    }
+    l.unlock();
+    if (b->file->AllPresent()) {
+      MaybeScheduleVerify(b);
+    } else {
+      ScheduleFill(b);
+    }
+    l.lock();
+    if (b->file->verified()) break;
+    b->changed.wait_for(l, std::chrono::milliseconds(200));
+  }
+  return Status::Ok();
+}
+
+bool DiskBlobStore::DistrustedLocked(const Blob& b, const std::string& host) {
+  auto score = [&](const std::string& h) {
+    auto it = b.suspected.find(h);
+    return (it == b.suspected.end() ? 0 : it->second) + (b.proven_bad.count(h) ? 1000 : 0);
+  };
+  int mine = score(host);
+  if (mine == 0) return false;
+  for (const auto& h : b.hosts_seen) {
+    if (h != host && score(h) < mine) return true;
+  }
+  return false;
+}
+
+bool DiskBlobStore::Distrusted(const std::shared_ptr<Blob>& b, const std::string& host) {
+  std::lock_guard<std::mutex> l(b->mu);
+  return DistrustedLocked(*b, host);
+}
+
+std::set<std::string> DiskBlobStore::Blame(const std::shared_ptr<Blob>& b, std::string* sources) {
+  // Which host lied? The whole-file hash cannot say, but who served each chunk can narrow it:
+  //  - one host served every chunk: it is proven bad for this blob;
+  //  - several did: blame one of them, the one blamed least so far, then the one that served
+  //    fewest chunks (failovers bring a minority of chunks from a second mirror). Only its chunks
+  //    are dropped and refetched (from the others: the source is told), so if it was the liar the
+  //    next hash matches at the cost of its chunks alone; if not, the next round blames another.
+  //  - chunks from an earlier run (no record of their host): nothing to narrow, drop everything.
+  // Returns the hosts whose chunks to drop; empty = drop all.
+  std::lock_guard<std::mutex> l(b->mu);
+  std::map<std::string, uint64_t> chunks;
+  for (const auto& [c, h] : b->chunk_host) chunks[h]++;
+  for (const auto& [h, n] : chunks) *sources += (sources->empty() ? "" : ",") + h;
+  uint64_t recorded = b->chunk_host.size();
+  uint64_t total = (b->ref.size + kChunkSize - 1) / kChunkSize;
+  if (recorded < total || chunks.empty()) return {};
+  if (chunks.size() == 1) {
+    b->proven_bad.insert(chunks.begin()->first);
+    b->suspected[chunks.begin()->first]++;
+    return {};
+  }
+  std::string pick;
+  for (const auto& [h, n] : chunks) {
+    if (pick.empty() || b->suspected[h] < b->suspected[pick] ||
+        (b->suspected[h] == b->suspected[pick] && n < chunks[pick]))
+      pick = h;
+  }
+  b->suspected[pick]++;
+  return {pick};
+}
+
+void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<std::string>& only) {
   std::set<std::string> bad;
+  uint64_t freed = 0;
   {
     std::unique_lock<std::shared_mutex> drop(b->drop_mu);
+    std::vector<uint64_t> victims;
     {
       std::lock_guard<std::mutex> l(b->mu);
-      bad = b->sources;
-      b->bad_sources.insert(b->sources.begin(), b->sources.end());
-      b->sources.clear();
       b->generation++;
       b->spill.clear();
       for (auto& c : b->cursors) c.prefetched_to = 0;
+      if (only.empty()) {
+        bad = b->sources;
+        b->sources.clear();
+        b->chunk_host.clear();
+      } else {
+        bad = only;
+        for (auto it = b->chunk_host.begin(); it != b->chunk_host.end();) {
+          if (only.count(it->second)) {
+            victims.push_back(it->first);
+            it = b->chunk_host.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        for (const auto& h : only) b->sources.erase(h);
+      }
+      b->bad_sources.insert(bad.begin(), bad.end());
     }
-    b->file->DropAll();
+    if (only.empty()) {
+      b->file->DropAll();
+    } else {
+      for (uint64_t c : victims) {
+        uint32_t first = static_cast<uint32_t>(c * kChunkSize / kBlockSize);
+        uint32_t last = static_cast<uint32_t>((std::min(b->ref.size, (c + 1) * kChunkSize) - 1) / kBlockSize);
+        for (uint32_t i = first; i <= last; i++) {
+          if (b->file->Present(i)) freed += Charge(b->file->BlockLen(i));
+        }
+        b->file->DropBlocks(first, last);
+      }
+    }
   }
   // Tell the source which hosts served bytes that failed the hash, so that with several mirrors
   // the refetch goes elsewhere (fetch/mirror_set.h).
   for (const auto& host : bad) source_->ReportBadSource(b->ref, host);
   {
     std::lock_guard<std::mutex> l(mu_);
-    used_bytes_ -= usage_[b->ref.key].bytes;
-    usage_[b->ref.key].bytes = 0;
-    usage_[b->ref.key].verified = false;
+    Usage& u = usage_[b->ref.key];
+    if (only.empty()) freed = u.bytes;
+    freed = std::min(freed, u.bytes);
+    used_bytes_ -= freed;
+    u.bytes -= freed;
+    u.verified = false;
   }
-  std::lock_guard<std::mutex> l(cb_mu_);
-  if (invalidate_cb_) invalidate_cb_(b->ref.key);
+  // The kernel's cached pages of this content were unverified bytes: have the filesystem drop them.
+  // Not on this (verify) thread: invalidating waits for page locks that a pending FUSE read of the
+  // same file holds, and that read may be waiting for a verification. With verify before read no
+  // page of a failed file was ever served, so there is nothing to drop.
+  if (opts_.verify_before_read) return;
+  std::string key = b->ref.key;
+  busy_++;
+  bool queued = notify_pool_->Submit([this, key] {
+    {
+      std::lock_guard<std::mutex> l(cb_mu_);
+      if (invalidate_cb_) invalidate_cb_(key);
+    }
+    busy_--;
+  });
+  if (!queued) busy_--;
 }
 
 void DiskBlobStore::NoteCorruption(const std::shared_ptr<Blob>& b) {
@@ -711,6 +976,7 @@ CacheStats DiskBlobStore::Stats() const {
   s.peak_used_bytes = peak_used_bytes_;
   s.quota_bytes = quota_bytes_;
   s.refused_bytes = refused_bytes_;
+  s.distrusted_refetches = distrusted_refetches_;
   uint64_t corrupt = 0;
   for (auto& [k, b] : blobs_)
     if (b->file) corrupt += b->file->corrupt_blocks();

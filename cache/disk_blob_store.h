@@ -17,8 +17,21 @@
 //
 // Verification: when every block of a blob is present, a background task re-reads it, computes the
 // hub's hash (SHA-256 or git blob SHA-1) and compares: a match marks the blob verified (durably); a
-// mismatch drops all its blocks and logs which host(s) served them. Small blobs (one chunk) are
+// mismatch drops blocks and logs which host(s) served them. Small blobs (one chunk) are
 // verified inline before any byte is returned, so a corrupt small file is never served.
+//
+// Blame: each stored chunk records the host that served it. After a mismatch, if one host served
+// every chunk it is proven bad for the blob and everything is dropped; if several did, the one
+// blamed least so far (then the one with fewest chunks) is blamed and only its chunks are dropped
+// and refetched. Blamed hosts are reported to the source (MirrorSet reads the file from the others)
+// and their later answers for the blob are fetched again when a less blamed host exists. So a
+// corrupting mirror costs its own chunks, not the whole file, and converges in a round or two.
+//
+// Verify before read (CacheOptions::verify_before_read): a read of an unverified multi-chunk blob
+// first fills the whole blob (every missing chunk, over the fetch pool) and waits for its hash,
+// then is served from the verified blocks; no byte of a file is returned before its hash matched.
+// The wait ends on success, a failed fetch, no room for the file, verify_attempts mismatches, or
+// no progress for kFillStallSeconds. Costs time to first byte (the whole file), not throughput.
 //
 // Quota (admission control): space is reserved against the quota before a block is written, never
 // cleaned up afterwards, so the cache's block data never exceeds max_bytes, not even briefly. The
@@ -75,6 +88,11 @@ struct CacheOptions {
   uint64_t initial_window = 8ull << 20;   // first prefetch window: 2 chunks
   uint64_t max_window = 128ull << 20;     // per-stream cap: 32 chunks in flight
   unsigned max_inflight_chunks = 48;      // global bound on fetch buffers: 48 x 4 MiB = 192 MiB
+  // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
+  bool verify_before_read = false;
+  // Strict reads fail after this many whole-file hash failures in a row (each refetches the
+  // chunks of the host blamed for it from the others, or the whole file; see Blame).
+  unsigned verify_attempts = 4;
   // Not used by DiskBlobStore itself; the engine (tools/engine.cc) reads them to build the stack.
   bool offline = false;                   // never touch the network (cache/offline.h)
   int64_t revision_ttl_s = 72 * 3600;     // PersistentHubApi's revision TTL, seconds
@@ -94,6 +112,7 @@ struct CacheStats {
   uint64_t quota_bytes = 0;     // the resolved quota (0 = none)
   uint64_t peak_used_bytes = 0; // highest used_bytes since open (never above quota_bytes)
   uint64_t refused_bytes = 0;   // blocks not cached because no room could be made
+  uint64_t distrusted_refetches = 0;  // answers fetched again: their host was blamed for the blob
 };
 
 class DiskBlobStore : public BlobStore {
@@ -138,17 +157,31 @@ class DiskBlobStore : public BlobStore {
   void Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
   void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
   void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
+  // Verify before read: fetches every missing chunk and waits until the blob verified; an error
+  // if a fetch failed, there is no room, or the hash failed verify_attempts times.
+  Status FillAndVerify(const std::shared_ptr<Blob>& b);
+  void ScheduleFill(const std::shared_ptr<Blob>& b);
   void Verify(const std::shared_ptr<Blob>& b);
   bool Admit(const std::string& key, uint64_t bytes);
   void NoteCorruption(const std::shared_ptr<Blob>& b);  // logs newly found bad blocks
   void RefreshPins();  // requires mu_
-  void ForgetBlocks(const std::shared_ptr<Blob>& b);
+  // After a hash mismatch: the hosts whose chunks to drop (empty = all), recording the blame;
+  // *sources receives every host that served a chunk.
+  std::set<std::string> Blame(const std::shared_ptr<Blob>& b, std::string* sources);
+  // True if `host` is blamed for this blob more than another host that served it (so its answer
+  // is fetched again elsewhere). The Locked form requires b.mu.
+  static bool DistrustedLocked(const Blob& b, const std::string& host);
+  bool Distrusted(const std::shared_ptr<Blob>& b, const std::string& host);
+  // Drops the blob's blocks (only the chunks served by `only`, if not empty) and reports the
+  // hosts that served them to the source.
+  void ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<std::string>& only = {});
   void ScanExisting();
 
   const CacheOptions opts_;
   RangeSource* const source_;
   std::unique_ptr<ThreadPool> pool_;         // prefetch fetches
   std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)
+  std::unique_ptr<ThreadPool> notify_pool_;  // invalidate callbacks (may wait on kernel page locks)
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Blob>> blobs_;  // blobs touched since start
@@ -180,7 +213,7 @@ class DiskBlobStore : public BlobStore {
 
   std::atomic<uint64_t> hit_bytes_{0}, miss_bytes_{0}, fetched_bytes_{0}, fetches_{0},
       verified_{0}, verify_failures_{0}, evicted_bytes_{0}, uncached_bytes_{0}, corrupt_{0},
-      refused_bytes_{0};
+      refused_bytes_{0}, distrusted_refetches_{0};
 };
 
 }  // namespace modelfs

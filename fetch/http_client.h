@@ -1,8 +1,10 @@
 // HttpClient: one blocking HTTP request at a time per calling thread, over a shared pool of libcurl
 // handles (fetch/curl_pool.h). It applies the transport rules every fetch/ request follows and
 // nothing else: no automatic redirects (callers decide which hops keep the token), http/https only,
-// connect timeout, stall detector, hard ceiling, TCP keep-alive, Accept-Encoding: identity, and the
-// Authorization header only when the caller says so. Status codes are returned, not interpreted;
+// connect timeout, stall detector, hard ceiling, TCP keep-alive, no Nagle, HTTP/2 only where a TLS
+// server offers it (one connection per pooled handle: no multiplexing of parallel ranges onto one
+// TCP connection), Accept-Encoding: identity, and the Authorization header only when the caller
+// says so. Status codes are returned, not interpreted;
 // http_hub_api.cc and http_range_source.cc give them meaning. Header-free of libcurl.
 //
 // Thread-safe: any number of threads may call Perform concurrently. Share one HttpClient between

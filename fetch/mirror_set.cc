@@ -88,7 +88,12 @@ std::vector<size_t> MirrorSet::Order(uint64_t bytes, const std::string& file_key
       auto down = std::max(m.down_until, rl);
       if (!file_key.empty()) {
         auto it = m.bad_files.find(file_key);
-        if (it != m.bad_files.end() && it->second > now) x.tier = 2;
+        if (it != m.bad_files.end() && it->second > now) {
+          // Among mirrors bad for this file, the one marked longest ago comes first: a later
+          // mark is newer evidence (the cache blames one host at a time, see DiskBlobStore::Blame).
+          x.tier = 2;
+          x.cost = std::chrono::duration<double, std::milli>(it->second - now).count();
+        }
       }
       if (x.tier == 0 && down > now) {
         x.tier = 1;
@@ -273,9 +278,12 @@ Result<std::vector<FileEntry>> MirrorSet::ListTree(const RepoId& repo, const std
 }
 
 Status MirrorSet::ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char* buf, std::string* served_by) {
-  const std::string what = "read " + FileLabel(blob);
-  return Run(what, FileKey(blob), len, [&](size_t i) -> Status {
+  const std::string label = FileLabel(blob);
+  const std::string what = "read " + label;
+  BeginTransfer(label, len);
+  Status st = Run(what, FileKey(blob), len, [&](size_t i) -> Status {
     Mirror& m = *mirrors_[i];
+    TransferMirror(label, m.label);
     std::string host;
     Status s = m.source->ReadAt(blob, offset, len, buf, &host);
     if (s.ok() && served_by) {
@@ -287,6 +295,80 @@ Status MirrorSet::ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char*
     }
     return s;
   });
+  EndTransfer(label, len, st.ok());
+  return st;
+}
+
+void MirrorSet::BeginTransfer(const std::string& file, uint64_t len) {
+  const auto now = Clock::now();
+  std::lock_guard<std::mutex> lock(transfers_mu_);
+  auto it = transfers_.find(file);
+  if (it != transfers_.end() && it->second.reads == 0 &&
+      std::chrono::duration<double>(now - it->second.last_end).count() > kTransferLingerS) {
+    transfers_.erase(it);  // an old, finished transfer of this file: start a new one
+    it = transfers_.end();
+  }
+  if (it == transfers_.end()) {
+    if (transfers_.size() >= kMaxTransfers) {
+      // Drop the idle entry that ended first; in-flight ones always stay.
+      auto victim = transfers_.end();
+      for (auto j = transfers_.begin(); j != transfers_.end(); ++j)
+        if (j->second.reads == 0 && (victim == transfers_.end() || j->second.last_end < victim->second.last_end))
+          victim = j;
+      if (victim != transfers_.end()) transfers_.erase(victim);
+    }
+    it = transfers_.emplace(file, Transfer{}).first;
+    it->second.file = file;
+    it->second.first_start = now;
+  }
+  it->second.reads++;
+  it->second.bytes_in_flight += len;
+}
+
+void MirrorSet::TransferMirror(const std::string& file, const std::string& mirror) {
+  std::lock_guard<std::mutex> lock(transfers_mu_);
+  auto it = transfers_.find(file);
+  if (it != transfers_.end()) it->second.mirror = mirror;
+}
+
+void MirrorSet::EndTransfer(const std::string& file, uint64_t len, bool ok) {
+  std::lock_guard<std::mutex> lock(transfers_mu_);
+  auto it = transfers_.find(file);
+  if (it == transfers_.end()) return;
+  Transfer& t = it->second;
+  t.reads--;
+  t.bytes_in_flight -= len;
+  if (ok) t.bytes_done += len;
+  else t.failed++;
+  t.last_end = Clock::now();
+}
+
+std::vector<TransferInfo> MirrorSet::Transfers() const {
+  const auto now = Clock::now();
+  std::vector<std::pair<Clock::time_point, TransferInfo>> v;
+  {
+    std::lock_guard<std::mutex> lock(transfers_mu_);
+    for (const auto& [file, t] : transfers_) {
+      const double idle = t.reads > 0 ? 0 : std::chrono::duration<double>(now - t.last_end).count();
+      if (idle > kTransferLingerS) continue;
+      TransferInfo x;
+      x.file = t.file;
+      x.mirror = t.mirror;
+      x.bytes_done = t.bytes_done;
+      x.bytes_in_flight = t.bytes_in_flight;
+      x.reads_in_flight = t.reads;
+      x.failed_reads = t.failed;
+      x.elapsed_s = std::chrono::duration<double>(now - t.first_start).count();
+      x.idle_s = idle;
+      const double active = std::max(x.elapsed_s - idle, 1e-3);
+      x.speed_Bps = static_cast<double>(t.bytes_done) / active;
+      v.emplace_back(t.reads > 0 ? now : t.last_end, std::move(x));
+    }
+  }
+  std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<TransferInfo> out;
+  for (auto& p : v) out.push_back(std::move(p.second));
+  return out;
 }
 
 void MirrorSet::ReportBadSource(const BlobRef& blob, const std::string& served_by) {

@@ -26,7 +26,15 @@
 //    without the reader noticing: it only sees the chunk arrive a little later.
 // With one endpoint, MirrorSet is a pass-through to that endpoint with the configured retries.
 //
-// Thread-safe. mu_ guards the health and measurement fields; it is never held during I/O.
+// Live transfers: every ReadAt is registered while it runs, and its bytes are added to its file's
+// entry when it ends, so `modelfs status` can show per file the bytes so far, the speed and the
+// mirror serving it (Transfers()). An entry lingers kTransferLingerS after its last read so a
+// finished file is still seen for a moment; finished entries are dropped, oldest first, beyond
+// kMaxTransfers.
+//
+// Thread-safe. mu_ guards the health and measurement fields; transfers_mu_ guards transfers_ (a
+// leaf lock, taken at the start of each chunk read, on each mirror it tries, and at its end).
+// Neither is held during I/O.
 #pragma once
 
 #include <atomic>
@@ -66,6 +74,19 @@ struct MirrorSetStats {
   FetchStats Total() const;         // sum of the mirrors' HTTP counters
 };
 
+// One file read through the set now or within the last kTransferLingerS seconds.
+struct TransferInfo {
+  std::string file;              // "org/name@<commit 12>:path"
+  std::string mirror;            // host:port of the mirror that took the latest read
+  uint64_t bytes_done = 0;       // bytes of reads that completed since the transfer began
+  uint64_t bytes_in_flight = 0;  // bytes requested by reads still running
+  unsigned reads_in_flight = 0;  // chunk reads running now (demand + prefetch)
+  uint64_t failed_reads = 0;     // reads that returned an error
+  double elapsed_s = 0;          // since the transfer's first read began
+  double idle_s = 0;             // since its last read ended (0 while reads are running)
+  double speed_Bps = 0;          // bytes_done / active time (first start to now or last end)
+};
+
 class MirrorSet : public HubApi, public RangeSource {
  public:
   // Endpoints: opts.endpoints, or {opts.endpoint} if that is empty; duplicates are dropped.
@@ -88,6 +109,8 @@ class MirrorSet : public HubApi, public RangeSource {
   HttpRangeSource& source(size_t i) { return *mirrors_[i]->source; }
   const std::shared_ptr<http::HttpClient>& client(size_t i) const { return mirrors_[i]->client; }
   MirrorSetStats Stats() const;
+  // Files being read now, then recently finished ones; most recently active first.
+  std::vector<TransferInfo> Transfers() const;
 
   // Moving-average weight of the newest sample: 0.3 follows a change within ~5 calls without
   // letting one slow chunk swing the choice.
@@ -97,6 +120,11 @@ class MirrorSet : public HubApi, public RangeSource {
   static constexpr size_t kSmallReadBytes = 64u << 10;
   // Files remembered as bad per mirror; past this, expired marks are swept.
   static constexpr size_t kMaxBadFiles = 10000;
+  // A finished transfer stays visible this long (seconds): long enough for a 1 s status poll to
+  // see a small file that came and went, short enough that the list stays about the present.
+  static constexpr double kTransferLingerS = 10;
+  // Bound on remembered transfers (in flight ones are never dropped): a status page, not a log.
+  static constexpr size_t kMaxTransfers = 64;
 
  private:
   struct Mirror {
@@ -121,11 +149,23 @@ class MirrorSet : public HubApi, public RangeSource {
   void Record(size_t i, bool ok, uint64_t bytes, double ms, bool small);
   void MarkDown(size_t i, const Status& why);
   void MarkBadFile(size_t i, const std::string& file_key, const std::string& why);
+  struct Transfer {
+    std::string file, mirror;
+    uint64_t bytes_done = 0, bytes_in_flight = 0, failed = 0;
+    unsigned reads = 0;
+    std::chrono::steady_clock::time_point first_start, last_end;
+  };
+  // Registers a read of `len` bytes of `file` / notes which mirror took it / ends it.
+  void BeginTransfer(const std::string& file, uint64_t len);
+  void TransferMirror(const std::string& file, const std::string& mirror);
+  void EndTransfer(const std::string& file, uint64_t len, bool ok);
 
   FetchOptions opts_;
   std::vector<std::unique_ptr<Mirror>> mirrors_;
   mutable std::mutex mu_;
   std::atomic<uint64_t> failovers_{0}, bad_reports_{0}, rate_limited_{0};
+  mutable std::mutex transfers_mu_;
+  std::map<std::string, Transfer> transfers_;  // by file label
 };
 
 }  // namespace modelfs

@@ -13,6 +13,7 @@
 #include "fs/fuse_adapter.h"
 
 #include "common/log.h"
+#include "common/metrics.h"
 
 #include <fcntl.h>
 #include <fuse3/fuse_lowlevel.h>
@@ -23,7 +24,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstddef>
 #include <cstdio>
@@ -56,13 +59,45 @@ constexpr unsigned kIdleThreads = 16;
 constexpr unsigned kStatfsBlock = 4096;
 constexpr unsigned kNameMax = 255;
 
+// The requests whose latency is measured (the op label of modelfs_fuse_request_duration_seconds).
+// Write-type requests are refused at once and forget has no reply, so they are not timed.
+enum FuseOp { kOpLookup, kOpGetattr, kOpOpendir, kOpReaddir, kOpReaddirplus, kOpReleasedir, kOpOpen,
+              kOpRead, kOpRelease, kOpStatfs, kOpCount };
+constexpr const char* kOpNames[kOpCount] = {"lookup", "getattr", "opendir", "readdir", "readdirplus",
+                                            "releasedir", "open", "read", "release", "statfs"};
+
 // What the session's userdata points to. `fs` is set after the fork, before the loop starts, and
-// stays until the session is destroyed.
+// stays until the session is destroyed. `latency` is filled before the session exists (all null
+// without a metrics registry) and read-only afterwards.
 struct Server {
   std::unique_ptr<ModelFs> fs;
+  std::array<Histogram*, kOpCount> latency{};
 };
 
-ModelFs& Fs(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req))->fs; }
+Server& Srv(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req)); }
+ModelFs& Fs(fuse_req_t req) { return *Srv(req).fs; }
+
+// Times one request from its callback's start to its end (after the reply is sent) into the op's
+// histogram: one steady_clock read on each side and three relaxed atomic adds. `req` is not
+// touched in the destructor (it is freed by the reply); the histogram is resolved up front.
+class OpTimer {
+ public:
+  OpTimer(fuse_req_t req, FuseOp op) : hist_(Srv(req).latency[op]) {
+    if (hist_) t0_ = std::chrono::steady_clock::now();
+  }
+  ~OpTimer() {
+    if (hist_) {
+      hist_->ObserveNanos(static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0_).count()));
+    }
+  }
+  OpTimer(const OpTimer&) = delete;
+  OpTimer& operator=(const OpTimer&) = delete;
+
+ private:
+  Histogram* hist_;
+  std::chrono::steady_clock::time_point t0_;
+};
 
 struct stat ToStat(const FsAttr& a) {
   struct stat st;
@@ -108,6 +143,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  OpTimer timer(req, kOpLookup);
   ModelFs& fs = Fs(req);
   Result<FsEntry> e = fs.Lookup(parent, name);
   if (e.ok()) {
@@ -129,6 +165,7 @@ void OpForget(fuse_req_t req, fuse_ino_t, uint64_t) { fuse_reply_none(req); }
 void OpForgetMulti(fuse_req_t req, size_t, fuse_forget_data*) { fuse_reply_none(req); }
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  OpTimer timer(req, kOpGetattr);
   ModelFs& fs = Fs(req);
   Result<FsAttr> a = fs.GetAttr(ino);
   if (!a.ok()) return ReplyStatus(req, a.status());
@@ -137,6 +174,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 }
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  OpTimer timer(req, kOpOpendir);
   Result<DirListing> l = Fs(req).ReadDir(ino);
   if (!l.ok()) return ReplyStatus(req, l.status());
   auto* snapshot = new DirListing(std::move(*l));  // owned by fi->fh until releasedir
@@ -175,19 +213,23 @@ void ReadDirCommon(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, b
 }
 
 void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  OpTimer timer(req, kOpReaddir);
   ReadDirCommon(req, size, off, fi, /*plus=*/false);
 }
 
 void OpReaddirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  OpTimer timer(req, kOpReaddirplus);
   ReadDirCommon(req, size, off, fi, /*plus=*/true);
 }
 
 void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  OpTimer timer(req, kOpReleasedir);
   delete reinterpret_cast<DirListing*>(fi->fh);
   fuse_reply_err(req, 0);
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  OpTimer timer(req, kOpOpen);
   ModelFs& fs = Fs(req);
   Status s = fs.Open(ino, fi->flags);
   if (!s.ok()) return ReplyStatus(req, s);
@@ -200,11 +242,13 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  OpTimer timer(req, kOpRelease);
   Fs(req).Release(ino);
   fuse_reply_err(req, 0);
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  OpTimer timer(req, kOpRead);
   // One buffer per worker thread, grown to the largest request seen (at most max_read, 1 MiB); the
   // reply is written to /dev/fuse before the callback returns, so reuse is safe.
   thread_local std::vector<char> buf;
@@ -217,6 +261,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 }
 
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  OpTimer timer(req, kOpStatfs);
   struct statvfs st;
   std::memset(&st, 0, sizeof st);
   st.f_bsize = kStatfsBlock;
@@ -429,6 +474,10 @@ int ServeFuse(const MountOptions& opts,
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
   Server server;
+  if (opts.metrics) {
+    for (int op = 0; op < kOpCount; ++op)
+      server.latency[op] = opts.metrics->Hist(Metric::kFuseRequestDuration, {kOpNames[op]});
+  }
   const fuse_lowlevel_ops ops = MakeOps();
   Session session(fuse_session_new(&args, &ops, sizeof ops, &server), /*mounted=*/false);
   fuse_opt_free_args(&args);

@@ -12,6 +12,8 @@
 
 namespace modelfs {
 
+class MetricsRegistry;  // common/metrics.h
+
 struct MountOptions {
   std::string mountpoint;
   bool foreground = false;   // false: daemonize once the mount is live
@@ -23,6 +25,9 @@ struct MountOptions {
   // systemd's $NOTIFY_SOCKET (read by tools/): once the mount is live and the filesystem ready,
   // "READY=1" and "MAINPID=<serving pid>" are sent there, for Type=notify units. "" = none.
   std::string notify_socket;
+  // Where each request's latency goes (modelfs_fuse_request_duration_seconds, by op); null = not
+  // measured. Not owned; must outlive ServeFuse.
+  MetricsRegistry* metrics = nullptr;
   std::string fsname = "modelfs";
   std::string subtype = "modelfs";
 };

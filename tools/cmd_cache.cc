@@ -1,17 +1,25 @@
 #include "tools/cmd_cache.h"
 
+#include <dirent.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <map>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
 
 #include "cache/cache_admin.h"
 #include "cache/pins.h"
+#include "tools/monitor.h"
 #include "tools/options.h"
 
 namespace modelfs::cli {
@@ -66,9 +74,146 @@ std::string Mib(uint64_t b) {
   return buf;
 }
 
+bool WantsHelp(const std::vector<std::string>& args) {
+  for (const auto& a : args)
+    if (a == "--help" || a == "-h") return true;
+  return false;
+}
+
+// The options every cache tool takes, after its own.
+constexpr const char* kCacheOptionsHelp =
+    "  --cache-dir DIR\n"
+    "      The cache directory. [default: ~/.cache/modelfs; env: MODELFS_CACHE]\n"
+    "  --format FORMAT\n"
+    "      Output as text or json (sizes in bytes). [default: text]\n"
+    "  -h, --help\n"
+    "      Show this help.\n";
+
+std::string StatusHelp() {
+  return std::string(
+             "Usage: modelfs status [--cache-dir DIR] [--format text|json]\n\n"
+             "Shows what a cache directory holds, without the network: block data used and verified,\n"
+             "the filesystem's free space, pins, and per stored repo revision each file's cached share\n"
+             "and state; and, when a mount runs on that cache, its live transfers, rates and alerts.\n\n"
+             "Options:\n") +
+         kCacheOptionsHelp + "\nExit codes: 0 printed; 2 usage error.\n";
+}
+
+std::string VerifyHelp() {
+  return std::string(
+             "Usage: modelfs verify [ORG/NAME[@REV]] [--cache-dir DIR] [--format text|json]\n\n"
+             "Re-hashes cached data without the network (every block's XXH3; complete files' SHA-256\n"
+             "or git blob id) and drops what is bad, so it is fetched again. With ORG/NAME[@REV]\n"
+             "(datasets/ORG/NAME for a dataset) only that repo's stored files.\n\n"
+             "Options:\n") +
+         kCacheOptionsHelp +
+         "\nExit codes: 0 all good; 1 bad data found (and dropped), a blob could not be read, or\n"
+         "ORG/NAME has no stored tree in the cache; 2 usage error.\n";
+}
+
+std::string GcHelp() {
+  return std::string(
+             "Usage: modelfs gc [--size SIZE] [--cache-dir DIR] [--format text|json]\n\n"
+             "Removes blobs no stored tree references, then with --size evicts whole files (verified\n"
+             "first, least recently used first) until the block data fits in SIZE. Run it while no\n"
+             "mount uses the cache.\n\n"
+             "Options:\n"
+             "  --size SIZE\n"
+             "      Target for the block data (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), e.g. 10GiB.\n"
+             "      [default: only remove unreferenced blobs]\n") +
+         kCacheOptionsHelp + "\nExit codes: 0 done; 2 usage error.\n";
+}
+
+std::string Rate(double Bps) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f MiB/s", Bps / 1048576.0);
+  return buf;
+}
+
+// A status file older than this is from a mount that stopped (or hangs): the daemon rewrites it
+// every second (tools/monitor.h), so 5 s tolerates a busy machine without showing stale numbers.
+constexpr double kLiveStatusMaxAgeS = 5;
+
+// The status of each mount running on this cache (<dir>/run/status-<pid>.json, tools/monitor.h):
+// files that are fresh and whose pid is alive, oldest mount first.
+nlohmann::json LiveMounts(const std::string& dir) {
+  nlohmann::json out = nlohmann::json::array();
+  const std::string run = dir + "/run";
+  DIR* d = opendir(run.c_str());
+  if (d == nullptr) return out;
+  std::vector<std::string> names;
+  while (dirent* e = readdir(d))
+    if (StatusFilePid(e->d_name) > 0) names.push_back(e->d_name);
+  closedir(d);
+  std::sort(names.begin(), names.end());
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  for (const std::string& name : names) {
+    std::ifstream in(run + "/" + name);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+    // A torn or foreign file is skipped, never an exception.
+    if (!j.is_object() || !j["pid"].is_number_integer() || !j["updated_unix"].is_number() ||
+        !j["window"].is_object() || !j["transfers"].is_array() || !j["alerts"].is_array())
+      continue;
+    const double age = now - j["updated_unix"].get<double>();
+    const pid_t pid = j["pid"].get<pid_t>();
+    if (pid != StatusFilePid(name) || age > kLiveStatusMaxAgeS || (kill(pid, 0) != 0 && errno != EPERM)) continue;
+    j["age_s"] = age;
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+// The text lines for a live mount: rates, alerts, then one line per transfer.
+std::string LiveText(const nlohmann::json& m) {
+  std::string out;
+  const auto& w = m["window"];
+  char line[512];
+  snprintf(line, sizeof line,
+           "mount running (pid %d) at %s: %s now, %s over the last %llds, %.1f%% of %llu mirror calls "
+           "succeeded\n",
+           m["pid"].get<int>(), m.value("mountpoint", "").c_str(), Rate(m.value("speed_Bps", 0.0)).c_str(),
+           Rate(w.value("speed_Bps", 0.0)).c_str(), (long long)w.value("window_s", 0),
+           100.0 * w.value("success_ratio", 1.0), (unsigned long long)w.value("attempts", 0));
+  out += line;
+  if (!m.value("metrics_listen", "").empty()) out += "metrics: http://" + m["metrics_listen"].get<std::string>() + "/metrics\n";
+  for (const auto& a : m["alerts"]) {
+    if (!a.value("active", false)) continue;
+    snprintf(line, sizeof line, "ALERT %s (for %.0f s): %s\n", a.value("alert", "").c_str(), a.value("for_s", 0.0),
+             a.value("message", "").c_str());
+    out += line;
+  }
+  const auto& ts = m["transfers"];
+  if (ts.empty()) {
+    out += "no transfers in the last 10 s\n";
+    return out;
+  }
+  out += "transfers (bytes so far, speed, source mirror, file):\n";
+  for (const auto& t : ts) {
+    // Bytes count when a chunk read completes (fetch/ reports no progress inside one), so a slow
+    // link shows what is requested meanwhile.
+    const unsigned reads = t.value("reads_in_flight", 0u);
+    std::string state = reads ? std::to_string(reads) + (reads == 1 ? " read" : " reads") + " in flight, " +
+                                    Mib(t.value("bytes_in_flight", 0ull)) + " requested"
+                              : "done";
+    if (t.value("failed_reads", 0) > 0) state += ", " + std::to_string(t.value("failed_reads", 0)) + " failed";
+    snprintf(line, sizeof line, "  %10s  %12s  %-21s  %s  (%s)\n", Mib(t.value("bytes", 0ull)).c_str(),
+             Rate(t.value("speed_Bps", 0.0)).c_str(), t.value("mirror", "").c_str(), t.value("file", "").c_str(),
+             state.c_str());
+    out += line;
+  }
+  return out;
+}
+
 }  // namespace
 
 int StatusCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+  if (WantsHelp(args)) {
+    *out += StatusHelp();
+    return 0;
+  }
   CacheArgs a;
   if (!ParseCacheArgs(args, false, false, &a, err)) {
     *err += "Usage: modelfs status [--cache-dir DIR] [--format text|json]\n";
@@ -118,6 +263,9 @@ int StatusCommand(const std::vector<std::string>& args, std::string* out, std::s
                     {"bytes", p.bytes}, {"cached_bytes", cached}});
   }
   j["pins"] = pins;
+  // Mounts running on this cache: what they are doing now (tools/monitor.h writes it each second).
+  nlohmann::json live = LiveMounts(a.dir);
+  j["mounts"] = live;
   if (a.json) {
     // Names come from disk: never let a stray byte abort the dump.
     *out += j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
@@ -129,6 +277,7 @@ int StatusCommand(const std::vector<std::string>& args, std::string* out, std::s
     *out += "; filesystem " + Mib(j["fs_size_bytes"]) + ", " + Mib(j["fs_free_bytes"]) + " free";
   }
   *out += "\n";
+  for (const auto& m : live) *out += LiveText(m);
   for (const auto& p : pins) {
     *out += "pinned " + p["repo"].get<std::string>() + "@" + p["commit"].get<std::string>().substr(0, 12) +
             ": " + std::to_string(p["files"].get<size_t>()) + " files, " + Mib(p["cached_bytes"]) +
@@ -152,6 +301,10 @@ int StatusCommand(const std::vector<std::string>& args, std::string* out, std::s
 }
 
 int VerifyCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+  if (WantsHelp(args)) {
+    *out += VerifyHelp();
+    return 0;
+  }
   CacheArgs a;
   if (!ParseCacheArgs(args, true, false, &a, err)) {
     *err += "Usage: modelfs verify [ORG/NAME[@REV]] [--cache-dir DIR] [--format text|json]\n";
@@ -209,6 +362,10 @@ int VerifyCommand(const std::vector<std::string>& args, std::string* out, std::s
 }
 
 int GcCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+  if (WantsHelp(args)) {
+    *out += GcHelp();
+    return 0;
+  }
   CacheArgs a;
   if (!ParseCacheArgs(args, false, true, &a, err)) {
     *err += "Usage: modelfs gc [--size SIZE] [--cache-dir DIR] [--format text|json]\n";

@@ -32,6 +32,43 @@ std::string Mib(uint64_t b) {
   return buf;
 }
 
+// The `modelfs mount` options prefetch forwards and that mean something without a mount.
+const char* const kForwarded[] = {
+    "--endpoint",      "--token-file",    "--cache-dir",    "--cache-size",   "--cache-min-free",
+    "--offline",       "--revision-ttl",  "--fetch-threads", "--connect-timeout",
+    "--stall-timeout", "--retries",       "--mirror-retry", "--ca-file",      "--tls-min-version",
+    "--log-level",     "--log-format"};
+
+std::string PrefetchHelp() {
+  std::vector<OptionSpec> t = {
+      {"--include", nullptr, nullptr, "GLOB", "everything",
+       "Prefetch only files matching GLOB (repeatable; '*' also matches '/')."},
+      {"--exclude", nullptr, nullptr, "GLOB", "nothing",
+       "Skip files matching GLOB (repeatable); wins over --include."},
+      {"--pin", nullptr, nullptr, nullptr, "off",
+       "Pin the selected files first: a mount never evicts them (release with 'modelfs unpin')."},
+      {"--pin-share", nullptr, nullptr, "PERCENT", "50%",
+       "Refuse the pin if all pins together would take more than this share of the cache quota."},
+      {"--quiet", nullptr, nullptr, nullptr, "off", "No progress line, even on a terminal."},
+      {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
+  };
+  for (const OptionSpec& o : MountOptionTable())
+    for (const char* f : kForwarded)
+      if (std::string(o.flag) == f) {
+        t.push_back(o);
+        if (std::string(f) == "--log-level") t.back().default_text = "warn";
+      }
+  t.push_back({"--help", "-h", nullptr, nullptr, "", "Show this help."});
+  return "Usage: modelfs prefetch [OPTIONS] ORG/NAME[@REV]\n"
+         "       modelfs prefetch [OPTIONS] datasets/ORG/NAME[@REV]\n\n"
+         "Fills the cache with the selected files of the repo at REV (default branch if absent),\n"
+         "through the same stack as a mount, and verifies each. A progress line is drawn on a\n"
+         "terminal.\n\nOptions:\n" +
+         FormatOptionTable(t) +
+         "\nExit codes: 0 every selected file is cached and verified; 1 the repo or revision could\n"
+         "not be resolved, no file matched, the pin was refused, or a file failed; 2 usage error.\n";
+}
+
 }  // namespace
 
 int RunPrefetch(const std::vector<std::string>& args) {
@@ -54,7 +91,10 @@ int RunPrefetch(const std::vector<std::string>& args) {
       }
       return has;
     };
-    if (a == "--pin") {
+    if (a == "--help" || a == "-h") {
+      fputs(PrefetchHelp().c_str(), stdout);
+      return 0;
+    } else if (a == "--pin") {
       pin = true;
     } else if (a == "--quiet") {
       quiet = true;
@@ -88,7 +128,10 @@ int RunPrefetch(const std::vector<std::string>& args) {
                                                : Result<RepoId>(Status::InvalidArgument("expected one ORG/NAME[@REV]"));
   MountConfig cfg;
   bool help = false;
-  if (!log_level_given) forwarded.insert(forwarded.end(), {"--log-level", "warn"});
+  // Quieter than a mount, as for download: log lines would tear the progress line.
+  if (!log_level_given && getenv("MODELFS_LOG_LEVEL") == nullptr) {
+    forwarded.insert(forwarded.end(), {"--log-level", "warn"});
+  }
   forwarded.insert(forwarded.end(), {"-f", "/"});  // ParseMount wants a mount point; unused
   Status s = repo.ok() ? ParseMount(forwarded, &cfg, &help) : repo.status();
   if (!s.ok()) {
@@ -199,6 +242,19 @@ int RunUnpin(const std::vector<std::string>& args) {
   const char* home = getenv("HOME");
   dir = env && *env ? env : std::string(home && *home ? home : "/root") + "/.cache/modelfs";
   for (size_t i = 0; i < args.size(); i++) {
+    if (args[i] == "--help" || args[i] == "-h") {
+      fputs("Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n\n"
+            "Releases the pin 'modelfs prefetch --pin' put on a repo (datasets/ORG/NAME for a\n"
+            "dataset); its files become ordinary, evictable cache content.\n\n"
+            "Options:\n"
+            "  --cache-dir DIR\n"
+            "      The cache directory. [default: ~/.cache/modelfs; env: MODELFS_CACHE]\n"
+            "  -h, --help\n"
+            "      Show this help.\n\n"
+            "Exit codes: 0 unpinned; 1 the repo was not pinned; 2 usage error.\n",
+            stdout);
+      return 0;
+    }
     if (args[i] == "--cache-dir" && i + 1 < args.size()) dir = args[++i];
     else if (args[i].rfind("--cache-dir=", 0) == 0) dir = args[i].substr(12);
     else if (repo_arg.empty() && !args[i].empty() && args[i][0] != '-') repo_arg = args[i];

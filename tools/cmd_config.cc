@@ -17,7 +17,8 @@ const char* kUsage =
     "Prints the effective mount settings and where each came from (flag, environment, config file,\n"
     "default). Config files: $MODELFS_SYSTEM_CONFIG or /etc/modelfs/config, then $MODELFS_CONFIG or\n"
     "$XDG_CONFIG_HOME/modelfs/config (~/.config/modelfs/config); lines are 'key = value' with the\n"
-    "long option names as keys; 'endpoint' may repeat.\n";
+    "long option names as keys; 'endpoint' may repeat.\n"
+    "Exit codes: 0 printed; 1 a config file or an endpoint is invalid; 2 usage error.\n";
 
 std::string EnvOr(const char* name) {
   const char* v = name ? getenv(name) : nullptr;

@@ -170,7 +170,10 @@ const std::vector<OptionSpec>& DownloadOptionTable() {
     };
     for (const OptionSpec& o : MountOptionTable()) {
       for (const char* f : kForwarded) {
-        if (strcmp(o.flag, f) == 0) t.push_back(o);
+        if (strcmp(o.flag, f) != 0) continue;
+        t.push_back(o);
+        // Quieter than a mount: log lines would tear the progress bar (see ParseDownload).
+        if (strcmp(f, "--log-level") == 0) t.back().default_text = "warn";
       }
     }
     t.push_back({"--help", "-h", nullptr, nullptr, "", "Show this help."});

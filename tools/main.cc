@@ -7,19 +7,23 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/log.h"
 #include "common/file_util.h"
+#include "common/metrics.h"
 #include "fs/fuse_adapter.h"
 #include "fs/model_fs.h"
 #include "tools/cmd_cache.h"
 #include "tools/cmd_config.h"
 #include "tools/cmd_download.h"
 #include "tools/engine.h"
+#include "tools/monitor.h"
 #include "tools/options.h"
 
 namespace modelfs {
@@ -68,7 +72,14 @@ int Mount(const std::vector<std::string>& args) {
   }
   chmod(cfg.cache.dir.c_str(), 0700);  // cached weights and metadata are private to the user
 
+  // Destroyed in reverse: the monitor (which samples the engine) stops before the engine goes,
+  // and the registry (which the FUSE adapter records into) outlives both.
+  MetricsRegistry metrics;
+  cfg.mount.metrics = &metrics;
+  char real_mp[PATH_MAX];
+  if (realpath(cfg.mount.mountpoint.c_str(), real_mp) != nullptr) cfg.monitor.mountpoint = real_mp;
   std::unique_ptr<cli::Engine> engine;  // outlives the FUSE loop; ModelFs (owned by it) goes first
+  std::unique_ptr<cli::Monitor> monitor;
   auto make_fs = [&]() -> Result<std::unique_ptr<ModelFs>> {
     if (!cfg.log_file.empty()) {
       // fuse_daemonize pointed stderr at /dev/null; the daemon logs to its file instead.
@@ -87,6 +98,11 @@ int Mount(const std::vector<std::string>& args) {
     auto e = cli::OpenEngine(cfg.fetch, cfg.cache);
     if (!e.ok()) return e.status();
     engine = std::move(e).value();
+    // After the fork (its threads must live in the daemon) and before the mount answers, so a
+    // metrics port already in use fails the mount instead of leaving it unwatched.
+    auto mon = cli::Monitor::Start(cfg.monitor, &metrics, engine->mirrors.get(), engine->store.get());
+    if (!mon.ok()) return mon.status();
+    monitor = std::move(mon).value();
     auto fs = std::make_unique<ModelFs>(cfg.fs, *engine->hub, *engine->store);
     if (cfg.fs.single_repo) {
       Status init = fs->Init();
@@ -99,7 +115,10 @@ int Mount(const std::vector<std::string>& args) {
 
 int Unmount(const std::vector<std::string>& args) {
   if (args.size() != 1 || args[0] == "--help" || args[0] == "-h") {
-    fprintf(args.size() == 1 ? stdout : stderr, "Usage: modelfs unmount MOUNTPOINT\n");
+    fprintf(args.size() == 1 ? stdout : stderr,
+            "Usage: modelfs unmount MOUNTPOINT   (alias: modelfs umount)\n"
+            "Unmounts with fusermount3 -u, or umount2(2) as root.\n"
+            "Exit codes: 0 unmounted; 1 could not unmount (busy, not a mount); 2 usage error.\n");
     return args.size() == 1 ? 0 : 2;
   }
   const std::string& mp = args[0];
@@ -116,6 +135,20 @@ int Unmount(const std::vector<std::string>& args) {
   if (umount2(mp.c_str(), 0) == 0) return 0;
   fprintf(stderr, "modelfs unmount: cannot unmount %s: %s\n", mp.c_str(), strerror(errno));
   return 1;
+}
+
+// `modelfs metrics --list`: the metric table as docs/metrics.md shows it (generated from it).
+int Metrics(const std::vector<std::string>& args) {
+  if (args.size() == 1 && args[0] == "--list") {
+    fputs(MetricsMarkdownTable().c_str(), stdout);
+    return 0;
+  }
+  const bool help = args.size() == 1 && (args[0] == "--help" || args[0] == "-h");
+  fputs("Usage: modelfs metrics --list   (every metric a mount exports, as a Markdown table)\n"
+        "A mount serves them with --metrics-listen ADDR:PORT and writes them with --metrics-file.\n"
+        "Exit codes: 0 printed; 2 usage error.\n",
+        help ? stdout : stderr);
+  return help ? 0 : 2;
 }
 
 }  // namespace
@@ -139,6 +172,7 @@ const Command kCommands[] = {
     {"gc", &modelfs::cli::RunGc},
     {"prefetch", &modelfs::cli::RunPrefetch},
     {"unpin", &modelfs::cli::RunUnpin},
+    {"metrics", &modelfs::Metrics},
 };
 
 }  // namespace

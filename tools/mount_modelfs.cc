@@ -106,13 +106,14 @@ std::string FindModelfs() {
   return "modelfs";  // execvp searches PATH
 }
 
-int Usage(const char* msg) {
-  fprintf(stderr,
+int Usage(const char* msg, FILE* to = stderr) {
+  fprintf(to,
           "mount.modelfs: %s\n"
           "Usage: mount.modelfs SOURCE DIR [-sfnv] [-o OPTIONS]\n"
           "  SOURCE  ORG/NAME[@REV], datasets/ORG/NAME[@REV], or none (every repo)\n"
           "  OPTIONS e.g. ro,allow_other,cache_dir=/var/cache/modelfs,cache_size=100GiB,"
-          "endpoint=https://huggingface.co,hf_cache\n",
+          "endpoint=https://huggingface.co,hf_cache\n"
+          "Exit codes (mount(8)'s): 0 mounted; 1 incorrect invocation or options; 32 mount failure.\n",
           msg);
   return kExitUsage;
 }
@@ -126,7 +127,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") {
-      Usage("mounts modelfs for mount(8), /etc/fstab and systemd");
+      Usage("mounts modelfs for mount(8), /etc/fstab and systemd", stdout);
       return 0;
     }
     if (a == "-o") {

@@ -84,6 +84,13 @@ const std::vector<OptionSpec>& MountOptionTable() {
       {"--offline", nullptr, "HF_HUB_OFFLINE", nullptr, "off",
        "Never touch the network: serve stored listings and cached bytes only; an uncached read "
        "fails at once with EIO (HF_HUB_OFFLINE=1 does the same)."},
+      {"--verify-before-read", nullptr, "MODELFS_VERIFY_BEFORE_READ", nullptr, "off",
+       "Return no byte of a file before its whole-file SHA-256 matched: the first read of a file "
+       "fills it completely (over many connections) and hashes it, then reads come from the "
+       "verified cache. Without it, bytes are served as they arrive and hashed once the file is "
+       "complete; a mismatch then drops the bad chunks and the kernel's pages and the file is "
+       "fetched again (from another mirror when there are several), but bytes already read were "
+       "unverified. Needs room in the cache for every file being read at once."},
       {"--revision-ttl", nullptr, nullptr, "DURATION", "72h",
        "How long a resolved branch or tag is trusted before the hub is asked again (s, m, h, d; "
        "0 = every mount). A commit id is never re-resolved."},
@@ -94,6 +101,23 @@ const std::vector<OptionSpec>& MountOptionTable() {
       {"--log-level", nullptr, "MODELFS_LOG_LEVEL", "LEVEL", "info", "debug, info, warn or error."},
       {"--log-format", nullptr, "MODELFS_LOG_FORMAT", "FORMAT", "text",
        "Log lines as text, logfmt or json. Tokens and signed URL queries are always redacted."},
+      {"--metrics-listen", nullptr, "MODELFS_METRICS_LISTEN", "ADDR:PORT", "off",
+       "Serve GET /metrics (Prometheus text) and GET /status (JSON) on this address, e.g. "
+       "127.0.0.1:9101 (port 0 = any free port; the bound one is logged and shown by 'modelfs "
+       "status'). No authentication: a non-loopback address is allowed but logged as a warning."},
+      {"--metrics-file", nullptr, "MODELFS_METRICS_FILE", "FILE", "off",
+       "Write the metrics here every second, atomically (for node_exporter's textfile collector: "
+       "a FILE ending in .prom in its directory)."},
+      {"--alert-window", nullptr, nullptr, "DURATION", "60s",
+       "Window over which the download success rate and average speed are computed for alerts "
+       "(s, m, h)."},
+      {"--alert-min-success-rate", nullptr, nullptr, "PERCENT", "90%",
+       "Log a warning and set modelfs_alert_active{alert=\"low_success_rate\"} while fewer than "
+       "this share of mirror calls succeed over the window (retried attempts count as failures; "
+       "needs 10 calls in the window). 0% = off."},
+      {"--alert-max-bandwidth", nullptr, nullptr, "RATE", "0",
+       "Log a warning and set modelfs_alert_active{alert=\"high_bandwidth\"} while the download "
+       "speed averaged over the window is above this (e.g. 100MB/s, 1GiB/s). 0 = off."},
       {"--threads", nullptr, nullptr, "N", "64",
        "FUSE worker threads; enough that reads waiting on the network do not starve cached ones."},
       {"--fetch-threads", nullptr, nullptr, "N", "16",
@@ -130,12 +154,13 @@ std::string MainHelp() {
          "  modelfs gc [--size SIZE] [--format json]               (drop unreferenced, shrink)\n"
          "  modelfs prefetch ORG/NAME[@REV] [--include GLOB] [--exclude GLOB] [--pin]\n"
          "  modelfs unpin ORG/NAME [--cache-dir DIR]\n"
+         "  modelfs metrics --list                                 (every metric a mount exports)\n"
          "  modelfs --version\n\n"
          "Without ORG/NAME, MOUNTPOINT shows every repo on first lookup: MOUNTPOINT/ORG/NAME for the\n"
          "default branch, MOUNTPOINT/ORG/NAME@REV for a branch, tag or commit (write '/' in REV as\n"
          "%2F), MOUNTPOINT/datasets/ORG/NAME for datasets. Each repo directory stays pinned to the\n"
          "commit it resolved to for the life of the mount.\n\n"
-         "Run 'modelfs mount --help' or 'modelfs download --help' for the options.\n"
+         "Run 'modelfs COMMAND --help' for a command's options; docs/commands/ has a page per command.\n"
          "Exit codes: 0 success, 1 runtime failure, 2 usage error.\n";
 }
 
@@ -164,7 +189,13 @@ std::string MountHelp() {
       "or 'fusermount3 -u MOUNTPOINT'.\n\nOptions:\n";
   out += FormatOptionTable(MountOptionTable());
   out += "\nThe token comes from $HF_TOKEN, else --token-file, else $HF_TOKEN_PATH, else\n"
-         "$HF_HOME/token (HF_HOME defaults to ~/.cache/huggingface).\n";
+         "$HF_HOME/token (HF_HOME defaults to ~/.cache/huggingface).\n"
+         "\nExit codes: 0 the mount is live (with -f: unmounted cleanly); 1 the mount failed (repo,\n"
+         "revision, mount point, cache directory, FUSE); 2 usage error.\n"
+         "\nExamples:\n"
+         "  modelfs mount /mnt/hf && ls /mnt/hf/ORG/NAME\n"
+         "  modelfs mount --cache-size 100GiB ORG/NAME@v1.0 /mnt/model\n"
+         "  modelfs mount --hf-cache /mnt/hf   # then HF_HUB_CACHE=/mnt/hf HF_HUB_OFFLINE=1\n";
   return out;
 }
 
@@ -187,6 +218,14 @@ Result<int64_t> ParseDuration(const std::string& text) {
     return Status::InvalidArgument("not a duration: '" + text + "' (e.g. 72h, 30m, 0)");
   }
   return static_cast<int64_t>(v * mult);
+}
+
+Result<uint64_t> ParseRate(const std::string& text) {
+  std::string t = text;
+  if (t.size() > 2 && t.compare(t.size() - 2, 2, "/s") == 0) t.resize(t.size() - 2);
+  auto v = ParseSize(t);
+  if (!v.ok()) return Status::InvalidArgument("not a rate: '" + text + "' (e.g. 100MB/s, 1GiB/s, 0)");
+  return v;
 }
 
 Result<uint64_t> ParseSize(const std::string& text) {
@@ -363,6 +402,9 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   for (auto& ch : off_env) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
   cfg->cache.offline = vals.count("--offline") > 0 || off_env == "1" || off_env == "true" ||
                        off_env == "yes" || off_env == "on";
+  std::string vbr_env = Env("MODELFS_VERIFY_BEFORE_READ");
+  cfg->cache.verify_before_read = vals.count("--verify-before-read") > 0 ||
+                                  vbr_env == "1" || vbr_env == "true" || vbr_env == "yes";
   auto ttl = ParseDuration(get("--revision-ttl", nullptr, "72h"));
   if (!ttl.ok()) return ttl.status();
   cfg->cache.revision_ttl_s = ttl.value();
@@ -424,6 +466,27 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   }
   cfg->log_file = get("--log-file", "MODELFS_LOG_FILE", "");
   if (!cfg->mount.foreground && cfg->log_file.empty()) cfg->log_file = cfg->cache.dir + "/modelfs.log";
+  // Monitor (tools/monitor.h).
+  cfg->monitor.listen = get("--metrics-listen", "MODELFS_METRICS_LISTEN", "");
+  if (!cfg->monitor.listen.empty()) {
+    std::string host;
+    int port = 0;
+    Status ls = ParseListenAddress(cfg->monitor.listen, &host, &port);
+    if (!ls.ok()) return Status::InvalidArgument("--metrics-listen: " + ls.message());
+  }
+  cfg->monitor.metrics_file = get("--metrics-file", "MODELFS_METRICS_FILE", "");
+  auto window = ParseDuration(get("--alert-window", nullptr, "60s"));
+  if (!window.ok()) return window.status();
+  if (window.value() < 1) return Status::InvalidArgument("--alert-window must be at least 1s");
+  cfg->monitor.window_s = window.value();
+  auto min_rate = ParsePercent(get("--alert-min-success-rate", nullptr, "90%"));
+  if (!min_rate.ok()) return Status::InvalidArgument("--alert-min-success-rate: " + min_rate.status().message());
+  cfg->monitor.min_success_percent = min_rate.value();
+  auto max_bw = ParseRate(get("--alert-max-bandwidth", nullptr, "0"));
+  if (!max_bw.ok()) return Status::InvalidArgument("--alert-max-bandwidth: " + max_bw.status().message());
+  cfg->monitor.max_bandwidth_Bps = max_bw.value();
+  cfg->monitor.status_dir = cfg->cache.dir + "/run";
+  cfg->monitor.mountpoint = cfg->mount.mountpoint;
   cfg->fs.uid = getuid();
   cfg->fs.gid = getgid();
   return Status::Ok();

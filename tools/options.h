@@ -14,6 +14,7 @@
 #include "fetch/fetch_options.h"
 #include "fs/fuse_adapter.h"
 #include "fs/model_fs.h"
+#include "tools/monitor.h"
 
 namespace modelfs::cli {
 
@@ -36,6 +37,7 @@ struct MountConfig {
   CacheOptions cache;
   MountOptions mount;
   FsOptions fs;
+  MonitorOptions monitor;     // metrics, alerts, status file (tools/monitor.h)
   std::string log_file;       // daemon's log; "" = <cache-dir>/modelfs.log when daemonized
   std::string log_level = "info";
   std::string log_format = "text";  // text | logfmt | json (common/log.h)
@@ -54,6 +56,7 @@ std::string MainHelp();
 Result<uint64_t> ParseSize(const std::string& text);      // "20GiB", "512MiB", "1.5G", "1000"
 Result<double> ParsePercent(const std::string& text);     // "10%" -> 10
 Result<int64_t> ParseDuration(const std::string& text);   // "72h", "30m", "90s", "90" -> seconds
+Result<uint64_t> ParseRate(const std::string& text);      // "100MB/s", "1GiB/s", "0" -> bytes/s
 Result<RepoId> ParseRepoArg(const std::string& text, std::string* rev);  // "org/name[@rev]"
 std::string CleanToken(const std::string& raw);
 

@@ -24,10 +24,11 @@ using testing::TempDir;
 
 class DiskBlobStoreTest : public ::testing::Test {
  protected:
-  std::unique_ptr<DiskBlobStore> NewStore(uint64_t max_bytes = 0) {
+  std::unique_ptr<DiskBlobStore> NewStore(uint64_t max_bytes = 0, bool verify_before_read = false) {
     CacheOptions o;
     o.dir = dir_.path();
     o.max_bytes = max_bytes;
+    o.verify_before_read = verify_before_read;
     o.fetch_threads = 4;
     auto s = DiskBlobStore::Open(o, &source_);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
@@ -374,6 +375,136 @@ TEST_F(DiskBlobStoreTest, DataFileWithoutIndexIsRemovedOnOpen) {
   auto store = NewStore();
   EXPECT_NE(access(orphan.c_str(), F_OK), 0);
   EXPECT_EQ(access((kept + ".data").c_str(), F_OK), 0);
+}
+
+// --- Verify before read (CacheOptions::verify_before_read) ---
+
+TEST_F(DiskBlobStoreTest, VerifyBeforeReadNeverReturnsBytesOfACorruptFetch) {
+  std::string data = RandomBytes(3 * kChunkSize + 12345, 20);  // four chunks
+  BlobRef ref = source_.Add("a.safetensors", data);
+  auto store = NewStore(0, /*verify_before_read=*/true);
+  source_.corrupt_next = 2;  // two chunks of the first fill come back wrong
+  std::vector<char> buf(1000);
+  size_t n = 0;
+  // The very first read, near the end: answered only after the whole file verified.
+  ASSERT_TRUE(store->Read(ref, data.size() - 1000, 1000, buf.data(), &n).ok());
+  ASSERT_EQ(n, 1000u);
+  EXPECT_EQ(std::string(buf.data(), n), data.substr(data.size() - 1000));
+  EXPECT_TRUE(store->IsVerified(ref.key));
+  EXPECT_EQ(store->Stats().verify_failures, 1u);  // the first fill failed its hash and was redone
+  // Every read after that is byte-exact and comes from the verified blocks, with no request.
+  source_.ClearRequests();
+  EXPECT_EQ(ReadAll(store.get(), ref, 3 << 20), data);
+  EXPECT_EQ(source_.request_count(), 0u);
+}
+
+TEST_F(DiskBlobStoreTest, VerifyBeforeReadFailsAfterRepeatedHashFailuresWithoutServing) {
+  std::string data = RandomBytes(2 * kChunkSize + 7, 21);
+  BlobRef ref = source_.Add("a.safetensors", data);
+  auto store = NewStore(0, true);
+  source_.corrupt_next = 1000;  // a mirror that always lies
+  std::vector<char> buf(4096, 0);
+  size_t n = 12345;
+  Status s = store->Read(ref, 0, 4096, buf.data(), &n);
+  EXPECT_EQ(s.code(), Code::kCorruption) << s.ToString();
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(std::string(buf.data(), 4096), std::string(4096, '\0'));  // not a byte copied out
+  EXPECT_EQ(store->Stats().verify_failures, 4u);  // CacheOptions::verify_attempts
+  EXPECT_FALSE(store->IsVerified(ref.key));
+  // Once the mirror is honest again, the same store recovers.
+  source_.corrupt_next = 0;
+  ASSERT_TRUE(store->Read(ref, 0, 4096, buf.data(), &n).ok());
+  EXPECT_EQ(std::string(buf.data(), n), data.substr(0, 4096));
+}
+
+TEST_F(DiskBlobStoreTest, VerifyBeforeReadReturnsAFetchErrorAndRetriesLater) {
+  std::string data = RandomBytes(2 * kChunkSize, 22);
+  BlobRef ref = source_.Add("a.safetensors", data);
+  auto store = NewStore(0, true);
+  source_.fail_next = 1;
+  std::vector<char> buf(100);
+  size_t n = 0;
+  EXPECT_EQ(store->Read(ref, 0, 100, buf.data(), &n).code(), Code::kUnavailable);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  ASSERT_TRUE(store->Read(ref, 0, 100, buf.data(), &n).ok());
+  EXPECT_EQ(std::string(buf.data(), n), data.substr(0, 100));
+}
+
+TEST_F(DiskBlobStoreTest, VerifyBeforeReadRefusesAFileLargerThanTheQuota) {
+  BlobRef ref = source_.Add("big.safetensors", RandomBytes(3 * kChunkSize, 23));
+  auto store = NewStore(2 * kChunkSize, true);
+  std::vector<char> buf(100);
+  size_t n = 0;
+  EXPECT_EQ(store->Read(ref, 0, 100, buf.data(), &n).code(), Code::kIoError);
+  EXPECT_EQ(source_.request_count(), 0u);  // refused before fetching anything
+}
+
+TEST_F(DiskBlobStoreTest, VerifyBeforeReadConcurrentReadersFetchEachChunkOnce) {
+  std::string data = RandomBytes(6 * kChunkSize + 5, 24);
+  BlobRef ref = source_.Add("a.safetensors", data);
+  auto store = NewStore(0, true);
+  source_.delay_ms = 50;
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; t++) {
+    threads.emplace_back([&, t] {
+      std::vector<char> buf(1 << 20);
+      size_t n = 0;
+      uint64_t off = static_cast<uint64_t>(t) * (data.size() / 8);
+      if (store->Read(ref, off, buf.size(), buf.data(), &n).ok() &&
+          std::string(buf.data(), n) == data.substr(off, n) && n > 0)
+        good++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good, 8);
+  std::set<uint64_t> starts;
+  for (auto [off, len] : source_.requests()) EXPECT_TRUE(starts.insert(off).second) << off;
+  EXPECT_EQ(starts.size(), 7u);
+}
+
+// Two hosts behind one source, like a MirrorSet: "evil" serves every third chunk with a flipped
+// byte until it is reported bad, after which the good host serves everything.
+class TwoHostSource : public RangeSource {
+ public:
+  explicit TwoHostSource(FakeRangeSource* inner) : inner_(inner) {}
+  Status ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char* buf, std::string* served_by) override {
+    Status s = inner_->ReadAt(blob, offset, len, buf, served_by);
+    bool evil = (offset / kChunkSize) % 3 == 1 && !evil_reported_;
+    if (s.ok() && evil) buf[len / 2] ^= 0x01;
+    *served_by = evil ? "evil:1" : "good:1";
+    std::lock_guard<std::mutex> l(mu_);
+    (evil ? evil_reads_ : good_reads_)++;
+    return s;
+  }
+  void ReportBadSource(const BlobRef&, const std::string& served_by) override {
+    std::lock_guard<std::mutex> l(mu_);
+    reported_.push_back(served_by);
+    if (served_by == "evil:1") evil_reported_ = true;
+  }
+  FakeRangeSource* inner_;
+  std::mutex mu_;
+  std::atomic<bool> evil_reported_{false};
+  int evil_reads_ = 0, good_reads_ = 0;
+  std::vector<std::string> reported_;
+};
+
+TEST_F(DiskBlobStoreTest, HashMismatchBlamesTheMinorityHostAndRefetchesOnlyItsChunks) {
+  std::string data = RandomBytes(9 * kChunkSize, 25);  // chunks 1, 4, 7 come from "evil"
+  BlobRef ref = source_.Add("a.safetensors", data);
+  TwoHostSource two(&source_);
+  CacheOptions o;
+  o.dir = dir_.path();
+  o.fetch_threads = 4;
+  o.verify_before_read = true;
+  auto store = std::move(DiskBlobStore::Open(o, &two)).value();
+  EXPECT_EQ(ReadAll(store.get(), ref, 2 << 20), data);
+  EXPECT_TRUE(store->IsVerified(ref.key));
+  EXPECT_EQ(store->Stats().verify_failures, 1u);
+  // Only the minority host was blamed, and only its three chunks were fetched again.
+  ASSERT_EQ(two.reported_.size(), 1u);
+  EXPECT_EQ(two.reported_[0], "evil:1");
+  EXPECT_EQ(source_.request_count(), 9u + 3u);
 }
 
 }  // namespace

@@ -623,6 +623,70 @@ TEST(ReadConcurrencyTest, ManyThreadsOneStream) {
   EXPECT_EQ(CountLog(hub.Log(), "hub", "HEAD", path), 1);  // resolution shared by all threads
 }
 
+// CDN connections (client ports) of the ranged GETs in a fake hub log, and how many GETs there were.
+std::pair<std::set<int>, int> CdnGetConnections(const json& log) {
+  std::set<int> ports;
+  int gets = 0;
+  for (const json& r : log) {
+    if (r["listener"] != "cdn" || r["method"] != "GET") continue;
+    ++gets;
+    if (r["client_port"].is_number()) ports.insert(r["client_port"].get<int>());
+  }
+  return {ports, gets};
+}
+
+TEST(ReadConnectionTest, ChunksReuseKeepAliveConnections) {
+  // A far link lives on keep-alive: every new connection pays a connect RTT and TCP slow start
+  // again (at 200 ms RTT and 8 MiB/s per connection, ~1.5 s before a 4 MiB chunk runs at full
+  // speed). So the chunks of a stream must reuse pooled connections: one reader thread keeps one
+  // CDN connection, N threads at most N, however many chunks they fetch.
+  constexpr uint64_t kTotal = 8u << 20;
+  FakeHubProcess hub(HubWith({}, kTotal, 1));
+  ASSERT_TRUE(hub.ok());
+  HttpRangeSource src(Opts(hub.endpoint()));
+  const std::string commit = hub.CommitOf("main");
+  const std::string path = LfsFiles(hub, commit)[0];
+  BlobRef b = BlobFor(hub, commit, path);
+  std::string want = hub.Content(commit, path);
+  constexpr size_t kChunk = 256u << 10;
+  std::vector<char> out(b.size);
+  ASSERT_TRUE(hub.ClearLog());
+  for (uint64_t off = 0; off < b.size; off += kChunk) {
+    size_t len = std::min<uint64_t>(kChunk, b.size - off);
+    ASSERT_TRUE(src.ReadAt(b, off, len, out.data() + off, nullptr).ok());
+  }
+  ASSERT_TRUE(memcmp(out.data(), want.data(), b.size) == 0);
+  const int chunks = static_cast<int>((b.size + kChunk - 1) / kChunk);
+  auto [one, gets] = CdnGetConnections(hub.Log());
+  EXPECT_EQ(gets, chunks);
+  EXPECT_EQ(one.size(), 1u) << "sequential chunks on one thread used " << one.size() << " connections";
+
+  ASSERT_TRUE(hub.ClearLog());
+  constexpr int kThreads = 4;
+  std::atomic<uint64_t> next{0};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {  // the file twice over: each thread fetches many chunks
+        uint64_t off = next.fetch_add(kChunk);
+        if (off >= 2 * b.size) return;
+        uint64_t o = off % b.size;
+        size_t len = std::min<uint64_t>(kChunk, b.size - o);
+        std::vector<char> buf(len);
+        if (!src.ReadAt(b, o, len, buf.data(), nullptr).ok() || memcmp(buf.data(), want.data() + o, len) != 0)
+          errors++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  auto [many, gets2] = CdnGetConnections(hub.Log());
+  EXPECT_EQ(gets2, 2 * chunks);
+  EXPECT_GE(many.size(), 1u);
+  EXPECT_LE(many.size(), static_cast<size_t>(kThreads)) << "connections were not reused across chunks";
+}
+
 // ---------------------------------------------------------------------------------------------
 // A scripted server for protocol violations: every connection gets the handler's raw answer,
 // then is closed.

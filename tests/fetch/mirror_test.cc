@@ -301,6 +301,47 @@ TEST_F(MirrorTest, SpreadsParallelReadsOverHealthyMirrors) {
   EXPECT_GT(CdnGets(*b_), 0);
 }
 
+// Transfers(): a read in flight is listed with its file, mirror and requested bytes while it
+// runs; afterwards the file's completed bytes, speed and mirror stay visible for the linger time.
+TEST_F(MirrorTest, TransfersShowReadsInFlightAndFinishedBytes) {
+  // ~1 MiB/s on A's CDN: a 1 MiB read takes about a second, long enough to be seen in flight.
+  ASSERT_TRUE(a_->SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 1 << 20}}));
+  MirrorSet m(Opts({a_->endpoint()}));
+  EXPECT_TRUE(m.Transfers().empty());
+  std::atomic<bool> done{false};
+  Status read_status;
+  std::thread reader([&] {
+    std::string buf(kChunk, '\0');
+    read_status = m.ReadAt(blob_, 0, kChunk, buf.data(), nullptr);
+    done = true;
+  });
+  bool seen_in_flight = false;
+  for (int i = 0; i < 400 && !done && !seen_in_flight; ++i) {
+    for (const TransferInfo& t : m.Transfers()) {
+      if (t.reads_in_flight == 1) {
+        seen_in_flight = true;
+        EXPECT_NE(t.file.find(path_), std::string::npos) << t.file;
+        EXPECT_EQ(t.mirror, Label(*a_));
+        EXPECT_EQ(t.bytes_in_flight, kChunk);
+        EXPECT_EQ(t.bytes_done, 0u);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  reader.join();
+  ASSERT_TRUE(read_status.ok()) << read_status.ToString();
+  EXPECT_TRUE(seen_in_flight) << "the read finished before it was seen in flight";
+  std::vector<TransferInfo> after = m.Transfers();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].reads_in_flight, 0u);
+  EXPECT_EQ(after[0].bytes_in_flight, 0u);
+  EXPECT_EQ(after[0].bytes_done, kChunk);
+  EXPECT_EQ(after[0].mirror, Label(*a_));
+  // Throttled to ~1 MiB/s: the measured speed must say so (generous bounds for a busy machine).
+  EXPECT_GT(after[0].speed_Bps, 100e3);
+  EXPECT_LT(after[0].speed_Bps, 4.0 * (1 << 20));
+}
+
 // Proxies come from libcurl's standard variables: with http_proxy pointing at hub B (which, like any
 // origin server, answers an absolute-form request line), an endpoint whose name does not even
 // resolve is reached through it.

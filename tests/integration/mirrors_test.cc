@@ -134,6 +134,57 @@ TEST_F(MirrorsMountTest, MirrorFailingMidWayFailsOverAndTokenStaysHome) {
   EXPECT_GT(files, 0);
 }
 
+// --verify-before-read: with one mirror flipping a byte in every body of a shard (larger than one
+// chunk), every byte a reader gets through the mount is right; the bad mirror is blamed and the
+// file refilled from the other. With only the bad mirror, reads fail (EIO) and return nothing.
+TEST_F(MirrorsMountTest, VerifyBeforeReadServesOnlyVerifiedBytesWhenAMirrorCorrupts) {
+  const std::string commit = b_->CommitOf("main", kRepo);
+  std::string shard;
+  for (const auto& f : b_->manifest(kRepo)["commits"][commit]["files"]) {
+    if (f["size"].get<uint64_t>() > (4u << 20)) shard = f["path"];
+  }
+  ASSERT_FALSE(shard.empty());
+  const std::string want = b_->Content(commit, shard, kRepo);
+  ASSERT_TRUE(b_->SetFaults({{"where", "cdn"}, {"corrupt_paths", {shard}}}));
+  {
+    MountSpec spec;
+    spec.endpoint = b_->endpoint();  // the corrupting mirror first
+    spec.extra = {"--endpoint", a_->endpoint(), "--verify-before-read"};
+    spec.cache_dir = dir_.Sub("cache");
+    spec.env = {std::string("HF_TOKEN=") + kToken};
+    MountedFs m(spec);
+    ASSERT_TRUE(m.mounted()) << m.Log();
+    const std::string path = m.path() + "/" + kRepo + "/" + shard;
+    // First read: a small one at the end of the file, then the whole file.
+    int fd = open(path.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    char tail[100];
+    ASSERT_EQ(pread(fd, tail, sizeof tail, static_cast<off_t>(want.size() - sizeof tail)), 100) << m.Log();
+    close(fd);
+    EXPECT_EQ(std::string(tail, 100), want.substr(want.size() - 100));
+    EXPECT_EQ(ReadFile(path), want);
+    EXPECT_NE(m.Log().find("hash mismatch"), std::string::npos) << m.Log();
+    EXPECT_GT(b_->Stats()["requests"]["cdn"].get<int>(), 0) << "the bad mirror was never asked";
+  }
+  {
+    MountSpec spec;
+    spec.endpoint = b_->endpoint();  // only the corrupting mirror
+    spec.extra = {"--verify-before-read"};
+    spec.cache_dir = dir_.Sub("cache2");
+    spec.env = {std::string("HF_TOKEN=") + kToken};
+    MountedFs m(spec);
+    ASSERT_TRUE(m.mounted()) << m.Log();
+    int fd = open((m.path() + "/" + kRepo + "/" + shard).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    std::string buf(1 << 20, '\0');
+    errno = 0;
+    EXPECT_EQ(pread(fd, buf.data(), buf.size(), 0), -1);
+    EXPECT_EQ(errno, EIO);
+    close(fd);
+    EXPECT_NE(m.Log().find("failed its hash 4 times"), std::string::npos) << m.Log();
+  }
+}
+
 TEST_F(MirrorsMountTest, ReadOnlyAndNotSharedByDefault) {
   MountSpec spec;
   spec.endpoint = a_->endpoint();

@@ -345,7 +345,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     "accept_encoding": self.headers.get("Accept-Encoding"),
                     "user_agent": self.headers.get("User-Agent"),
                     "status": self.status, "bytes": self.body_sent,
-                    "repo_path": self.repo_path, "fault": self.fault})
+                    "repo_path": self.repo_path, "fault": self.fault,
+                    # The client's port names its TCP connection: tests check keep-alive reuse.
+                    "client_port": self.client_address[1] if self.client_address else None})
                 with self.st.lock:
                     self.st.inflight -= 1
 
@@ -876,8 +878,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 ("Expires", str(expires)), ("Signature", sig), ("Key-Pair-Id", "K2FAKEHUBKEYPAIR")])
             # The CDN lives on the host the client reached the hub at (127.0.0.1 here, the
             # namespace address under bench/'s network simulation), on the CDN port.
+            # With --cdn-url the bytes come from an external server instead (bench/: nginx serving
+            # the --cdn-tree layout), at the same path; it ignores the query (no signature check).
             cdn_host = (self.headers.get("Host") or "127.0.0.1").rsplit(":", 1)[0] or "127.0.0.1"
-            loc = "http://%s:%d/xet-bridge-us/%s/%s?%s" % (cdn_host, self.st.cdn_port, repo.uid, blob.xet, q)
+            cdn_base = self.st.args.cdn_url or "http://%s:%d" % (cdn_host, self.st.cdn_port)
+            loc = "%s/xet-bridge-us/%s/%s?%s" % (cdn_base, repo.uid, blob.xet, q)
             body = ("Found. Redirecting to %s" % loc).encode()
             hs = base + [("Location", loc), ("X-Linked-Size", str(blob.size)),
                          ("X-Linked-Etag", '"%s"' % blob.sha256), ("Cache-Control", "no-store")]
@@ -1261,6 +1266,17 @@ class Server(http.server.ThreadingHTTPServer):
         super().shutdown_request(request)
 
 
+def write_cdn_tree(state, root):
+    """Lays out root/xet-bridge-us/<uid>/<xet> -> content file, for every LFS blob of every repo."""
+    for (uid, xet), (repo, blob) in state.by_xet.items():
+        d = os.path.join(root, "xet-bridge-us", uid)
+        os.makedirs(d, exist_ok=True)
+        link = os.path.join(d, xet)
+        if os.path.lexists(link):
+            os.remove(link)
+        os.symlink(os.path.abspath(blob.content), link)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", required=True, help="directory with repos written by gen_repo.py")
@@ -1293,9 +1309,19 @@ def main(argv=None):
                     help="misbehave in one way (tree_dotdot, json_deep, redirect_loop, trickle, ...; see README)")
     ap.add_argument("--reject-cdn-auth", action="store_true",
                     help="CDN answers 400 to requests carrying Authorization (default: serve and flag)")
+    ap.add_argument("--cdn-url", default=None,
+                    help="LFS redirects point to this external CDN base (e.g. http://127.0.0.1:8081, an "
+                         "nginx serving --cdn-tree) instead of the CDN listener; same paths, query ignored")
+    ap.add_argument("--cdn-tree", default=None,
+                    help="write DIR/xet-bridge-us/<repo-uid>/<hash> symlinks to every LFS file's content, "
+                         "the layout a static server needs to serve --cdn-url")
     args = ap.parse_args(argv)
+    if args.cdn_url:
+        args.cdn_url = args.cdn_url.rstrip("/")
 
     state = State(args)
+    if args.cdn_tree:
+        write_cdn_tree(state, args.cdn_tree)
     hub = Server((args.host, args.port), "hub", state)
     cdn = Server((args.host, args.cdn_port), "cdn", state)
     state.hub_port = hub.server_address[1]

@@ -608,8 +608,43 @@ def main():
             finally:
                 hub.admin("POST", "config", {"hostile": ""})
 
+        def test_external_cdn():
+            # --cdn-url sends LFS redirects to an external server (bench/: nginx) at the CDN path, and
+            # --cdn-tree lays out that path as symlinks to the content; the default stays unchanged.
+            tree = tempfile.mkdtemp(prefix="fakehub-cdntree-")
+            ext = Hub(root, "--cdn-url", "http://198.18.9.2:8081/", "--cdn-tree", tree)
+            try:
+                s, h, _ = ext.req("HEAD", "/org/tiny/resolve/main/%s" % shard)
+                loc = h.get("location", "")
+                prefix = "http://198.18.9.2:8081/xet-bridge-us/"
+                check(s == 302 and loc.startswith(prefix), "external CDN redirect: %s" % loc)
+                rel = urllib.parse.urlsplit(loc).path.lstrip("/")
+                check(open(os.path.join(tree, rel), "rb").read() == shard_bytes, "cdn tree file has the content")
+                check(loc.split("?")[0] == lfs_location()[0].split("?")[0].replace(
+                    "http://127.0.0.1:%d/" % hub.cdn_port, "http://198.18.9.2:8081/"), "same path as the CDN listener")
+                n = sum(len(fs) for _, _, fs in os.walk(tree))
+                lfs = sum(1 for e in files.values() if e.get("lfs"))
+                check(n >= lfs, "cdn tree holds every LFS file (%d links, %d LFS files at head)" % (n, lfs))
+            finally:
+                ext.stop()
+                shutil.rmtree(tree, ignore_errors=True)
+
+        def test_client_port():
+            # Each log record names its TCP connection by the client's port (keep-alive tests).
+            hub.admin("POST", "log/clear", {})
+            c = http.client.HTTPConnection("127.0.0.1", hub.hub_port, timeout=20)
+            for _ in range(2):
+                hub.req("GET", "/api/models/org/tiny", conn=c)
+            port = c.sock.getsockname()[1]
+            c.close()
+            hub.req("GET", "/api/models/org/tiny")
+            ports = [r.get("client_port") for r in hub.admin("GET", "log") if r["path"] == "/api/models/org/tiny"]
+            check(len(ports) == 3 and ports[0] == ports[1] == port and ports[2] != port,
+                  "client_port per connection: %r (keep-alive port %d)" % (ports, port))
+
         for fn in (test_tree_pagination, test_revisions, test_resolve_small, test_resolve_lfs, test_cdn,
-                   test_cdn_auth_violation, test_errors_auth, test_faults, test_expiry, test_hostile):
+                   test_cdn_auth_violation, test_errors_auth, test_faults, test_expiry, test_hostile,
+                   test_external_cdn, test_client_port):
             section(fn)
         if hub.proc.poll() is not None:
             check(False, "fake_hub died: %s" % hub.proc.stderr.read().decode())

@@ -17,7 +17,8 @@ class OptionsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* v : {"HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HOME",
-                          "MODELFS_CACHE", "MODELFS_CACHE_SIZE", "MODELFS_LOG_FILE", "MODELFS_LOG_LEVEL"})
+                          "MODELFS_CACHE", "MODELFS_CACHE_SIZE", "MODELFS_LOG_FILE", "MODELFS_LOG_LEVEL",
+                          "MODELFS_METRICS_LISTEN", "MODELFS_METRICS_FILE"})
       unsetenv(v);
     setenv("HOME", home_.path().c_str(), 1);
   }
@@ -38,6 +39,41 @@ TEST_F(OptionsTest, Sizes) {
   EXPECT_FALSE(ParseSize("10XB").ok());
   EXPECT_FALSE(ParseSize("-1G").ok());
   EXPECT_FALSE(ParseSize("1e30").ok());
+}
+
+TEST_F(OptionsTest, MonitorOptions) {
+  EXPECT_EQ(ParseRate("100MB/s").value(), 100000000u);
+  EXPECT_EQ(ParseRate("1GiB/s").value(), 1ull << 30);
+  EXPECT_EQ(ParseRate("0").value(), 0u);
+  EXPECT_FALSE(ParseRate("fast").ok());
+  MountConfig d;
+  ASSERT_TRUE(Parse({"/mnt"}, &d).ok());
+  EXPECT_EQ(d.monitor.listen, "");  // opt-in
+  EXPECT_EQ(d.monitor.metrics_file, "");
+  EXPECT_EQ(d.monitor.window_s, 60);
+  EXPECT_EQ(d.monitor.min_success_percent, 90);
+  EXPECT_EQ(d.monitor.max_bandwidth_Bps, 0u);
+  EXPECT_EQ(d.monitor.status_dir, d.cache.dir + "/run");
+  MountConfig c;
+  ASSERT_TRUE(Parse({"--metrics-listen", "127.0.0.1:9101", "--metrics-file=/tmp/m.prom", "--alert-window", "5m",
+                     "--alert-min-success-rate", "99.5%", "--alert-max-bandwidth", "100MB/s",
+                     "--cache-dir", "/c", "/mnt"}, &c).ok());
+  EXPECT_EQ(c.monitor.listen, "127.0.0.1:9101");
+  EXPECT_EQ(c.monitor.metrics_file, "/tmp/m.prom");
+  EXPECT_EQ(c.monitor.window_s, 300);
+  EXPECT_EQ(c.monitor.min_success_percent, 99.5);
+  EXPECT_EQ(c.monitor.max_bandwidth_Bps, 100000000u);
+  EXPECT_EQ(c.monitor.status_dir, "/c/run");
+  setenv("MODELFS_METRICS_LISTEN", "[::1]:9102", 1);
+  MountConfig e;
+  ASSERT_TRUE(Parse({"/mnt"}, &e).ok());
+  EXPECT_EQ(e.monitor.listen, "[::1]:9102");
+  unsetenv("MODELFS_METRICS_LISTEN");
+  MountConfig bad;
+  EXPECT_FALSE(Parse({"--metrics-listen", ":9101", "/mnt"}, &bad).ok());  // host must be explicit
+  EXPECT_FALSE(Parse({"--alert-min-success-rate", "90", "/mnt"}, &bad).ok());
+  EXPECT_FALSE(Parse({"--alert-max-bandwidth", "lots", "/mnt"}, &bad).ok());
+  EXPECT_FALSE(Parse({"--alert-window", "0", "/mnt"}, &bad).ok());
 }
 
 TEST_F(OptionsTest, RepoArguments) {

@@ -1,0 +1,223 @@
+// Watching a real mount: --metrics-listen on a free loopback port and --metrics-file; a read moves
+// the cache-miss and FUSE-read counters both in GET /metrics and in the file; `modelfs status`
+// shows a live transfer (file, mirror, reads in flight) while a throttled read is running, and the
+// bytes and rates after it.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include "tests/integration/mount_helper.h"
+#include "tests/testing/fake_hub_process.h"
+#include "tests/testing/temp_dir.h"
+
+namespace modelfs::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Bytes read from path (whole file), or -1.
+long long ReadCount(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return -1;
+  std::vector<char> buf(1 << 20);
+  long long total = 0;
+  for (ssize_t n; (n = read(fd, buf.data(), buf.size())) > 0;) total += n;
+  close(fd);
+  return total;
+}
+
+// The value of one sample line ("name{labels} value") in Prometheus text; -1 if absent.
+double Sample(const std::string& text, const std::string& series) {
+  size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+nlohmann::json ReadJson(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return nullptr;
+  std::string s;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) s.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return nlohmann::json::parse(s, nullptr, false);
+}
+
+// Polls until pred() or timeout; true if pred held.
+template <typename Pred>
+bool WaitFor(Pred pred, int timeout_ms) {
+  const auto end = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred();
+}
+
+TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
+  FakeHubOptions o;
+  o.repos[0].repo = "acme/watch";
+  o.repos[0].total_size = 24 << 20;
+  o.repos[0].shards = 3;
+  FakeHubProcess hub(o);
+  ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
+  TempDir dir("modelfs-metrics");
+  const std::string cache = dir.Sub("cache"), prom = dir.Sub("modelfs.prom");
+  MountSpec spec;
+  spec.endpoint = hub.endpoint();
+  spec.cache_dir = cache;
+  spec.repo = "acme/watch";
+  spec.extra = {"--metrics-listen", "127.0.0.1:0", "--metrics-file", prom};
+  MountedFs m(spec);
+  ASSERT_TRUE(m.mounted()) << m.Log();
+
+  // The daemon's status file (run/status-<pid>.json, the only one) names the port the listener
+  // bound (port 0 = any free one).
+  std::string status_path;
+  nlohmann::json st;
+  ASSERT_TRUE(WaitFor([&] {
+    std::string name;
+    if (DIR* d = opendir((cache + "/run").c_str())) {
+      while (dirent* e = readdir(d))
+        if (std::regex_match(e->d_name, std::regex("status-[0-9]+\\.json"))) name = e->d_name;
+      closedir(d);
+    }
+    if (name.empty()) return false;
+    status_path = cache + "/run/" + name;
+    st = ReadJson(status_path);
+    return st.is_object();
+  }, 5000)) << m.Log();
+  EXPECT_EQ(status_path, cache + "/run/status-" + std::to_string(st["pid"].get<int>()) + ".json");
+  struct stat sb;
+  ASSERT_EQ(stat(status_path.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0600u);
+  const std::string listen = st["metrics_listen"];
+  std::smatch mt;
+  ASSERT_TRUE(std::regex_match(listen, mt, std::regex("127\\.0\\.0\\.1:(\\d+)"))) << listen;
+  const int port = std::stoi(mt[1]);
+
+  auto scrape = [&]() {
+    LocalHttpResponse r;
+    EXPECT_TRUE(LocalHttp(port, "GET", "/metrics", "", &r));
+    EXPECT_EQ(r.status, 200);
+    return r.body;
+  };
+  long long size0 = 0;
+  const std::string before = scrape();
+  const double miss0 = std::max(0.0, Sample(before, "modelfs_cache_miss_bytes_total"));
+  const double hit0 = std::max(0.0, Sample(before, "modelfs_cache_hit_bytes_total"));
+  // Every byte read is a hit or a miss (a chunk prefetched before the reader asks for it is a
+  // hit); a first read of a file misses at least once.
+  auto counted = [&](const std::string& text) {
+    return Sample(text, "modelfs_cache_miss_bytes_total") > miss0 &&
+           Sample(text, "modelfs_cache_hit_bytes_total") + Sample(text, "modelfs_cache_miss_bytes_total") >=
+               hit0 + miss0 + static_cast<double>(size0);
+  };
+  const double reads0 = std::max(0.0, Sample(before, "modelfs_fuse_request_duration_seconds_count{op=\"read\"}"));
+
+  // Read one LFS shard through the mount.
+  const std::string commit = hub.CommitOf("main");
+  std::vector<std::string> lfs;
+  for (const auto& f : hub.manifest()["commits"][commit]["files"])
+    if (f.value("lfs", false)) lfs.push_back(f["path"]);
+  ASSERT_GE(lfs.size(), 2u);
+  size0 = ReadCount(m.Path(lfs[0]));
+  ASSERT_EQ(size0, static_cast<long long>(hub.Content(commit, lfs[0]).size()));
+
+  // Values are sampled each second: wait for the miss bytes to show.
+  std::string after;
+  ASSERT_TRUE(WaitFor([&] {
+    after = scrape();
+    return counted(after);
+  }, 5000)) << after;
+  EXPECT_GT(Sample(after, "modelfs_fuse_request_duration_seconds_count{op=\"read\"}"), reads0);
+  const std::string mirror = "127.0.0.1:" + std::to_string(hub.hub_port());
+  EXPECT_GE(Sample(after, "modelfs_fetch_bytes_total{mirror=\"" + mirror + "\"}"), static_cast<double>(size0)) << after;
+  EXPECT_EQ(Sample(after, "modelfs_mirror_healthy{mirror=\"" + mirror + "\"}"), 1);
+  EXPECT_NE(after.find("# TYPE modelfs_fuse_request_duration_seconds histogram\n"), std::string::npos);
+  EXPECT_NE(after.find("modelfs_alert_active{alert=\"low_success_rate\"} 0\n"), std::string::npos);
+  // Other paths: 404.
+  LocalHttpResponse r404;
+  ASSERT_TRUE(LocalHttp(port, "GET", "/secret", "", &r404));
+  EXPECT_EQ(r404.status, 404);
+
+  // The metrics file carries the same counters (rewritten each second, atomically).
+  ASSERT_TRUE(WaitFor([&] {
+    int fd = open(prom.c_str(), O_RDONLY);
+    if (fd < 0) return false;
+    std::string s(1 << 20, '\0');
+    ssize_t n = read(fd, s.data(), s.size());
+    close(fd);
+    s.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    return counted("\n" + s);
+  }, 5000));
+
+  // A slow read (CDN throttled to 1 MiB/s per response: 4 s per 4 MiB chunk) is listed as a live transfer by
+  // `modelfs status` while it runs.
+  ASSERT_TRUE(hub.SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 1 << 20}}));
+  std::atomic<long long> slow_size{-2};
+  std::thread reader([&] { slow_size = ReadCount(m.Path(lfs[1])); });
+  nlohmann::json live;
+  std::string text;
+  const bool seen = WaitFor([&] {
+    std::string out;
+    if (RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out) != 0) return false;
+    nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+    if (!j.is_object() || j["mounts"].size() != 1) return false;
+    for (const auto& t : j["mounts"][0]["transfers"]) {
+      if (t["file"].get<std::string>().find(lfs[1]) != std::string::npos && t["reads_in_flight"].get<int>() > 0) {
+        live = t;
+        text.clear();
+        RunCmd(std::string(MODELFS_BINARY) + " status --cache-dir " + cache, &text);
+        return true;
+      }
+    }
+    return false;
+  }, 15000);
+  ASSERT_TRUE(hub.ClearFaults());  // let the read finish at full speed
+  reader.join();
+  ASSERT_TRUE(seen) << "no live transfer of " << lfs[1] << " seen; log:\n" << m.Log();
+  EXPECT_EQ(live["mirror"], mirror);
+  EXPECT_GT(live["bytes_in_flight"].get<uint64_t>(), 0u);
+  EXPECT_NE(text.find("mount running (pid "), std::string::npos) << text;
+  EXPECT_NE(text.find("transfers (bytes so far, speed, source mirror, file):"), std::string::npos) << text;
+  EXPECT_NE(text.find(lfs[1]), std::string::npos) << text;
+  EXPECT_NE(text.find("in flight"), std::string::npos) << text;
+  EXPECT_EQ(slow_size.load(), static_cast<long long>(hub.Content(commit, lfs[1]).size()));
+
+  // After it: the transfer shows its bytes, and the window's rates count the calls.
+  nlohmann::json done;
+  ASSERT_TRUE(WaitFor([&] {
+    std::string out;
+    RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out);
+    nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+    if (!j.is_object() || j["mounts"].size() != 1) return false;
+    for (const auto& t : j["mounts"][0]["transfers"])
+      if (t["file"].get<std::string>().find(lfs[1]) != std::string::npos && t["reads_in_flight"].get<int>() == 0 &&
+          t["bytes"].get<uint64_t>() > 0) {
+        done = j["mounts"][0];
+        return true;
+      }
+    return false;
+  }, 5000));
+  EXPECT_GT(done["window"]["attempts"].get<uint64_t>(), 0u);
+  EXPECT_EQ(done["window"]["success_ratio"].get<double>(), 1.0);
+  EXPECT_GT(done["window"]["speed_Bps"].get<double>(), 0.0);
+
+  // Unmounted: `modelfs status` no longer claims a live mount.
+  m.Unmount();
+  std::string out;
+  ASSERT_EQ(RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out), 0) << out;
+  EXPECT_TRUE(nlohmann::json::parse(out)["mounts"].empty()) << out;
+}
+
+}  // namespace
+}  // namespace modelfs::testing
