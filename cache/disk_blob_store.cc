@@ -17,6 +17,7 @@
 
 #include "cache/hash.h"
 #include "cache/pins.h"
+#include "cache/safetensors.h"
 #include "common/log.h"
 
 namespace modelfs {
@@ -86,6 +87,9 @@ struct DiskBlobStore::Blob {
   uint64_t untrusted = 0;             // fetched chunks not kept: a proven liar served them
   uint64_t hash_failures = 0;         // whole-file hash mismatches since start
   uint64_t verify_rounds = 0;         // verifications ended, whatever the outcome
+  // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
+  bool layout_known = false;
+  std::vector<uint64_t> regions;
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
   // Held shared while a fetched chunk is checked against `generation` and written, and exclusively
   // while blocks are dropped, so a fetch that started before a drop can never write after it.
@@ -435,7 +439,7 @@ void DiskBlobStore::Spill(const std::shared_ptr<Blob>& b, uint64_t c,
     if (!b->spill.emplace(c, f).second) return;
   }
   spill_fifo_.emplace_back(b, c);
-  while (spill_fifo_.size() > kMaxSpillChunks) {
+  while (spill_fifo_.size() > std::max(1u, opts_.max_spill_chunks)) {
     auto [wb, oc] = spill_fifo_.front();
     spill_fifo_.pop_front();
     if (auto ob = wb.lock()) {
@@ -578,8 +582,44 @@ bool DiskBlobStore::Admit(const std::string& key, uint64_t bytes) {
   return true;
 }
 
+void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
+  const BlobRef& ref = b->ref;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (b->layout_known) return;
+    const std::string ext = ".safetensors";
+    bool named = ref.path.size() > ext.size() && ref.path.compare(ref.path.size() - ext.size(), ext.size(), ext) == 0;
+    if (!b->file || ref.size <= kChunkSize || !named) {
+      b->layout_known = true;  // nothing to learn
+      return;
+    }
+  }
+  if (!b->file->Present(0)) return;  // learnt once the head is cached
+  std::unique_ptr<char[]> block(new char[kBlockSize]);
+  if (!b->file->ReadBlock(0, block.get())) return;
+  std::vector<uint64_t> regions;
+  auto n = SafetensorsHeaderLength(block.get(), ref.size);
+  if (n.ok()) {
+    const uint64_t end = 8 + n.value();
+    std::string header;
+    for (uint32_t i = 0; static_cast<uint64_t>(i) * kBlockSize < end; i++) {
+      if (i > 0 && !b->file->ReadBlock(i, block.get())) return;  // not cached yet: later
+      const uint64_t bstart = static_cast<uint64_t>(i) * kBlockSize;
+      const uint64_t from = std::max<uint64_t>(bstart, 8);
+      const uint64_t to = std::min<uint64_t>(bstart + b->file->BlockLen(i), end);
+      if (to > from) header.append(block.get() + (from - bstart), to - from);
+    }
+    auto r = SafetensorsRegionEnds(header, n.value(), ref.size);
+    if (r.ok()) regions = std::move(r).value();
+  }
+  std::lock_guard<std::mutex> l(b->mu);
+  b->regions = std::move(regions);
+  b->layout_known = true;
+}
+
 void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len) {
   std::vector<std::pair<uint64_t, std::shared_ptr<Inflight>>> todo;
+  MaybeLoadLayout(b);
   {
     std::lock_guard<std::mutex> l(b->mu);
     static std::atomic<uint64_t> tick{0};
@@ -597,7 +637,7 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
                                     [](const Cursor& x, const Cursor& y) { return x.last_use < y.last_use; });
         b->cursors.erase(lru);
       }
-      b->cursors.push_back(Cursor{off + len, opts_.initial_window, 0, 0, now});
+      b->cursors.push_back(Cursor{off + len, opts_.initial_window, 0, 0, now, off});
       return;  // a lone read is not a stream yet: fetch only what it needs
     }
     cur->hits++;
@@ -605,6 +645,10 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
     cur->last_use = now;
     uint64_t from = std::max(cur->prefetched_to, ((off + len) / kChunkSize) * kChunkSize);
     uint64_t to = std::min(b->ref.size, off + len + cur->window);
+    if (!b->regions.empty()) {  // a stream still inside the region it began in stops at its end
+      auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), cur->start);
+      if (region_end != b->regions.end() && cur->next <= *region_end) to = std::min(to, *region_end);
+    }
     uint64_t pos = from;
     for (; pos < to; pos += kChunkSize) {
       uint64_t c = pos / kChunkSize;

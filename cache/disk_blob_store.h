@@ -7,6 +7,12 @@
 // reuse them. Identical in-flight chunk fetches are merged (single flight): a reader that needs a
 // chunk being prefetched waits for that fetch instead of sending a second request.
 //
+// Prefetch along tensor boundaries: for a .safetensors blob whose header is cached, a stream that
+// began inside one region (the header or a tensor) prefetches no further than that region's end
+// until it crosses it: a loader reading one tensor near the end of a shard (time to first tensor)
+// fetches that tensor, not a growing window past it; a reader that moves on to the next tensor is
+// a sequential reader again and prefetches as usual.
+//
 // Prefetch: per blob, up to kMaxCursors read cursors (several processes, tensor-parallel ranks and
 // kernel readahead streams read one file at once). A read within [-1 MiB, +16 MiB] of a cursor's
 // position continues that stream; from the second sequential read on, chunks ahead of the reader
@@ -41,7 +47,7 @@
 // verified complete files, then partial ones, least recently used first within each class; blobs
 // that are open, have a fetch in flight, are being verified, or belong to a pinned repo (cache/pins.h) are never touched.
 // When nothing can be evicted the block is served without being cached; the chunk is then kept in
-// memory (the "spill", at most kMaxSpillChunks across all blobs, oldest dropped first) so that the
+// memory (the "spill", at most max_spill_chunks across all blobs, oldest dropped first) so that the
 // next reads of that chunk and a prefetch ahead of a reader do not fetch it again: a sequential
 // reader of a file larger than the cache streams at network speed with each chunk fetched once. Block data is charged in
 // 4 KiB pages (what a filesystem allocates); the index files (16 bytes per MiB) are not charged.
@@ -73,10 +79,6 @@ namespace modelfs {
 // several in flight, small enough that a random tensor read fetches little extra (anchors.md 13.B).
 constexpr uint64_t kChunkSize = 4ull << 20;
 
-// Chunks kept in memory because they could not be cached (quota full of open files, disk full):
-// 16 x 4 MiB = 64 MiB, enough for a reader to consume a prefetch window of 8 chunks that went
-// uncached, on top of the max_inflight_chunks fetch buffers.
-constexpr size_t kMaxSpillChunks = 16;
 
 struct CacheOptions {
   std::string dir;                        // blobs live in dir/blobs/
@@ -87,7 +89,11 @@ struct CacheOptions {
   unsigned fetch_threads = 16;            // prefetch workers = parallel range requests
   uint64_t initial_window = 8ull << 20;   // first prefetch window: 2 chunks
   uint64_t max_window = 128ull << 20;     // per-stream cap: 32 chunks in flight
-  unsigned max_inflight_chunks = 48;      // global bound on fetch buffers: 48 x 4 MiB = 192 MiB
+  // Memory: fetch buffers in flight, and chunks kept in memory because they could not be cached
+  // (quota full of open files, disk full) so a reader consumes a prefetch window that went
+  // uncached without fetching it twice. Defaults: 30 + 10 chunks = 160 MiB (--memory-budget).
+  unsigned max_inflight_chunks = 30;
+  unsigned max_spill_chunks = 10;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
   bool verify_before_read = false;
   // Strict reads fail after this many whole-file hash failures in a row (each refetches the
@@ -143,6 +149,7 @@ class DiskBlobStore : public BlobStore {
     uint64_t prefetched_to = 0;  // chunks below this offset have been scheduled
     uint64_t hits = 0;           // sequential reads seen
     uint64_t last_use = 0;
+    uint64_t start = 0;          // where the stream began (for the safetensors region cap)
   };
 
   DiskBlobStore(const CacheOptions& opts, RangeSource* source);
@@ -156,6 +163,9 @@ class DiskBlobStore : public BlobStore {
   void Spill(const std::shared_ptr<Blob>& b, uint64_t c, const std::shared_ptr<Inflight>& f);
   void Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
   void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
+  // Learns a .safetensors blob's tensor boundaries from its cached header (once its head is on
+  // disk), so prefetch of a stream that began inside a tensor stops at that tensor's end.
+  void MaybeLoadLayout(const std::shared_ptr<Blob>& b);
   void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
   // Verify before read: fetches every missing chunk and waits until the blob verified; an error
   // if a fetch failed, there is no room, or the hash failed verify_attempts times.

@@ -517,6 +517,16 @@ int ServeFuse(const MountOptions& opts,
       char code = 1;  // EOF without a byte: the daemon died before reporting
       while (read(status_pipe[0], &code, 1) < 0 && errno == EINTR) {
       }
+      // On failure the daemon sends why after the byte (its stderr is already the log file):
+      // say it on the user's terminal too.
+      std::string why;
+      char buf[512];
+      for (ssize_t n; code != 0 && why.size() < 4096 && (n = read(status_pipe[0], buf, sizeof buf)) != 0;) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        why.append(buf, static_cast<size_t>(n));
+      }
+      if (!why.empty()) std::fprintf(stderr, "modelfs: %s\n", why.c_str());
       close(status_pipe[0]);
       close(fuse_session_fd(session.get()));
       session.Abandon();
@@ -531,9 +541,16 @@ int ServeFuse(const MountOptions& opts,
 
   Result<std::unique_ptr<ModelFs>> fs = make_fs();
   if (!fs.ok()) {
-    std::fprintf(stderr, "modelfs: %s\n", fs.status().ToString().c_str());
+    const std::string why = fs.status().ToString();
+    std::fprintf(stderr, "modelfs: %s\n", why.c_str());
     if (status_pipe[1] >= 0) {
       WriteByte(status_pipe[1], 1);
+      for (size_t off = 0; off < why.size();) {
+        ssize_t n = write(status_pipe[1], why.data() + off, why.size() - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+      }
       close(status_pipe[1]);
     }
     return 1;  // ~Session unmounts

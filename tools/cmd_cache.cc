@@ -285,7 +285,7 @@ int StatusCommand(const std::vector<std::string>& args, std::string* out, std::s
   }
   for (const auto& r : repos) {
     std::string revs;
-    for (const auto& rv : r["revisions"]) revs += (revs.empty() ? "" : ",") + (rv.get<std::string>().empty() ? std::string("(default)") : rv.get<std::string>());
+    for (const auto& rv : r["revisions"]) revs += (revs.empty() ? "" : ",") + (rv.get<std::string>().empty() ? std::string("default branch") : rv.get<std::string>());
     *out += r["repo"].get<std::string>() + "@" + r["commit"].get<std::string>().substr(0, 12) +
             (revs.empty() ? "" : " (" + revs + ")") + ": " + Mib(r["cached_bytes"]) + " of " +
             Mib(r["size"]) + " cached\n";
@@ -383,11 +383,15 @@ int GcCommand(const std::vector<std::string>& args, std::string* out, std::strin
   std::set<std::string> referenced;
   for (const auto& t : ListStoredTrees(a.dir))
     for (const auto& f : t.files) referenced.insert(f.ContentKey());
+  // Pinned repos (modelfs prefetch --pin) are never dropped, by gc as by the daemon's eviction.
+  std::set<std::string> pinned;
+  for (const auto& p : ListPins(a.dir)) pinned.insert(p.keys.begin(), p.keys.end());
+  uint64_t pinned_kept = 0;
   auto blobs = ListCachedBlobs(a.dir);
   uint64_t used = 0, freed = 0, removed = 0, unreferenced = 0;
   std::vector<const CachedBlob*> keep;
   for (const auto& b : blobs) {
-    if (!referenced.count(b.key)) {
+    if (!referenced.count(b.key) && !pinned.count(b.key)) {
       freed += RemoveCachedBlob(b);
       removed++;
       unreferenced++;
@@ -403,6 +407,10 @@ int GcCommand(const std::vector<std::string>& args, std::string* out, std::strin
   });
   for (const CachedBlob* b : keep) {
     if (used <= target) break;
+    if (pinned.count(b->key)) {
+      pinned_kept++;
+      continue;
+    }
     uint64_t f = RemoveCachedBlob(*b);
     used -= f;
     freed += f;
@@ -410,12 +418,14 @@ int GcCommand(const std::vector<std::string>& args, std::string* out, std::strin
   }
   if (a.json) {
     *out += nlohmann::json({{"removed_blobs", removed}, {"unreferenced_blobs", unreferenced},
-                            {"freed_bytes", freed}, {"used_bytes", used}})
+                            {"freed_bytes", freed}, {"used_bytes", used},
+                            {"pinned_blobs_kept", pinned_kept}})
                 .dump(2) +
             "\n";
   } else {
     *out += "removed " + std::to_string(removed) + " blobs (" + std::to_string(unreferenced) +
-            " unreferenced), freed " + Mib(freed) + "; " + Mib(used) + " of block data left\n";
+            " unreferenced), freed " + Mib(freed) + "; " + Mib(used) + " of block data left" +
+            (pinned_kept ? " (" + std::to_string(pinned_kept) + " pinned blobs kept)" : "") + "\n";
   }
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <fstream>
@@ -122,6 +123,10 @@ const std::vector<OptionSpec>& MountOptionTable() {
        "FUSE worker threads; enough that reads waiting on the network do not starve cached ones."},
       {"--fetch-threads", nullptr, nullptr, "N", "16",
        "Parallel range requests for prefetching (connections to the mirror)."},
+      {"--memory-budget", nullptr, "MODELFS_MEMORY_BUDGET", "SIZE", "160MiB",
+       "Memory for chunk buffers: 3/4 for chunks in flight, 1/4 for chunks kept in memory when "
+       "the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's RSS is about this "
+       "plus 100 MiB. Lower it on small edge boxes; a far link needs about 7 chunks in flight."},
       {"--connect-timeout", nullptr, nullptr, "SECONDS", "5", "TCP/TLS connect timeout."},
       {"--stall-timeout", nullptr, nullptr, "SECONDS", "10",
        "Abort and retry a transfer that moves under 1 KiB/s for this long."},
@@ -419,6 +424,13 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
     auto n = ParseCount(vals["--fetch-threads"], 256);
     if (!n.ok()) return n.status();
     cfg->cache.fetch_threads = n.value();
+  }
+  {
+    auto budget = ParseSize(get("--memory-budget", "MODELFS_MEMORY_BUDGET", "160MiB"));
+    if (!budget.ok()) return budget.status();
+    uint64_t chunks = budget.value() / kChunkSize;
+    cfg->cache.max_inflight_chunks = static_cast<unsigned>(std::max<uint64_t>(4, chunks * 3 / 4));
+    cfg->cache.max_spill_chunks = static_cast<unsigned>(std::max<uint64_t>(2, chunks / 4));
   }
   if (vals.count("--connect-timeout")) {
     auto s = ParseSeconds(vals["--connect-timeout"]);

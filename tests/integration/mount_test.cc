@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -393,6 +394,22 @@ TEST_F(MountTest, SingleRepoModeWithUnknownRepoFailsToMount) {
   MountedFs m(s);
   EXPECT_NE(m.exit_code(), 0);
   EXPECT_FALSE(m.mounted());
+}
+
+TEST_F(MountTest, FailedDaemonMountSaysWhyOnTheTerminalAndLeavesNoDeadMount) {
+  // A relative mount point, as a user types it: the daemon chdirs to "/" before it finds out
+  // that the repo does not exist, and must still unmount the right directory.
+  TempDir d;
+  ASSERT_EQ(mkdir((d.path() + "/mnt").c_str(), 0755), 0);
+  std::string out;
+  int rc = RunCmd("cd " + d.path() + " && " + MODELFS_BINARY + " mount --endpoint " + hub_->endpoint() +
+                      " --cache-dir " + d.path() + "/cache acme/does-not-exist mnt",
+                  &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("acme/does-not-exist"), std::string::npos) << "the reason reaches the terminal: " << out;
+  struct stat st;
+  EXPECT_EQ(stat((d.path() + "/mnt").c_str(), &st), 0) << "dead mount left behind: " << strerror(errno);
+  EXPECT_FALSE(IsMountPoint(d.path() + "/mnt"));
 }
 
 }  // namespace

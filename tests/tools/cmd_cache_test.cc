@@ -12,6 +12,7 @@
 
 #include "cache/disk_blob_store.h"
 #include "cache/meta_store.h"
+#include "cache/pins.h"
 #include "tests/testing/fake_range_source.h"
 #include "tests/testing/temp_dir.h"
 #include "tools/options.h"
@@ -151,6 +152,22 @@ TEST_F(CmdCacheTest, GcDropsUnreferencedThenShrinksVerifiedFirst) {
   EXPECT_EQ(st["repos"][0]["cached_bytes"], 4ull * kBlockSize);
   std::string out, err;
   EXPECT_EQ(GcCommand({"--size", "lots"}, &out, &err), 2);
+}
+
+TEST_F(CmdCacheTest, GcNeverDropsPinnedBlobs) {
+  // Pin the two verified files; shrinking to nothing must keep them and drop only the partial one.
+  Pin pin;
+  pin.repo = "org/m";
+  pin.commit = hub_.commit;
+  pin.keys = {refs_[0].key, refs_[1].key};
+  pin.bytes = refs_[0].size + refs_[1].size;
+  ASSERT_TRUE(SavePin(dir_.path(), PinFileName(RepoId{"model", "org", "m"}), pin).ok());
+  auto j = Json(&GcCommand, {"--size", "0"}, 0);
+  EXPECT_EQ(j["pinned_blobs_kept"], 2);
+  EXPECT_EQ(j["removed_blobs"], 1);
+  EXPECT_EQ(access(DataPath(refs_[0]).c_str(), F_OK), 0);
+  EXPECT_EQ(access(DataPath(refs_[1]).c_str(), F_OK), 0);
+  EXPECT_NE(access(DataPath(refs_[2]).c_str(), F_OK), 0);
 }
 
 // The mount options of issue 4.

@@ -76,6 +76,23 @@ TEST_F(OptionsTest, MonitorOptions) {
   EXPECT_FALSE(Parse({"--alert-window", "0", "/mnt"}, &bad).ok());
 }
 
+TEST_F(OptionsTest, MemoryBudgetSizesChunkBuffers) {
+  MountConfig d;
+  ASSERT_TRUE(Parse({"/mnt"}, &d).ok());
+  EXPECT_EQ(d.cache.max_inflight_chunks, 30u);  // 160 MiB: 40 chunks, 3/4 in flight
+  EXPECT_EQ(d.cache.max_spill_chunks, 10u);
+  MountConfig e;
+  ASSERT_TRUE(Parse({"--memory-budget", "32MiB", "/mnt"}, &e).ok());
+  EXPECT_EQ(e.cache.max_inflight_chunks, 6u);
+  EXPECT_EQ(e.cache.max_spill_chunks, 2u);
+  MountConfig tiny;
+  ASSERT_TRUE(Parse({"--memory-budget", "1MiB", "/mnt"}, &tiny).ok());
+  EXPECT_EQ(tiny.cache.max_inflight_chunks, 4u);  // floors
+  EXPECT_EQ(tiny.cache.max_spill_chunks, 2u);
+  MountConfig bad;
+  EXPECT_FALSE(Parse({"--memory-budget", "lots", "/mnt"}, &bad).ok());
+}
+
 TEST_F(OptionsTest, RepoArguments) {
   std::string rev;
   auto r = ParseRepoArg("org/name@v1.0", &rev);
