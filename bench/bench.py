@@ -424,6 +424,18 @@ class Bench:
         self.add(cond, "4 mmap load, random order, cold", "modelfs", self.median_of(mmap_load(False)), "MB/s")
         self.add(cond, "4 mmap load, random order, warm", "modelfs", self.median_of(mmap_load(True)), "MB/s")
 
+        # The same loader on the same bytes as local files (the hub's content, page cache warm):
+        # the bound a warm mmap load through the mount is measured against.
+        def local_load():
+            m = json.load(open(os.path.join(self.work, "hub", "models", "bench/model-1g", "manifest.json")))
+            d = os.path.join(self.work, "hub", "models", "bench/model-1g", "commits", m["refs"]["main"])
+            subprocess.run(["python3", os.path.join(TESTING, "st_load.py"), d], check=True, stdout=subprocess.DEVNULL)
+            t, _ = timed(lambda: subprocess.run(
+                ["python3", os.path.join(TESTING, "st_load.py"), d, "--mmap", "--order", "random"],
+                check=True, stdout=subprocess.DEVNULL))
+            return sum(f["size"] for f in self.files("bench/model-1g")) / t / MB
+        self.add(cond, "4 mmap load, random order, warm", "local files", self.median_of(local_load), "MB/s")
+
     def parallel(self, cond, hub):
         # 5/6. Parallel readers: 8 processes x 8 shards, and 4 ranks on quarters of one shard.
         def parallel(kind):

@@ -88,6 +88,7 @@ struct DiskBlobStore::Blob {
   uint64_t hash_failures = 0;         // whole-file hash mismatches since start
   uint64_t verify_rounds = 0;         // verifications ended, whatever the outcome
   // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
+  bool filling = false;               // a fill_on_open fill is running: RunFetch keeps it going
   bool layout_known = false;
   std::vector<uint64_t> regions;
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
@@ -224,8 +225,19 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
 
 void DiskBlobStore::OpenBlob(const BlobRef& ref) {
   auto b = GetBlob(ref);
-  std::lock_guard<std::mutex> l(b->mu);
-  b->opens++;
+  bool fill = false;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    b->opens++;
+    if (opts_.fill_on_open && !b->filling && ref.size > kChunkSize && b->file && !b->file->verified() &&
+        !b->file->AllPresent()) {
+      b->filling = fill = true;
+    }
+  }
+  if (fill) {
+    MODELFS_LOG(kDebug, "filling %s %s in the background", ref.repo.Id().c_str(), ref.path.c_str());
+    ScheduleFill(b);
+  }
 }
 
 void DiskBlobStore::CloseBlob(const BlobRef& ref) {
@@ -427,7 +439,8 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   }
   b->changed.notify_all();
   if (st.ok()) MaybeScheduleVerify(b);
-  inflight_chunks_--;
+  inflight_chunks_--;  // before ContinueFill: this chunk's slot is free for the next
+  ContinueFill(b, st.ok() && !refused);
   busy_--;
 }
 
@@ -758,6 +771,21 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
   }
   b->changed.notify_all();
   busy_--;
+}
+
+void DiskBlobStore::ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok) {
+  // A background fill (fill_on_open) schedules more chunks as each ends, so it streams over the
+  // fetch pool; it stops when the blob is complete, or at the first failure or refusal (readers
+  // then fetch what they need as usual).
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (!b->filling) return;
+    if (!last_ok || !b->file || b->file->AllPresent()) {
+      b->filling = false;
+      return;
+    }
+  }
+  ScheduleFill(b);
 }
 
 void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b) {

@@ -96,6 +96,10 @@ struct CacheOptions {
   unsigned max_spill_chunks = 10;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
   bool verify_before_read = false;
+  // Opening a multi-chunk blob starts a background fill of all of it (over the fetch pool, within
+  // max_inflight_chunks): loaders that read every tensor in their own order (mmap, random) then
+  // find the bytes cached at sequential-streaming speed. Costs whole files for partial readers.
+  bool fill_on_open = false;
   // Strict reads fail after this many whole-file hash failures in a row (each refetches the
   // chunks of the host blamed for it from the others, or the whole file; see Blame).
   unsigned verify_attempts = 4;
@@ -171,6 +175,8 @@ class DiskBlobStore : public BlobStore {
   // if a fetch failed, there is no room, or the hash failed verify_attempts times.
   Status FillAndVerify(const std::shared_ptr<Blob>& b);
   void ScheduleFill(const std::shared_ptr<Blob>& b);
+  // After a fetch of b ended: keeps a fill_on_open fill going (see CacheOptions::fill_on_open).
+  void ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok);
   void Verify(const std::shared_ptr<Blob>& b);
   bool Admit(const std::string& key, uint64_t bytes);
   void NoteCorruption(const std::shared_ptr<Blob>& b);  // logs newly found bad blocks

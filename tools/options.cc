@@ -92,6 +92,10 @@ const std::vector<OptionSpec>& MountOptionTable() {
        "complete; a mismatch then drops the bad chunks and the kernel's pages and the file is "
        "fetched again (from another mirror when there are several), but bytes already read were "
        "unverified. Needs room in the cache for every file being read at once."},
+      {"--fill-on-open", nullptr, "MODELFS_FILL_ON_OPEN", nullptr, "off",
+       "Opening a file larger than one chunk (4 MiB) starts fetching all of it in the background, "
+       "over the fetch threads: loaders that read every tensor in their own order (mmap, random "
+       "order) then find it cached at streaming speed. Fetches whole files for partial readers."},
       {"--revision-ttl", nullptr, nullptr, "DURATION", "72h",
        "How long a resolved branch or tag is trusted before the hub is asked again (s, m, h, d; "
        "0 = every mount). A commit id is never re-resolved."},
@@ -410,6 +414,9 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   std::string vbr_env = Env("MODELFS_VERIFY_BEFORE_READ");
   cfg->cache.verify_before_read = vals.count("--verify-before-read") > 0 ||
                                   vbr_env == "1" || vbr_env == "true" || vbr_env == "yes";
+  std::string foo_env = Env("MODELFS_FILL_ON_OPEN");
+  cfg->cache.fill_on_open = vals.count("--fill-on-open") > 0 || foo_env == "1" || foo_env == "true" ||
+                            foo_env == "yes";
   auto ttl = ParseDuration(get("--revision-ttl", nullptr, "72h"));
   if (!ttl.ok()) return ttl.status();
   cfg->cache.revision_ttl_s = ttl.value();

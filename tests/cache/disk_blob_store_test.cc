@@ -547,5 +547,32 @@ TEST_F(DiskBlobStoreTest, PrefetchOfAStreamInsideOneTensorStopsAtThatTensorsEnd)
   EXPECT_GT(furthest, b_end + (8u << 20));
 }
 
+TEST_F(DiskBlobStoreTest, FillOnOpenFetchesTheWholeFileOnceInTheBackground) {
+  std::string data = RandomBytes(9 * kChunkSize + 17, 27);
+  BlobRef ref = source_.Add("model.safetensors", data);
+  BlobRef small = source_.Add("config.json", RandomBytes(1000, 28), false);
+  CacheOptions o;
+  o.dir = dir_.path();
+  o.fetch_threads = 4;
+  o.max_inflight_chunks = 3;  // the fill keeps going past the in-flight budget
+  o.fill_on_open = true;
+  auto store = std::move(DiskBlobStore::Open(o, &source_)).value();
+  store->OpenBlob(small);  // one chunk: nothing to fill
+  store->OpenBlob(ref);
+  for (int i = 0; i < 500 && !store->IsVerified(ref.key); i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_TRUE(store->IsVerified(ref.key));  // filled and hashed with no read at all
+  std::set<uint64_t> starts;
+  for (auto [off, len] : source_.requests()) EXPECT_TRUE(starts.insert(off).second) << "twice: " << off;
+  EXPECT_EQ(starts.size(), 10u);  // every chunk of the big file once; nothing of the small one
+  source_.ClearRequests();
+  EXPECT_EQ(ReadAll(store.get(), ref, 3 << 20), data);
+  EXPECT_EQ(source_.request_count(), 0u);
+  store->CloseBlob(ref);
+  store->CloseBlob(small);
+}
+
 }  // namespace
 }  // namespace modelfs

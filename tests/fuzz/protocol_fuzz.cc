@@ -1,4 +1,5 @@
-// libFuzzer target for every parser of network input in fetch/protocol.h. The first input byte
+// libFuzzer target for every parser of network input in fetch/protocol.h, and for the safetensors
+// header parser (cache/safetensors.h: a file's first bytes come from a mirror too). The first input byte
 // picks the parser, the rest is the untrusted text (a header value, a JSON body, a URL). Each
 // parser must return (OK or an error) without crashing, hanging, leaking or tripping ASan/UBSan,
 // and a few cross-checks hold on success (a parsed Content-Range is ordered, a parsed tree has
@@ -6,11 +7,13 @@
 //
 // Built and run by tests/fuzz/run.sh (clang -fsanitize=fuzzer,address,undefined); not part of the
 // default build.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "cache/safetensors.h"
 #include "fetch/protocol.h"
 
 using namespace modelfs;
@@ -35,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t which = data[0];
   std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  switch (which % 10) {
+  switch (which % 11) {
     case 0: {  // Content-Range
       auto r = ParseContentRange(in);
       if (r.ok()) Check(r->first <= r->last && r->last < r->total);
@@ -107,6 +110,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::string q = QuoteRevision(in);
       Check(q.find('/') == std::string::npos && q.size() >= in.size());
       (void)QuotePath(in);
+      break;
+    }
+    case 10: {  // a safetensors file's head: 8-byte length, then the JSON header
+      if (in.size() < 8) break;
+      const uint64_t file_size = in.size() + (static_cast<uint64_t>(which) << 20);
+      auto n = SafetensorsHeaderLength(in.data(), file_size);
+      if (!n.ok()) break;
+      Check(*n > 0 && *n <= file_size - 8);
+      std::string header(in.substr(8, std::min<uint64_t>(*n, in.size() - 8)));
+      auto r = SafetensorsRegionEnds(header, *n, file_size);
+      if (r.ok()) {
+        Check(!r->empty() && r->back() == file_size && r->front() >= 8);
+        for (size_t i = 1; i < r->size(); i++) Check((*r)[i - 1] < (*r)[i]);
+      }
       break;
     }
   }

@@ -21,7 +21,8 @@ fi
 
 mkdir -p "$FUZZ_DIR/corpus"
 clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I. tests/fuzz/protocol_fuzz.cc fetch/protocol.cc common/status.cc -o "$FUZZ_DIR/protocol_fuzz"
+  -I. tests/fuzz/protocol_fuzz.cc fetch/protocol.cc cache/safetensors.cc common/status.cc \
+  -o "$FUZZ_DIR/protocol_fuzz"
 
 # -max_len 65536: room for multi-entry tree pages and deep nesting; -timeout 10: one input taking
 # longer is a hang (every parser is linear); -rss_limit_mb 2048: a parser must not balloon.

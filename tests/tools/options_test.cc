@@ -91,6 +91,12 @@ TEST_F(OptionsTest, MemoryBudgetSizesChunkBuffers) {
   EXPECT_EQ(tiny.cache.max_spill_chunks, 2u);
   MountConfig bad;
   EXPECT_FALSE(Parse({"--memory-budget", "lots", "/mnt"}, &bad).ok());
+  EXPECT_FALSE(d.cache.fill_on_open);
+  EXPECT_FALSE(d.cache.verify_before_read);
+  MountConfig f;
+  ASSERT_TRUE(Parse({"--fill-on-open", "--verify-before-read", "/mnt"}, &f).ok());
+  EXPECT_TRUE(f.cache.fill_on_open);
+  EXPECT_TRUE(f.cache.verify_before_read);
 }
 
 TEST_F(OptionsTest, RepoArguments) {
