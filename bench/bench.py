@@ -407,9 +407,9 @@ class Bench:
 
     def mmap(self, cond, hub):
         # 4. mmap load of every tensor in random order, cold and warm.
-        def mmap_load(warm):
+        def mmap_load(warm, extra=()):
             def go():
-                m, _ = self.fresh_mount(hub, cond, "mmap")
+                m, _ = self.fresh_mount(hub, cond, "mmap", extra)
                 d = os.path.join(m.mnt, "bench/model-1g")
                 if warm:
                     subprocess.run(["python3", os.path.join(TESTING, "st_load.py"), d], check=True,
@@ -421,7 +421,10 @@ class Bench:
                 m.close()
                 return total / t / MB
             return go
-        self.add(cond, "4 mmap load, random order, cold", "modelfs", self.median_of(mmap_load(False)), "MB/s")
+        for variant in self.a.modelfs_variant or [""]:
+            name = ("modelfs " + variant).strip()
+            self.add(cond, "4 mmap load, random order, cold", name,
+                     self.median_of(mmap_load(False, variant.split())), "MB/s")
         self.add(cond, "4 mmap load, random order, warm", "modelfs", self.median_of(mmap_load(True)), "MB/s")
 
         # The same loader on the same bytes as local files (the hub's content, page cache warm):
@@ -543,7 +546,7 @@ def main():
     ap.add_argument("--targets", default="all", help="comma-separated target numbers to run (1-7), or all")
     ap.add_argument("--modelfs-variant", action="append", default=[],
                     help="mount options for an extra modelfs row in target 1 (repeatable; '' = defaults), "
-                         "e.g. --modelfs-variant '' --modelfs-variant '--fetch-threads 32'")
+                         "e.g. --modelfs-variant '' --modelfs-variant '--fetch-threads 32' (targets 1 and 4 cold)")
     a = ap.parse_args()
     t_start = time.monotonic()
     b = Bench(a)

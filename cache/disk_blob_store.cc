@@ -48,7 +48,40 @@ uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskPage * k
 
 }  // namespace
 
+// Chunk buffers (4 MiB) are recycled rather than freed: allocating one per fetch either zero-fills
+// and faults it in afresh (an mmap per buffer: cold reads ran at half speed) or, once glibc raises
+// its mmap threshold, leaves freed buffers scattered over per-thread arenas (RSS grew far past what
+// was in use). The pool keeps up to `keep` free buffers; more than that in use at once are freed.
+class DiskBlobStore::BufferPool {
+ public:
+  explicit BufferPool(size_t keep) : keep_(keep) {}
+  std::unique_ptr<char[]> Get() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!free_.empty()) {
+        std::unique_ptr<char[]> p = std::move(free_.back());
+        free_.pop_back();
+        return p;
+      }
+    }
+    return std::unique_ptr<char[]>(new char[kChunkSize]);  // uninitialized: a fetch fills it
+  }
+  void Put(std::unique_ptr<char[]> p) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (p && free_.size() < keep_) free_.push_back(std::move(p));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<char[]>> free_;
+  const size_t keep_;
+};
+
 struct DiskBlobStore::Inflight {
+  ~Inflight() {
+    if (pool) pool->Put(std::move(data));
+  }
+  std::shared_ptr<BufferPool> pool;  // where data goes back to
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;   // guarded by mu
@@ -130,6 +163,7 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
     : opts_(opts),
       source_(source),
       pool_(new ThreadPool(std::max(1u, opts.fetch_threads))),
+      buffers_(std::make_shared<BufferPool>(opts.max_inflight_chunks + opts.max_spill_chunks)),
       verify_pool_(new ThreadPool(1)),
       notify_pool_(new ThreadPool(1)) {}
 
@@ -352,7 +386,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
     std::lock_guard<std::mutex> l(b->mu);
     generation = b->generation;
   }
-  std::unique_ptr<char[]> data(new char[len]);  // uninitialized: the fetch fills all of it
+  std::unique_ptr<char[]> data = buffers_->Get();
   std::string served_by;
   Status st;
   // A blob that fits in one chunk is verified before any byte of it is returned.
@@ -386,7 +420,12 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   {
     std::lock_guard<std::mutex> l(f->mu);
     f->status = st;
-    if (st.ok()) f->data = std::move(data);
+    if (st.ok()) {
+      f->data = std::move(data);
+      f->pool = buffers_;
+    } else {
+      buffers_->Put(std::move(data));
+    }
     f->done = true;
   }
   f->cv.notify_all();

@@ -91,9 +91,9 @@ struct CacheOptions {
   uint64_t max_window = 128ull << 20;     // per-stream cap: 32 chunks in flight
   // Memory: fetch buffers in flight, and chunks kept in memory because they could not be cached
   // (quota full of open files, disk full) so a reader consumes a prefetch window that went
-  // uncached without fetching it twice. Defaults: 30 + 10 chunks = 160 MiB (--memory-budget).
-  unsigned max_inflight_chunks = 30;
-  unsigned max_spill_chunks = 10;
+  // uncached without fetching it twice. Defaults: 24 + 8 chunks = 128 MiB (--memory-budget).
+  unsigned max_inflight_chunks = 24;
+  unsigned max_spill_chunks = 8;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
   bool verify_before_read = false;
   // Opening a multi-chunk blob starts a background fill of all of it (over the fetch pool, within
@@ -145,6 +145,7 @@ class DiskBlobStore : public BlobStore {
   void SetInvalidateCallback(std::function<void(const std::string& key)> cb) override;
 
  private:
+  class BufferPool;
   struct Inflight;
   struct Blob;
   struct Cursor {
@@ -196,6 +197,7 @@ class DiskBlobStore : public BlobStore {
   const CacheOptions opts_;
   RangeSource* const source_;
   std::unique_ptr<ThreadPool> pool_;         // prefetch fetches
+  std::shared_ptr<BufferPool> buffers_;      // recycled chunk buffers (shared: Inflights return to it)
   std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)
   std::unique_ptr<ThreadPool> notify_pool_;  // invalidate callbacks (may wait on kernel page locks)
 

@@ -1,7 +1,6 @@
 // modelfs: the command-line entry point. Parses options (tools/options.h), wires the layers
 // together (fetch -> cache -> fs) and hands the filesystem to the FUSE adapter.
 #include <fcntl.h>
-#include <malloc.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -183,12 +182,6 @@ const Command kCommands[] = {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Chunk buffers (4 MiB) come and go with every fetch. glibc's default threshold for mmap-ing
-  // large allocations grows after the first frees, and then freed chunk buffers stay in the
-  // per-thread arenas: with 64 FUSE threads the daemon's RSS grew far past what is in use.
-  // A fixed 2 MiB threshold returns chunk buffers to the kernel on free; the 1 MiB read buffers
-  // stay below it and are reused.
-  mallopt(M_MMAP_THRESHOLD, 2 << 20);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     fputs(modelfs::cli::MainHelp().c_str(), args.empty() ? stderr : stdout);

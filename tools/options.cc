@@ -127,7 +127,7 @@ const std::vector<OptionSpec>& MountOptionTable() {
        "FUSE worker threads; enough that reads waiting on the network do not starve cached ones."},
       {"--fetch-threads", nullptr, nullptr, "N", "16",
        "Parallel range requests for prefetching (connections to the mirror)."},
-      {"--memory-budget", nullptr, "MODELFS_MEMORY_BUDGET", "SIZE", "160MiB",
+      {"--memory-budget", nullptr, "MODELFS_MEMORY_BUDGET", "SIZE", "128MiB",
        "Memory for chunk buffers: 3/4 for chunks in flight, 1/4 for chunks kept in memory when "
        "the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's RSS is about this "
        "plus 100 MiB. Lower it on small edge boxes; a far link needs about 7 chunks in flight."},
@@ -433,7 +433,7 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
     cfg->cache.fetch_threads = n.value();
   }
   {
-    auto budget = ParseSize(get("--memory-budget", "MODELFS_MEMORY_BUDGET", "160MiB"));
+    auto budget = ParseSize(get("--memory-budget", "MODELFS_MEMORY_BUDGET", "128MiB"));
     if (!budget.ok()) return budget.status();
     uint64_t chunks = budget.value() / kChunkSize;
     cfg->cache.max_inflight_chunks = static_cast<unsigned>(std::max<uint64_t>(4, chunks * 3 / 4));

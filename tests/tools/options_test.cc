@@ -79,8 +79,8 @@ TEST_F(OptionsTest, MonitorOptions) {
 TEST_F(OptionsTest, MemoryBudgetSizesChunkBuffers) {
   MountConfig d;
   ASSERT_TRUE(Parse({"/mnt"}, &d).ok());
-  EXPECT_EQ(d.cache.max_inflight_chunks, 30u);  // 160 MiB: 40 chunks, 3/4 in flight
-  EXPECT_EQ(d.cache.max_spill_chunks, 10u);
+  EXPECT_EQ(d.cache.max_inflight_chunks, 24u);  // 128 MiB: 32 chunks, 3/4 in flight
+  EXPECT_EQ(d.cache.max_spill_chunks, 8u);
   MountConfig e;
   ASSERT_TRUE(Parse({"--memory-budget", "32MiB", "/mnt"}, &e).ok());
   EXPECT_EQ(e.cache.max_inflight_chunks, 6u);
