@@ -636,6 +636,7 @@ bool DiskBlobStore::Admit(const std::string& key, uint64_t bytes) {
 
 void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
   const BlobRef& ref = b->ref;
+  std::shared_ptr<Inflight> head;  // chunk 0 fetched but maybe not on disk yet
   {
     std::lock_guard<std::mutex> l(b->mu);
     if (b->layout_known) return;
@@ -645,21 +646,44 @@ void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
       b->layout_known = true;  // nothing to learn
       return;
     }
+    for (auto* m : {&b->inflight, &b->spill}) {
+      auto it = m->find(0);
+      if (it != m->end()) head = it->second;
+    }
   }
-  if (!b->file->Present(0)) return;  // learnt once the head is cached
-  std::unique_ptr<char[]> block(new char[kBlockSize]);
-  if (!b->file->ReadBlock(0, block.get())) return;
+  if (head) {
+    std::lock_guard<std::mutex> l(head->mu);
+    if (!head->done || !head->status.ok()) head.reset();
+  }
+  std::unique_ptr<char[]> block;
+  const char* first = nullptr;  // the file's first bytes: chunk 0 in memory, or block 0 from disk
+  uint64_t first_len = 0;
+  if (head) {
+    first = head->data.get();
+    first_len = std::min<uint64_t>(kChunkSize, ref.size);
+  } else {
+    // The reader that fetched chunk 0 got its bytes before the disk write: learnt on a later read.
+    block.reset(new char[kBlockSize]);
+    if (!b->file->Present(0) || !b->file->ReadBlock(0, block.get())) return;
+    first = block.get();
+    first_len = b->file->BlockLen(0);
+  }
   std::vector<uint64_t> regions;
-  auto n = SafetensorsHeaderLength(block.get(), ref.size);
+  auto n = SafetensorsHeaderLength(first, ref.size);
   if (n.ok()) {
     const uint64_t end = 8 + n.value();
     std::string header;
-    for (uint32_t i = 0; static_cast<uint64_t>(i) * kBlockSize < end; i++) {
-      if (i > 0 && !b->file->ReadBlock(i, block.get())) return;  // not cached yet: later
-      const uint64_t bstart = static_cast<uint64_t>(i) * kBlockSize;
-      const uint64_t from = std::max<uint64_t>(bstart, 8);
-      const uint64_t to = std::min<uint64_t>(bstart + b->file->BlockLen(i), end);
-      if (to > from) header.append(block.get() + (from - bstart), to - from);
+    if (end <= first_len) {
+      header.assign(first + 8, n.value());
+    } else {  // a header larger than what is in hand: from the blocks on disk, if they are there
+      if (!block) block.reset(new char[kBlockSize]);
+      for (uint32_t i = 0; static_cast<uint64_t>(i) * kBlockSize < end; i++) {
+        if (!b->file->ReadBlock(i, block.get())) return;  // not cached yet: later
+        const uint64_t bstart = static_cast<uint64_t>(i) * kBlockSize;
+        const uint64_t from = std::max<uint64_t>(bstart, 8);
+        const uint64_t to = std::min<uint64_t>(bstart + b->file->BlockLen(i), end);
+        if (to > from) header.append(block.get() + (from - bstart), to - from);
+      }
     }
     auto r = SafetensorsRegionEnds(header, n.value(), ref.size);
     if (r.ok()) regions = std::move(r).value();
@@ -697,9 +721,14 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
     cur->last_use = now;
     uint64_t from = std::max(cur->prefetched_to, ((off + len) / kChunkSize) * kChunkSize);
     uint64_t to = std::min(b->ref.size, off + len + cur->window);
-    if (!b->regions.empty()) {  // a stream still inside the region it began in stops at its end
+    if (!b->regions.empty()) {
+      // A stream still inside the region it began in stops at its end. "Inside" allows the
+      // kernel's readahead past the end (up to kSeekForwardTolerance, the readahead we ask for):
+      // a loader reading one tensor makes the kernel read on past it, and that alone must not turn
+      // it into a sequential reader whose window runs further still.
       auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), cur->start);
-      if (region_end != b->regions.end() && cur->next <= *region_end) to = std::min(to, *region_end);
+      if (region_end != b->regions.end() && cur->next <= *region_end + kSeekForwardTolerance)
+        to = std::min(to, *region_end);
     }
     uint64_t pos = from;
     for (; pos < to; pos += kChunkSize) {

@@ -507,16 +507,16 @@ TEST_F(DiskBlobStoreTest, HashMismatchBlamesTheMinorityHostAndRefetchesOnlyItsCh
   EXPECT_EQ(source_.request_count(), 9u + 3u);
 }
 
-// A safetensors shard: header, then tensors a [0, 20 MiB), b [20, 34 MiB), c [34, 54 MiB). Tensor
+// A safetensors shard: header, then tensors a [0, 20 MiB), b [20, 34 MiB), c [34, 74 MiB). Tensor
 // b starts further from the header than a stream's forward tolerance (16 MiB), as a tensor near the
 // end of a real shard does.
 TEST_F(DiskBlobStoreTest, PrefetchOfAStreamInsideOneTensorStopsAtThatTensorsEnd) {
   std::string h = R"({"a":{"dtype":"U8","shape":[20971520],"data_offsets":[0,20971520]},)"
                   R"("b":{"dtype":"U8","shape":[14680064],"data_offsets":[20971520,35651584]},)"
-                  R"("c":{"dtype":"U8","shape":[20971520],"data_offsets":[35651584,56623104]}})";
+                  R"("c":{"dtype":"U8","shape":[41943040],"data_offsets":[35651584,77594624]}})";
   std::string le(8, '\0');
   for (int i = 0; i < 8; i++) le[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-  std::string data = le + h + RandomBytes(54 << 20, 26);
+  std::string data = le + h + RandomBytes(74 << 20, 26);
   BlobRef ref = source_.Add("model.safetensors", data);
   auto store = NewStore();
   const uint64_t base = 8 + h.size();
@@ -536,15 +536,16 @@ TEST_F(DiskBlobStoreTest, PrefetchOfAStreamInsideOneTensorStopsAtThatTensorsEnd)
   for (auto [off, len] : source_.requests()) {
     EXPECT_LE(off / kChunkSize, last_needed) << "prefetched past tensor b: chunk at " << off;
   }
-  // Moving on to tensor c makes it a sequential reader again: prefetch runs ahead.
+  // Moving well into tensor c (past the kernel's readahead distance) makes it a sequential reader
+  // again: prefetch runs ahead.
   source_.ClearRequests();
-  for (uint64_t off = b_end; off < b_end + (4u << 20); off += n) {
+  for (uint64_t off = b_end; off < b_end + (18u << 20); off += n) {
     ASSERT_TRUE(store->Read(ref, off, buf.size(), buf.data(), &n).ok());
   }
   ASSERT_TRUE(store->WaitIdle(10000));
   uint64_t furthest = 0;
   for (auto [off, len] : source_.requests()) furthest = std::max<uint64_t>(furthest, off + len);
-  EXPECT_GT(furthest, b_end + (8u << 20));
+  EXPECT_GT(furthest, b_end + (22u << 20));
 }
 
 TEST_F(DiskBlobStoreTest, FillOnOpenFetchesTheWholeFileOnceInTheBackground) {
