@@ -46,6 +46,22 @@ constexpr int kFillStallSeconds = 300;
 constexpr uint64_t kDiskPage = 4096;
 uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskPage * kDiskPage; }
 
+// The blocks [*first, *last] of chunk c of a blob of `size` bytes.
+void ChunkBlocks(uint64_t c, uint64_t size, uint32_t* first, uint32_t* last) {
+  *first = static_cast<uint32_t>(c * kChunkSize / kBlockSize);
+  *last = static_cast<uint32_t>((std::min(size, (c + 1) * kChunkSize) - 1) / kBlockSize);
+}
+
+// True if every block of chunk c is on disk.
+bool ChunkPresent(const BlockFile& file, uint64_t c) {
+  uint32_t first, last;
+  ChunkBlocks(c, file.size(), &first, &last);
+  for (uint32_t i = first; i <= last; i++) {
+    if (!file.Present(i)) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 // Chunk buffers (4 MiB) are recycled rather than freed: allocating one per fetch either zero-fills
@@ -734,11 +750,7 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
     for (; pos < to; pos += kChunkSize) {
       uint64_t c = pos / kChunkSize;
       if (b->inflight.count(c) || b->spill.count(c)) continue;
-      bool present = b->file != nullptr;
-      uint32_t first = static_cast<uint32_t>(c * kChunkSize / kBlockSize);
-      uint32_t last = static_cast<uint32_t>((std::min(b->ref.size, (c + 1) * kChunkSize) - 1) / kBlockSize);
-      for (uint32_t i = first; present && i <= last; i++) present = b->file->Present(i);
-      if (present) continue;
+      if (b->file && ChunkPresent(*b->file, c)) continue;
       if (inflight_chunks_ >= opts_.max_inflight_chunks) break;  // budget: resume on a later read
       auto f = std::make_shared<Inflight>();
       b->inflight[c] = f;
@@ -865,11 +877,7 @@ void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b) {
     std::lock_guard<std::mutex> l(b->mu);
     for (uint64_t c = 0; c * kChunkSize < b->ref.size; c++) {
       if (b->inflight.count(c)) continue;
-      uint32_t first = static_cast<uint32_t>(c * kChunkSize / kBlockSize);
-      uint32_t last = static_cast<uint32_t>((std::min(b->ref.size, (c + 1) * kChunkSize) - 1) / kBlockSize);
-      bool present = true;
-      for (uint32_t i = first; present && i <= last; i++) present = b->file->Present(i);
-      if (present) continue;
+      if (ChunkPresent(*b->file, c)) continue;
       if (inflight_chunks_ >= opts_.max_inflight_chunks) break;
       b->spill.erase(c);
       auto f = std::make_shared<Inflight>();
@@ -1028,8 +1036,8 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
       b->file->DropAll();
     } else {
       for (uint64_t c : victims) {
-        uint32_t first = static_cast<uint32_t>(c * kChunkSize / kBlockSize);
-        uint32_t last = static_cast<uint32_t>((std::min(b->ref.size, (c + 1) * kChunkSize) - 1) / kBlockSize);
+        uint32_t first, last;
+        ChunkBlocks(c, b->ref.size, &first, &last);
         for (uint32_t i = first; i <= last; i++) {
           if (b->file->Present(i)) freed += Charge(b->file->BlockLen(i));
         }
