@@ -25,10 +25,15 @@ class BlobStore {
   // Thread-safe.
   virtual Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) = 0;
 
-  // A file handle on `blob` was opened / released. Open blobs are not evicted; opening may start a
-  // small prefetch of the file's head (the safetensors header). Calls nest (counted). Thread-safe.
+  // A file handle on `blob` was opened / released. Open blobs are not evicted; opening starts a
+  // fetch of the file's head (its first block: the safetensors header) in the background, so the
+  // first read finds it on the wire. Calls nest (counted). Thread-safe.
   virtual void OpenBlob(const BlobRef& blob) = 0;
   virtual void CloseBlob(const BlobRef& blob) = 0;
+
+  // A hint: `blob` was looked up (stat, ls -l) and may be read soon. A store may prepare the
+  // first read (resolve the file's URL) in the background. Never blocks. Thread-safe.
+  virtual void PrepareBlob(const BlobRef& blob) {}
 
   // Registers `cb` (empty: unregisters), called with a content key after the store dropped that
   // content because its whole-file hash did not match, so the filesystem can drop the kernel's

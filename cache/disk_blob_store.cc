@@ -46,22 +46,6 @@ constexpr int kFillStallSeconds = 300;
 constexpr uint64_t kDiskPage = 4096;
 uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskPage * kDiskPage; }
 
-// The blocks [*first, *last] of chunk c of a blob of `size` bytes.
-void ChunkBlocks(uint64_t c, uint64_t size, uint32_t* first, uint32_t* last) {
-  *first = static_cast<uint32_t>(c * kChunkSize / kBlockSize);
-  *last = static_cast<uint32_t>((std::min(size, (c + 1) * kChunkSize) - 1) / kBlockSize);
-}
-
-// True if every block of chunk c is on disk.
-bool ChunkPresent(const BlockFile& file, uint64_t c) {
-  uint32_t first, last;
-  ChunkBlocks(c, file.size(), &first, &last);
-  for (uint32_t i = first; i <= last; i++) {
-    if (!file.Present(i)) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 // Chunk buffers (4 MiB) are recycled rather than freed: allocating one per fetch either zero-fills
@@ -93,30 +77,67 @@ class DiskBlobStore::BufferPool {
   const size_t keep_;
 };
 
+// One range request: the blocks [first, last] of one chunk (never across a chunk boundary, so a
+// full chunk is the same aligned request on every machine). Its bytes are handed to readers as
+// they land (`ready`), before the request ends and before the disk write.
 struct DiskBlobStore::Inflight {
   ~Inflight() {
     if (pool) pool->Put(std::move(data));
   }
+  uint64_t begin = 0, end = 0;       // file offsets of data[0] and one past its last byte; fixed
+  uint32_t first = 0, last = 0;      // the blocks it brings; fixed
   std::shared_ptr<BufferPool> pool;  // where data goes back to
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;   // guarded by mu
   Status status;       // valid once done
-  // The chunk's bytes, valid once done and status.ok(). Not a vector: zero-filling 4 MiB per
-  // fetch (and faulting the pages twice) was ~10% of the daemon's CPU on a fast link.
+  // The bytes, from `begin`; allocated before the request is sent, uninitialized (zero-filling
+  // 4 MiB per fetch was ~10% of the daemon's CPU on a fast link). data[0, ready) are final.
   std::unique_ptr<char[]> data;
+  std::atomic<uint64_t> ready{0};
+  // Smallest `ready` a waiting reader needs; the fetch wakes readers only when it is reached,
+  // not on every packet.
+  std::atomic<uint64_t> wake_at{UINT64_MAX};
+
+  bool Covers(uint32_t block) const { return block >= first && block <= last; }
+  // Called by the fetch as bytes land.
+  void Arrived(uint64_t n) {
+    ready.store(n);
+    if (n >= wake_at.load()) {
+      std::lock_guard<std::mutex> l(mu);
+      wake_at.store(UINT64_MAX);
+      cv.notify_all();
+    }
+  }
+  // Waits until the file's bytes up to `upto` are in data, or the fetch ended; true if they are.
+  // Bounded: the fetch always ends (RangeSource calls have timeouts and retry caps).
+  bool WaitFor(uint64_t upto) {
+    const uint64_t need = std::min(upto, end) - begin;
+    std::unique_lock<std::mutex> l(mu);
+    for (;;) {
+      // Announce the need before looking at `ready`, so a fetch that moves `ready` past it
+      // after the look is sure to see the announcement and wake us.
+      uint64_t w = wake_at.load();
+      while (need < w && !wake_at.compare_exchange_weak(w, need)) {
+      }
+      if (ready.load() >= need) return true;
+      if (done) return ready.load() >= need;
+      cv.wait(l);
+    }
+  }
 };
 
 struct DiskBlobStore::Blob {
   BlobRef ref;                        // as last seen (any repo/path naming this content)
   std::unique_ptr<BlockFile> file;    // null: cache unusable for this blob, serve uncached
   std::mutex mu;                      // guards everything below
-  std::map<uint64_t, std::shared_ptr<Inflight>> inflight;  // by chunk index
-  std::map<uint64_t, std::shared_ptr<Inflight>> spill;     // done, not cached, kept in memory
+  std::map<uint32_t, std::shared_ptr<Inflight>> inflight;  // by first block; never overlapping
+  std::map<uint32_t, std::shared_ptr<Inflight>> spill;     // done, not cached, kept in memory
   std::vector<Cursor> cursors;
   int opens = 0;
   std::set<std::string> sources;      // hosts that served this blob's bytes since start
-  std::map<uint64_t, std::string> chunk_host;  // who served each chunk stored in this run
+  // Who served each range stored in this run: first block -> (last block, host).
+  std::map<uint32_t, std::pair<uint32_t, std::string>> span_host;
   std::map<std::string, int> suspected;        // times each host was blamed for a mismatch
   std::set<std::string> proven_bad;   // hosts that alone served a file that failed its hash
   std::set<std::string> hosts_seen;   // every host that answered for this blob in this run
@@ -181,10 +202,12 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
       pool_(new ThreadPool(std::max(1u, opts.fetch_threads))),
       buffers_(std::make_shared<BufferPool>(opts.max_inflight_chunks + opts.max_spill_chunks)),
       verify_pool_(new ThreadPool(1)),
-      notify_pool_(new ThreadPool(1)) {}
+      notify_pool_(new ThreadPool(1)),
+      demand_pool_(new ThreadPool(std::max(1u, opts.fetch_threads))) {}
 
 DiskBlobStore::~DiskBlobStore() {
   // Stop background work before members it touches go away.
+  demand_pool_.reset();
   pool_.reset();
   verify_pool_.reset();
   notify_pool_.reset();
@@ -288,6 +311,32 @@ void DiskBlobStore::OpenBlob(const BlobRef& ref) {
     MODELFS_LOG(kDebug, "filling %s %s in the background", ref.repo.Id().c_str(), ref.path.c_str());
     ScheduleFill(b);
   }
+  // An open is followed by a read of the head (a safetensors header, a config's first bytes):
+  // start it now, one block of it, so that the first read finds its bytes on the wire. One block
+  // and not a chunk: a loader that reads the header and one tensor must not pay for 4 MiB.
+  if (opts_.verify_before_read || !b->file || b->file->verified()) return;
+  std::shared_ptr<Inflight> head;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (ref.size > kBlockSize) head = NewSpanLocked(*b, 0, 0);
+  }
+  if (head) {
+    Launch(b, head, /*demand=*/true);
+  } else if (!b->file->AllPresent()) {
+    source_->Prepare(ref);
+  }
+}
+
+void DiskBlobStore::PrepareBlob(const BlobRef& ref) {
+  // A lookup (stat, ls -l) of a large file: a read may follow, so let the source resolve where to
+  // read it from now. No blob files are opened for this; cached files cost nothing.
+  if (opts_.verify_before_read || ref.size <= kBlockSize) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = usage_.find(ref.key);
+    if (it != usage_.end() && it->second.verified) return;
+  }
+  source_->Prepare(ref);
 }
 
 void DiskBlobStore::CloseBlob(const BlobRef& ref) {
@@ -317,17 +366,17 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
   // A partial block is read whole (its XXH3 covers all of it) into a per-thread buffer, allocated
   // once: a fresh zero-filled 1 MiB per read was the daemon's largest CPU cost on cold reads.
   thread_local std::unique_ptr<char[]> scratch;
-  std::shared_ptr<Inflight> last;  // the chunk fetched for an earlier block of this read
+  std::shared_ptr<Inflight> last;  // the range fetched for an earlier block of this read
   bool waited = false;             // this read had to wait for the network
-  uint64_t last_chunk = UINT64_MAX;
+  int refetches = 0;               // blocks that vanished between a miss and their fetch
   for (uint64_t pos = offset; pos < end;) {
     uint32_t i = static_cast<uint32_t>(pos / kBlockSize);
     uint64_t bstart = static_cast<uint64_t>(i) * kBlockSize;
     uint64_t blen = std::min<uint64_t>(kBlockSize, ref.size - bstart);
     uint64_t take = std::min(blen - (pos - bstart), end - pos);
-    uint64_t c = pos / kChunkSize;
     char* out = buf + (pos - offset);
-    if (c != last_chunk || !last) {
+    if (!last || !last->Covers(i)) {
+      last.reset();
       bool whole = pos == bstart && take == blen;
       char* target = out;
       if (!whole) {
@@ -349,12 +398,20 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
         if (!s.ok()) return s;
         continue;  // read this block again, now verified
       }
-      last = FetchChunk(b, c);
-      last_chunk = c;
+      last = FetchBlock(b, i);
       waited = true;
-      if (!last->status.ok()) return last->status;
+      if (!last) {  // stored meanwhile by another fetch: read it from disk
+        if (++refetches > 8) return Status::IoError("blocks of " + ref.path + " keep vanishing");
+        continue;
+      }
+      // Demand first: only this read's bytes are waited for; the rest of the range follows.
+      if (!last->WaitFor(end)) {
+        std::lock_guard<std::mutex> l(last->mu);
+        if (!last->status.ok()) return last->status;
+        return Status::Unavailable("fetch of " + ref.path + " ended short");
+      }
     }
-    memcpy(out, last->data.get() + (pos - c * kChunkSize), take);
+    memcpy(out, last->data.get() + (pos - last->begin), take);
     miss_bytes_ += take;
     pos += take;
   }
@@ -363,65 +420,115 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
   return Status::Ok();
 }
 
-std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::FetchChunk(const std::shared_ptr<Blob>& b,
-                                                                   uint64_t c) {
-  std::shared_ptr<Inflight> f;
-  bool mine = false;
-  {
-    std::lock_guard<std::mutex> l(b->mu);
-    auto it = b->inflight.find(c);
-    auto sp = b->spill.find(c);
-    if (it != b->inflight.end()) {
-      f = it->second;
-    } else if (sp != b->spill.end()) {
-      return sp->second;  // fetched before but not cacheable: no second request
-    } else {
-      f = std::make_shared<Inflight>();
-      b->inflight[c] = f;
-      mine = true;
-    }
+std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::CoveringLocked(Blob& b, uint32_t block) {
+  for (auto* m : {&b.inflight, &b.spill}) {
+    auto it = m->upper_bound(block);
+    if (it == m->begin()) continue;
+    --it;
+    if (it->second->Covers(block)) return it->second;
   }
-  if (mine) {
-    inflight_chunks_++;
-    busy_++;
-    RunFetch(b, c, f);
-  }
-  // Bounded: the fetch owner always completes (RangeSource calls have timeouts and retry caps).
-  std::unique_lock<std::mutex> l(f->mu);
-  f->cv.wait(l, [&] { return f->done; });
+  return nullptr;
+}
+
+std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::NewSpanLocked(Blob& b, uint32_t lo, uint32_t hi) {
+  // The first block in [lo, hi] that is neither on disk nor being fetched, and the run of such
+  // blocks after it, up to hi and the end of its chunk.
+  const uint32_t nblocks = static_cast<uint32_t>((b.ref.size + kBlockSize - 1) / kBlockSize);
+  hi = std::min(hi, nblocks - 1);
+  auto missing = [&](uint32_t i) { return !(b.file && b.file->Present(i)) && !CoveringLocked(b, i); };
+  uint32_t first = lo;
+  while (first <= hi && !missing(first)) first++;
+  if (first > hi) return nullptr;
+  const uint32_t chunk_last = static_cast<uint32_t>((static_cast<uint64_t>(first) / kBlocksPerChunk + 1) * kBlocksPerChunk - 1);
+  uint32_t last = first;
+  while (last < std::min(hi, chunk_last) && missing(last + 1)) last++;
+  auto f = std::make_shared<Inflight>();
+  f->first = first;
+  f->last = last;
+  f->begin = static_cast<uint64_t>(first) * kBlockSize;
+  f->end = std::min<uint64_t>(b.ref.size, static_cast<uint64_t>(last + 1) * kBlockSize);
+  b.inflight[first] = f;
+  inflight_chunks_++;
+  busy_++;
   return f;
 }
 
-void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
-                             const std::shared_ptr<Inflight>& f) {
+void DiskBlobStore::Launch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, bool demand) {
+  auto blob = b;
+  auto fl = f;
+  ThreadPool* pool = demand ? demand_pool_.get() : pool_.get();
+  if (!pool->Submit([this, blob, fl] { RunFetch(blob, fl); })) {
+    RunFetch(blob, fl);  // shutting down: complete it so no waiter hangs
+  }
+}
+
+std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::FetchBlock(const std::shared_ptr<Blob>& b, uint32_t i) {
+  std::shared_ptr<Inflight> f;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    f = CoveringLocked(*b, i);
+    if (f) return f;  // being fetched (prefetch or another reader), or spilled: no second request
+    // From this block to the end of its chunk: the reader's bytes come first, and the chunk's
+    // blocks before it are left to whoever needs them.
+    f = NewSpanLocked(*b, i, UINT32_MAX);
+  }
+  // Null: the block is on disk after all (stored since the caller's miss).
+  if (f) Launch(b, f, /*demand=*/true);
+  return f;
+}
+
+void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f) {
   const BlobRef ref = b->ref;
-  uint64_t start = c * kChunkSize;
-  uint64_t len = std::min<uint64_t>(kChunkSize, ref.size - start);
+  const uint64_t start = f->begin;
+  const uint64_t len = f->end - f->begin;
   uint64_t generation;
+  bool stream;
   {
     std::lock_guard<std::mutex> l(b->mu);
     generation = b->generation;
+    // Bytes are handed over as they land, except where they must be checked first: a blob that
+    // fits in one range is verified before any byte of it is returned; under verify before read
+    // nothing unverified is returned; and after a hash failure an answer may be fetched again.
+    stream = !(start == 0 && len == ref.size) && !opts_.verify_before_read && b->suspected.empty();
   }
-  std::unique_ptr<char[]> data = buffers_->Get();
+  f->pool = buffers_;
+  f->data = buffers_->Get();
+  char* data = f->data.get();
   std::string served_by;
   Status st;
-  // A blob that fits in one chunk is verified before any byte of it is returned.
   bool whole_blob = start == 0 && len == ref.size;
   auto t0 = std::chrono::steady_clock::now();
+  bool first_byte = false;
+  RangeSource::Progress progress;
+  if (stream) {
+    progress = [&](size_t n) {
+      if (!first_byte) {
+        first_byte = true;
+        NoteLatency(std::chrono::steady_clock::now() - t0);
+      }
+      f->Arrived(n);
+    };
+  }
   int distrusted = 0;  // answers refetched because their host is blamed for this blob
+  bool untrusted_stream = false;
   for (int attempt = 0;; attempt++) {
     fetches_++;
-    st = source_->ReadAt(ref, start, len, data.get(), &served_by);
+    st = source_->ReadAtStreaming(ref, start, len, data, &served_by, progress);
     if (st.ok()) fetched_bytes_ += len;
     // A host blamed for a hash failure of this blob, while another that served it is blamed
-    // less: ask again (the source now puts that host last) rather than serve what it sent.
-    if (st.ok() && distrusted < kDistrustedRefetches && Distrusted(b, served_by)) {
-      distrusted++;
-      distrusted_refetches_++;
-      continue;
+    // less: ask again (the source now puts that host last) rather than serve what it sent. Bytes
+    // already streamed to readers cannot be asked again: they are just not cached.
+    if (st.ok() && Distrusted(b, served_by)) {
+      if (stream) {
+        untrusted_stream = true;
+      } else if (distrusted < kDistrustedRefetches) {
+        distrusted++;
+        distrusted_refetches_++;
+        continue;
+      }
     }
     if (!st.ok() || !whole_blob) break;
-    if (HashHex(ref.hash_kind, data.get(), len) == ref.hash) break;
+    if (HashHex(ref.hash_kind, data, len) == ref.hash) break;
     verify_failures_++;
     MODELFS_LOG(kError, "hash mismatch for %s %s (%s): bytes from %s are wrong; refetching",
                 ref.repo.Id().c_str(), ref.path.c_str(), ref.key.c_str(), served_by.c_str());
@@ -430,18 +537,21 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
       break;
     }
   }
+  if (!first_byte && st.ok()) NoteLatency(std::chrono::steady_clock::now() - t0);
+  if (!st.ok()) {
+    // A failure is not remembered: out of the map before anyone can see it ended, so the next
+    // read of these blocks asks again.
+    std::lock_guard<std::mutex> l(b->mu);
+    auto it = b->inflight.find(f->first);
+    if (it != b->inflight.end() && it->second == f) b->inflight.erase(it);
+  }
   // Hand the bytes to waiting readers first: they need not wait for the disk write. The entry
   // stays in the inflight map (done, data readable) until the blocks are on disk, so a reader that
   // arrives meanwhile copies from memory instead of missing on disk and fetching again.
   {
     std::lock_guard<std::mutex> l(f->mu);
     f->status = st;
-    if (st.ok()) {
-      f->data = std::move(data);
-      f->pool = buffers_;
-    } else {
-      buffers_->Put(std::move(data));
-    }
+    if (st.ok()) f->ready.store(len);
     f->done = true;
   }
   f->cv.notify_all();
@@ -454,7 +564,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
       // With verify before read nothing unverified is served, so bytes from a host that failed
       // the hash once may be cached again: the hash judges them (with one mirror, a transient
       // corruption is then survived).
-      bool untrusted = !opts_.verify_before_read && b->bad_sources.count(served_by) > 0;
+      bool untrusted = untrusted_stream || (!opts_.verify_before_read && b->bad_sources.count(served_by) > 0);
       // With verify before read, bytes of a host still blamed after the refetches above are not
       // cached while a less blamed host serves the blob (the fill asks again). If every host is
       // blamed alike, they get another try: the hash still judges.
@@ -466,17 +576,17 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
       b->hosts_seen.insert(served_by);
       if (store) {
         b->sources.insert(served_by);
-        b->chunk_host[c] = served_by;
+        RecordHostLocked(*b, f->first, f->last, served_by);
       }
     }
     auto t1 = std::chrono::steady_clock::now();
-    bool cached = store && StoreChunk(b, c, f->data.get(), len);
+    bool cached = store && StoreRange(b, f->first, data, len);
     if (!store) uncached_bytes_ += len;
-    if (store && !cached) Spill(b, c, f);
+    if (store && !cached) Spill(b, f);
     refused = store && !cached;
     auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-    MODELFS_LOG(kDebug, "chunk %s#%llu: fetched in %.1f ms, stored in %.1f ms", ref.key.c_str(),
-                (unsigned long long)c, ms(t1 - t0), ms(std::chrono::steady_clock::now() - t1));
+    MODELFS_LOG(kDebug, "range %s blocks %u-%u: fetched in %.1f ms, stored in %.1f ms", ref.key.c_str(),
+                f->first, f->last, ms(t1 - t0), ms(std::chrono::steady_clock::now() - t1));
   } else {
     MODELFS_LOG(kWarn, "fetch %s %s [%llu, +%llu) failed: %s", ref.repo.Id().c_str(),
                 ref.path.c_str(), (unsigned long long)start, (unsigned long long)len,
@@ -484,7 +594,8 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   }
   {
     std::lock_guard<std::mutex> l(b->mu);
-    b->inflight.erase(c);
+    auto it = b->inflight.find(f->first);
+    if (it != b->inflight.end() && it->second == f) b->inflight.erase(it);
     b->progress++;
     if (!st.ok()) {
       b->fetch_failures++;
@@ -494,19 +605,48 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, uint64_t c,
   }
   b->changed.notify_all();
   if (st.ok()) MaybeScheduleVerify(b);
-  inflight_chunks_--;  // before ContinueFill: this chunk's slot is free for the next
+  inflight_chunks_--;  // before ContinueFill: this range's slot is free for the next
   ContinueFill(b, st.ok() && !refused);
   busy_--;
 }
 
-void DiskBlobStore::Spill(const std::shared_ptr<Blob>& b, uint64_t c,
-                          const std::shared_ptr<Inflight>& f) {
+void DiskBlobStore::RecordHostLocked(Blob& b, uint32_t first, uint32_t last, const std::string& host) {
+  // Ranges recorded before (e.g. of blocks since evicted) that overlap this one are replaced.
+  auto it = b.span_host.upper_bound(last);
+  while (it != b.span_host.begin()) {
+    auto prev = std::prev(it);
+    if (prev->second.first < first) break;
+    it = b.span_host.erase(prev);
+  }
+  b.span_host[first] = {last, host};
+}
+
+void DiskBlobStore::NoteLatency(std::chrono::steady_clock::duration d) {
+  // Time to a range's first byte, as a moving average (alpha 1/4), in microseconds.
+  const uint64_t us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  uint64_t old = latency_us_.load();
+  uint64_t next = old == 0 ? us : (3 * old + us) / 4;
+  latency_us_.compare_exchange_strong(old, next);  // a lost race loses one sample
+}
+
+uint64_t PrefetchStartWindow(uint64_t latency_us, uint64_t initial, uint64_t max) {
+  max = std::max(max, initial);
+  uint64_t w = initial;
+  for (uint64_t t = 10000; t <= latency_us && w < max; t *= 2) w *= 2;
+  return std::min(w, max);
+}
+
+uint64_t DiskBlobStore::StartWindow() const {
+  return PrefetchStartWindow(latency_us_.load(), opts_.initial_window, opts_.max_window);
+}
+
+void DiskBlobStore::Spill(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f) {
   std::lock_guard<std::mutex> sl(spill_mu_);
   {
     std::lock_guard<std::mutex> l(b->mu);
-    if (!b->spill.emplace(c, f).second) return;
+    if (!b->spill.emplace(f->first, f).second) return;
   }
-  spill_fifo_.emplace_back(b, c);
+  spill_fifo_.emplace_back(b, f->first);
   while (spill_fifo_.size() > std::max(1u, opts_.max_spill_chunks)) {
     auto [wb, oc] = spill_fifo_.front();
     spill_fifo_.pop_front();
@@ -517,14 +657,14 @@ void DiskBlobStore::Spill(const std::shared_ptr<Blob>& b, uint64_t c,
   }
 }
 
-bool DiskBlobStore::StoreChunk(const std::shared_ptr<Blob>& b, uint64_t c, const char* data,
+bool DiskBlobStore::StoreRange(const std::shared_ptr<Blob>& b, uint32_t first, const char* data,
                                uint64_t len) {
   if (!b->file) {
     uncached_bytes_ += len;
     return false;
   }
   bool all = true;
-  uint64_t start = c * kChunkSize;
+  uint64_t start = static_cast<uint64_t>(first) * kBlockSize;
   for (uint64_t off = 0; off < len; off += kBlockSize) {
     uint32_t i = static_cast<uint32_t>((start + off) / kBlockSize);
     uint32_t blen = b->file->BlockLen(i);
@@ -658,25 +798,20 @@ void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
     if (b->layout_known) return;
     const std::string ext = ".safetensors";
     bool named = ref.path.size() > ext.size() && ref.path.compare(ref.path.size() - ext.size(), ext.size(), ext) == 0;
-    if (!b->file || ref.size <= kChunkSize || !named) {
+    if (!b->file || ref.size <= kBlockSize || !named) {
       b->layout_known = true;  // nothing to learn
       return;
     }
-    for (auto* m : {&b->inflight, &b->spill}) {
-      auto it = m->find(0);
-      if (it != m->end()) head = it->second;
-    }
+    head = CoveringLocked(*b, 0);
   }
-  if (head) {
-    std::lock_guard<std::mutex> l(head->mu);
-    if (!head->done || !head->status.ok()) head.reset();
-  }
+  // The head may still be on the wire: what has landed of it is enough once it holds the header.
+  const uint64_t landed = head ? head->ready.load() : 0;
   std::unique_ptr<char[]> block;
-  const char* first = nullptr;  // the file's first bytes: chunk 0 in memory, or block 0 from disk
+  const char* first = nullptr;  // the file's first bytes: the head in memory, or block 0 from disk
   uint64_t first_len = 0;
-  if (head) {
+  if (landed >= 8) {
     first = head->data.get();
-    first_len = std::min<uint64_t>(kChunkSize, ref.size);
+    first_len = landed;
   } else {
     // The reader that fetched chunk 0 got its bytes before the disk write: learnt on a later read.
     block.reset(new char[kBlockSize]);
@@ -709,8 +844,26 @@ void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
   b->layout_known = true;
 }
 
+uint64_t DiskBlobStore::ScheduleLocked(Blob& b, uint64_t from, uint64_t to,
+                                       std::vector<std::shared_ptr<Inflight>>* todo) {
+  if (from >= to) return to;
+  uint32_t lo = static_cast<uint32_t>(from / kBlockSize);
+  const uint32_t hi = static_cast<uint32_t>((to - 1) / kBlockSize);
+  while (lo <= hi) {
+    if (inflight_chunks_ >= opts_.max_inflight_chunks) {
+      return static_cast<uint64_t>(lo) * kBlockSize;  // budget: resume on a later read
+    }
+    auto f = NewSpanLocked(b, lo, hi);
+    if (!f) break;
+    todo->push_back(f);
+    lo = f->last + 1;
+  }
+  return to;
+}
+
 void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len) {
-  std::vector<std::pair<uint64_t, std::shared_ptr<Inflight>>> todo;
+  std::vector<std::shared_ptr<Inflight>> todo;
+  bool demand = false;
   MaybeLoadLayout(b);
   {
     std::lock_guard<std::mutex> l(b->mu);
@@ -723,51 +876,54 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
         break;
       }
     }
+    // A read that lands inside a tensor, not right after where its stream was, is a loader
+    // starting that tensor (a random-order or lazy loader, a loader skipping to the tensor it
+    // wants): the header gives the tensor's extent, so all of it (up to max_window) is requested
+    // at once, over as many connections as it has ranges, instead of being discovered read by
+    // read. "Right after" is within a block: kernel readahead and FUSE threads reorder a little.
+    auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), off);
+    const bool in_tensor = region_end != b->regions.end() && region_end != b->regions.begin();
+    const bool jumped = !cur || off > cur->next + kBlockSize;
     if (!cur) {
       if (b->cursors.size() >= kMaxCursors) {
         auto lru = std::min_element(b->cursors.begin(), b->cursors.end(),
                                     [](const Cursor& x, const Cursor& y) { return x.last_use < y.last_use; });
         b->cursors.erase(lru);
       }
-      b->cursors.push_back(Cursor{off + len, opts_.initial_window, 0, 0, now, off});
-      return;  // a lone read is not a stream yet: fetch only what it needs
+      b->cursors.push_back(Cursor{off + len, StartWindow(), 0, 0, now, off});
+      cur = &b->cursors.back();
+      if (!in_tensor) return;  // a lone read is not a stream yet: fetch only what it needs
     }
-    cur->hits++;
-    cur->next = std::max(cur->next, off + len);
-    cur->last_use = now;
-    uint64_t from = std::max(cur->prefetched_to, ((off + len) / kChunkSize) * kChunkSize);
-    uint64_t to = std::min(b->ref.size, off + len + cur->window);
-    if (!b->regions.empty()) {
-      // A stream still inside the region it began in stops at its end. "Inside" allows the
-      // kernel's readahead past the end (up to kSeekForwardTolerance, the readahead we ask for):
-      // a loader reading one tensor makes the kernel read on past it, and that alone must not turn
-      // it into a sequential reader whose window runs further still.
-      auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), cur->start);
-      if (region_end != b->regions.end() && cur->next <= *region_end + kSeekForwardTolerance)
-        to = std::min(to, *region_end);
-    }
-    uint64_t pos = from;
-    for (; pos < to; pos += kChunkSize) {
-      uint64_t c = pos / kChunkSize;
-      if (b->inflight.count(c) || b->spill.count(c)) continue;
-      if (b->file && ChunkPresent(*b->file, c)) continue;
-      if (inflight_chunks_ >= opts_.max_inflight_chunks) break;  // budget: resume on a later read
-      auto f = std::make_shared<Inflight>();
-      b->inflight[c] = f;
-      inflight_chunks_++;
-      busy_++;
-      todo.emplace_back(c, f);
-    }
-    cur->prefetched_to = std::max(cur->prefetched_to, pos);
-  }
-  for (auto& [c, f] : todo) {
-    auto blob = b;
-    uint64_t chunk = c;
-    auto fl = f;
-    if (!pool_->Submit([this, blob, chunk, fl] { RunFetch(blob, chunk, fl); })) {
-      RunFetch(blob, chunk, fl);  // shutting down: complete it so no waiter hangs
+    if (in_tensor && jumped) {
+      cur->start = off;  // a new region: the region cap below applies to this tensor now
+      cur->next = off + len;
+      cur->hits = 0;
+      cur->last_use = now;
+      uint64_t to = std::min(*region_end, off + std::max(opts_.max_window, opts_.initial_window));
+      cur->prefetched_to = ScheduleLocked(*b, off, to, &todo);
+      demand = true;  // the reader is about to wait for these
+    } else {
+      cur->hits++;
+      cur->next = std::max(cur->next, off + len);
+      cur->last_use = now;
+      // From this read's own first block: one request for the rest of its chunk, not one for the
+      // block the reader is about to miss on and another for the blocks after it.
+      uint64_t from = std::max(cur->prefetched_to, (off / kBlockSize) * kBlockSize);
+      // Whole aligned chunks: the same requests on every machine, for a shared cache to reuse.
+      uint64_t to = std::min(b->ref.size, (off + len + cur->window + kChunkSize - 1) / kChunkSize * kChunkSize);
+      if (!b->regions.empty()) {
+        // A stream still inside the region it began in stops at its end. "Inside" allows the
+        // kernel's readahead past the end (up to kSeekForwardTolerance, the readahead we ask for):
+        // a loader reading one tensor makes the kernel read on past it, and that alone must not
+        // turn it into a sequential reader whose window runs further still.
+        auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), cur->start);
+        if (region_end != b->regions.end() && cur->next <= *region_end + kSeekForwardTolerance)
+          to = std::min(to, *region_end);
+      }
+      cur->prefetched_to = std::max(cur->prefetched_to, ScheduleLocked(*b, from, to, &todo));
     }
   }
+  for (auto& f : todo) Launch(b, f, demand);
 }
 
 void DiskBlobStore::GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end) {
@@ -869,30 +1025,17 @@ void DiskBlobStore::ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok) {
 }
 
 void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b) {
-  // Every missing chunk not in flight, in file order, as far as the global budget allows; the
+  // Every missing range not in flight, in file order, as far as the global budget allows; the
   // waiting reader calls this again as fetches end, so the file streams over all fetch threads.
-  // Spilled chunks are fetched again: only blocks on disk can be verified.
-  std::vector<std::pair<uint64_t, std::shared_ptr<Inflight>>> todo;
+  // Spilled ranges are fetched again: only blocks on disk can be verified.
+  std::vector<std::shared_ptr<Inflight>> todo;
   {
     std::lock_guard<std::mutex> l(b->mu);
-    for (uint64_t c = 0; c * kChunkSize < b->ref.size; c++) {
-      if (b->inflight.count(c)) continue;
-      if (ChunkPresent(*b->file, c)) continue;
-      if (inflight_chunks_ >= opts_.max_inflight_chunks) break;
-      b->spill.erase(c);
-      auto f = std::make_shared<Inflight>();
-      b->inflight[c] = f;
-      inflight_chunks_++;
-      busy_++;
-      todo.emplace_back(c, f);
-    }
+    if (!b->file) return;
+    b->spill.clear();
+    ScheduleLocked(*b, 0, b->ref.size, &todo);
   }
-  for (auto& [c, f] : todo) {
-    auto blob = b;
-    uint64_t chunk = c;
-    auto fl = f;
-    if (!pool_->Submit([this, blob, chunk, fl] { RunFetch(blob, chunk, fl); })) RunFetch(blob, chunk, fl);
-  }
+  for (auto& f : todo) Launch(b, f, /*demand=*/false);
 }
 
 Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b) {
@@ -982,11 +1125,14 @@ std::set<std::string> DiskBlobStore::Blame(const std::shared_ptr<Blob>& b, std::
   //  - chunks from an earlier run (no record of their host): nothing to narrow, drop everything.
   // Returns the hosts whose chunks to drop; empty = drop all.
   std::lock_guard<std::mutex> l(b->mu);
-  std::map<std::string, uint64_t> chunks;
-  for (const auto& [c, h] : b->chunk_host) chunks[h]++;
+  std::map<std::string, uint64_t> chunks;  // blocks served, by host
+  uint64_t recorded = 0;
+  for (const auto& [first, span] : b->span_host) {
+    chunks[span.second] += span.first - first + 1;
+    recorded += span.first - first + 1;
+  }
   for (const auto& [h, n] : chunks) *sources += (sources->empty() ? "" : ",") + h;
-  uint64_t recorded = b->chunk_host.size();
-  uint64_t total = (b->ref.size + kChunkSize - 1) / kChunkSize;
+  uint64_t total = b->file ? b->file->num_blocks() : 0;
   if (recorded < total || chunks.empty()) return {};
   if (chunks.size() == 1) {
     b->proven_bad.insert(chunks.begin()->first);
@@ -1008,7 +1154,7 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
   uint64_t freed = 0;
   {
     std::unique_lock<std::shared_mutex> drop(b->drop_mu);
-    std::vector<uint64_t> victims;
+    std::vector<std::pair<uint32_t, uint32_t>> victims;  // block ranges
     {
       std::lock_guard<std::mutex> l(b->mu);
       b->generation++;
@@ -1017,13 +1163,13 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
       if (only.empty()) {
         bad = b->sources;
         b->sources.clear();
-        b->chunk_host.clear();
+        b->span_host.clear();
       } else {
         bad = only;
-        for (auto it = b->chunk_host.begin(); it != b->chunk_host.end();) {
-          if (only.count(it->second)) {
-            victims.push_back(it->first);
-            it = b->chunk_host.erase(it);
+        for (auto it = b->span_host.begin(); it != b->span_host.end();) {
+          if (only.count(it->second.second)) {
+            victims.emplace_back(it->first, it->second.first);
+            it = b->span_host.erase(it);
           } else {
             ++it;
           }
@@ -1035,9 +1181,7 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
     if (only.empty()) {
       b->file->DropAll();
     } else {
-      for (uint64_t c : victims) {
-        uint32_t first, last;
-        ChunkBlocks(c, b->ref.size, &first, &last);
+      for (auto [first, last] : victims) {
         for (uint32_t i = first; i <= last; i++) {
           if (b->file->Present(i)) freed += Charge(b->file->BlockLen(i));
         }

@@ -58,6 +58,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -78,7 +79,13 @@ namespace modelfs {
 // Network fetch unit: 4 MiB aligned chunks. Big enough that a 200 ms RTT costs little per byte with
 // several in flight, small enough that a random tensor read fetches little extra (anchors.md 13.B).
 constexpr uint64_t kChunkSize = 4ull << 20;
+constexpr uint32_t kBlocksPerChunk = static_cast<uint32_t>(kChunkSize / kBlockSize);
 
+
+// The first prefetch window of a stream on a source whose time to first byte is latency_us: one
+// doubling of `initial` per 10 ms of it (10, 20, 40 ms, ...), capped at `max`. Ranges in flight
+// must cover that latency, and growing only after the reader stalled costs a far link seconds.
+uint64_t PrefetchStartWindow(uint64_t latency_us, uint64_t initial, uint64_t max);
 
 struct CacheOptions {
   std::string dir;                        // blobs live in dir/blobs/
@@ -133,6 +140,7 @@ class DiskBlobStore : public BlobStore {
 
   Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) override;
   void OpenBlob(const BlobRef& blob) override;
+  void PrepareBlob(const BlobRef& blob) override;
   void CloseBlob(const BlobRef& blob) override;
 
   CacheStats Stats() const;
@@ -160,12 +168,29 @@ class DiskBlobStore : public BlobStore {
   DiskBlobStore(const CacheOptions& opts, RangeSource* source);
   std::string BlobDir(const std::string& key) const;
   std::shared_ptr<Blob> GetBlob(const BlobRef& ref);
-  // Returns the finished fetch of chunk c, fetching it on this thread unless already in flight.
-  std::shared_ptr<Inflight> FetchChunk(const std::shared_ptr<Blob>& b, uint64_t c);
-  void RunFetch(const std::shared_ptr<Blob>& b, uint64_t c, const std::shared_ptr<Inflight>& f);
-  // Writes the chunk's missing blocks; returns false if any could not be cached.
-  bool StoreChunk(const std::shared_ptr<Blob>& b, uint64_t c, const char* data, uint64_t len);
-  void Spill(const std::shared_ptr<Blob>& b, uint64_t c, const std::shared_ptr<Inflight>& f);
+  // The range in flight (or spilled) that brings block i, starting one (from block i to the end
+  // of its chunk, on the demand pool) unless there is one; null if block i is on disk after all.
+  std::shared_ptr<Inflight> FetchBlock(const std::shared_ptr<Blob>& b, uint32_t i);
+  // Requires b.mu: the range in flight or spilled that holds `block`, or null.
+  std::shared_ptr<Inflight> CoveringLocked(Blob& b, uint32_t block);
+  // Requires b.mu: registers a new range of the blocks in [lo, hi] that are neither on disk nor
+  // covered, from the first such block on, within its chunk; null if there is none. The caller
+  // must Launch it.
+  std::shared_ptr<Inflight> NewSpanLocked(Blob& b, uint32_t lo, uint32_t hi);
+  // Requires b.mu: registers ranges for the missing blocks of [from, to) while the in-flight
+  // budget allows; returns the offset up to which everything is on disk or scheduled.
+  uint64_t ScheduleLocked(Blob& b, uint64_t from, uint64_t to, std::vector<std::shared_ptr<Inflight>>* todo);
+  // Runs RunFetch on the demand pool (a reader waits for it) or the prefetch pool.
+  void Launch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, bool demand);
+  void RunFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
+  // Requires b.mu: records who served blocks [first, last] (for Blame).
+  static void RecordHostLocked(Blob& b, uint32_t first, uint32_t last, const std::string& host);
+  // Writes the range's missing blocks (from block `first`); returns false if any could not be cached.
+  bool StoreRange(const std::shared_ptr<Blob>& b, uint32_t first, const char* data, uint64_t len);
+  void Spill(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
+  // The measured time to a range's first byte, and the first prefetch window it calls for.
+  void NoteLatency(std::chrono::steady_clock::duration d);
+  uint64_t StartWindow() const;
   void Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
   void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
   // Learns a .safetensors blob's tensor boundaries from its cached header (once its head is on
@@ -200,6 +225,9 @@ class DiskBlobStore : public BlobStore {
   std::shared_ptr<BufferPool> buffers_;      // recycled chunk buffers (shared: Inflights return to it)
   std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)
   std::unique_ptr<ThreadPool> notify_pool_;  // invalidate callbacks (may wait on kernel page locks)
+  // Fetches a reader waits for (its own block, the tensor it started, a just-opened file's head):
+  // never queued behind prefetch. Declared last: destroyed first.
+  std::unique_ptr<ThreadPool> demand_pool_;
 
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Blob>> blobs_;  // blobs touched since start
@@ -221,6 +249,7 @@ class DiskBlobStore : public BlobStore {
   int64_t pins_stamp_ = -1;       // mtime (ns) of dir/pins when pinned_ was loaded; 0 = none
   std::atomic<unsigned> inflight_chunks_{0};  // chunk fetches queued or running (memory bound)
   std::atomic<unsigned> busy_{0};             // fetch + verify tasks queued or running
+  std::atomic<uint64_t> latency_us_{0};       // moving average time to a range's first byte
   uint64_t clock_ = 0;                  // logical time for LRU
   // Spilled chunks, oldest first (blob, chunk index); each is also in its Blob::spill. Guarded by
   // spill_mu_, taken before any Blob::mu and never with mu_.

@@ -35,8 +35,11 @@ std::string Label(const BlobRef& b) { return b.repo.Id() + "@" + b.commit.substr
 // Receives a ranged GET's body straight into the caller's buffer and checks it on the way.
 class RangeSink : public http::BodySink {
  public:
-  RangeSink(uint64_t offset, size_t len, uint64_t blob_size, char* buf)
-      : offset_(offset), len_(len), size_(blob_size), buf_(buf) {}
+  // `progress`, if set, is told the count of bytes at the start of buf that are in place (they
+  // arrive in order, so the count is contiguous).
+  RangeSink(uint64_t offset, size_t len, uint64_t blob_size, char* buf,
+            const RangeSource::Progress* progress)
+      : offset_(offset), len_(len), size_(blob_size), buf_(buf), progress_(progress) {}
 
   bool OnHeaders(long status, const std::vector<http::Header>& headers) override {
     status_ = status;
@@ -73,6 +76,7 @@ class RangeSink : public http::BodySink {
       if (n > len_ - got_) return Fail("server sent more bytes than asked");
       memcpy(buf_ + got_, data, n);
       got_ += n;
+      Report();
       return true;
     }
     if (status_ == 200) {
@@ -84,6 +88,7 @@ class RangeSink : public http::BodySink {
       if (lo < hi) {
         memcpy(buf_ + (lo - offset_), data + (lo - start), hi - lo);
         got_ += hi - lo;
+        Report();
       }
       if (got_ == len_ && content_length_ && size_ - stream_pos_ > HttpRangeSource::kMaxDiscardBytes) {
         done_early_ = true;  // window complete, length already vouched for: close instead of draining
@@ -111,6 +116,9 @@ class RangeSink : public http::BodySink {
       if (h.name == "content-encoding" && h.value != "identity") return true;
     return false;
   }
+  void Report() {
+    if (progress_ && *progress_) (*progress_)(got_);
+  }
   bool Fail(std::string why) {
     violation_ = std::move(why);
     return false;
@@ -120,6 +128,7 @@ class RangeSink : public http::BodySink {
   const uint64_t len_;
   const uint64_t size_;
   char* const buf_;
+  const RangeSource::Progress* const progress_;
   long status_ = 0;
   std::optional<uint64_t> content_length_;
   uint64_t got_ = 0;         // bytes of our window written to buf_
@@ -132,9 +141,12 @@ class RangeSink : public http::BodySink {
 }  // namespace
 
 HttpRangeSource::HttpRangeSource(FetchOptions opts)
-    : client_(std::make_shared<http::HttpClient>(std::move(opts))) {}
+    : HttpRangeSource(std::make_shared<http::HttpClient>(std::move(opts))) {}
 
-HttpRangeSource::HttpRangeSource(std::shared_ptr<http::HttpClient> client) : client_(std::move(client)) {}
+HttpRangeSource::HttpRangeSource(std::shared_ptr<http::HttpClient> client)
+    : client_(std::move(client)), prepare_pool_(std::make_unique<ThreadPool>(kPrepareThreads)) {}
+
+HttpRangeSource::~HttpRangeSource() { prepare_pool_.reset(); }  // before the slots it touches
 
 void HttpRangeSource::ClearUrlCache() {
   std::lock_guard<std::mutex> lock(url_mu_);
@@ -161,6 +173,21 @@ std::shared_ptr<HttpRangeSource::Slot> HttpRangeSource::GetSlot(const std::strin
   auto slot = std::make_shared<Slot>();
   slots_.emplace(key, slot);
   return slot;
+}
+
+void HttpRangeSource::Prepare(const BlobRef& blob) {
+  std::shared_ptr<Slot> slot = GetSlot(CacheKey(blob));
+  {
+    std::unique_lock<std::mutex> lock(slot->mu, std::try_to_lock);
+    if (!lock.owns_lock()) return;  // being resolved right now
+    if (slot->value && slot->value->valid_until > std::chrono::steady_clock::now()) return;
+  }
+  if (prepare_pool_->queued() >= kMaxQueuedPrepares) return;  // a hint: dropped under a burst
+  prepare_pool_->Submit([this, blob] {
+    Resolved r;
+    Attempt a = Resolve(blob, false, &r);  // a failure is left to the read, which retries
+    if (a.kind != Attempt::kOk) MODELFS_LOG(kDebug, "prepare: %s", a.status.ToString().c_str());
+  });
 }
 
 void HttpRangeSource::Invalidate(const BlobRef& blob, const std::string& url) {
@@ -263,14 +290,25 @@ HttpRangeSource::Attempt HttpRangeSource::ResolveUncached(const BlobRef& blob, R
 }
 
 HttpRangeSource::Attempt HttpRangeSource::FetchRange(const Resolved& where, const BlobRef& blob,
-                                                     uint64_t offset, size_t len, char* buf) {
+                                                     uint64_t offset, size_t len, char* buf,
+                                                     size_t* done, const Progress& progress) {
+  // Resume where earlier attempts stopped: bytes below *done are in place and may already have
+  // been handed to a reader, so they are never written again.
+  const size_t base = *done;
+  offset += base;
+  len -= base;
+  buf += base;
+  const Progress moved = [&](size_t n) {
+    *done = base + n;
+    if (progress) progress(*done);
+  };
   const std::string what = "read " + Label(blob) + " [" + std::to_string(offset) + "+" + std::to_string(len) +
                            "] from " + where.served_by;
   http::Request req;
   req.url = where.url;
   req.send_auth = where.send_auth;
   req.range = std::make_pair(offset, offset + len - 1);
-  RangeSink sink(offset, len, blob.size, buf);
+  RangeSink sink(offset, len, blob.size, buf, &moved);
   http::Response resp = client_->Perform(req, &sink);
   if (!sink.violation().empty()) {
     // The server broke the protocol (wrong range, too many bytes, bad length). Retry: a proxy
@@ -311,6 +349,11 @@ HttpRangeSource::Attempt HttpRangeSource::FetchRange(const Resolved& where, cons
 
 Status HttpRangeSource::ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char* buf,
                                std::string* served_by) {
+  return ReadAtStreaming(blob, offset, len, buf, served_by, nullptr);
+}
+
+Status HttpRangeSource::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t len, char* buf,
+                                        std::string* served_by, const Progress& progress) {
   if (len == 0 || buf == nullptr || offset > blob.size || len > blob.size - offset) {
     client_->CountFailure();
     return Status::InvalidArgument("ReadAt: range [" + std::to_string(offset) + "+" + std::to_string(len) +
@@ -319,6 +362,7 @@ Status HttpRangeSource::ReadAt(const BlobRef& blob, uint64_t offset, size_t len,
   const int max_retries = std::max(0, client_->options().max_retries);
   bool reresolved = false;  // the one forced re-resolution after a CDN refusal
   bool force = false;
+  size_t done = 0;  // bytes in place: a retry asks only for the rest
   Attempt last;
   for (int attempt = 0; attempt <= max_retries; ++attempt) {
     if (attempt > 0 && !force) {
@@ -333,7 +377,7 @@ Status HttpRangeSource::ReadAt(const BlobRef& blob, uint64_t offset, size_t len,
     last = Resolve(blob, force, &where);
     force = false;
     if (last.kind == Attempt::kOk) {
-      last = FetchRange(where, blob, offset, len, buf);
+      last = FetchRange(where, blob, offset, len, buf, &done, progress);
       if (last.kind == Attempt::kOk) {
         if (served_by) *served_by = where.served_by;
         return Status::Ok();

@@ -30,6 +30,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/thread_pool.h"
 #include "fetch/fetch_options.h"
 #include "fetch/http_client.h"
 #include "fetch/range_source.h"
@@ -41,10 +42,17 @@ class HttpRangeSource : public RangeSource {
   explicit HttpRangeSource(FetchOptions opts);
   // Shares connections and counters with other users of `client` (e.g. an HttpHubApi).
   explicit HttpRangeSource(std::shared_ptr<http::HttpClient> client);
+  ~HttpRangeSource() override;
   HttpRangeSource(const HttpRangeSource&) = delete;
   HttpRangeSource& operator=(const HttpRangeSource&) = delete;
 
   Status ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char* buf, std::string* served_by) override;
+  // Streams: progress is reported as bytes land, and a retry resumes after the bytes in place.
+  Status ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t len, char* buf,
+                         std::string* served_by, const Progress& progress) override;
+  // Resolves the file's URL in the background (one HEAD, shared with any read that needs it
+  // meanwhile), so that the first read of a file just looked up or opened starts with its GET.
+  void Prepare(const BlobRef& blob) override;
 
   const std::string& Endpoint() const { return client_->options().endpoint; }
   FetchStats Stats() const { return client_->Stats(); }
@@ -66,6 +74,9 @@ class HttpRangeSource : public RangeSource {
   static constexpr uint64_t kMaxErrorBodyBytes = 64u << 10;
   // Resolved URLs kept; past this, expired entries are swept on insert.
   static constexpr size_t kMaxCachedUrls = 100000;
+  // Background resolutions (Prepare): threads, and hints queued at most (more are dropped).
+  static constexpr size_t kPrepareThreads = 4;
+  static constexpr size_t kMaxQueuedPrepares = 256;
 
  private:
   struct Resolved {
@@ -84,12 +95,15 @@ class HttpRangeSource : public RangeSource {
   // Cached URL for the blob, resolving it if missing/expired (or if `force`).
   Attempt Resolve(const BlobRef& blob, bool force, Resolved* out);
   Attempt ResolveUncached(const BlobRef& blob, Resolved* out);
-  Attempt FetchRange(const Resolved& where, const BlobRef& blob, uint64_t offset, size_t len, char* buf);
+  // GETs [offset + *done, offset + len) into buf + *done, advancing *done as bytes land.
+  Attempt FetchRange(const Resolved& where, const BlobRef& blob, uint64_t offset, size_t len, char* buf,
+                     size_t* done, const Progress& progress);
   void Invalidate(const BlobRef& blob, const std::string& url);
 
   std::shared_ptr<http::HttpClient> client_;
   std::mutex url_mu_;  // guards slots_
   std::unordered_map<std::string, std::shared_ptr<Slot>> slots_;
+  std::unique_ptr<ThreadPool> prepare_pool_;  // last: its tasks use the members above
 };
 
 }  // namespace modelfs

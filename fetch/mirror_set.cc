@@ -278,25 +278,47 @@ Result<std::vector<FileEntry>> MirrorSet::ListTree(const RepoId& repo, const std
 }
 
 Status MirrorSet::ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char* buf, std::string* served_by) {
+  return ReadAtStreaming(blob, offset, len, buf, served_by, nullptr);
+}
+
+Status MirrorSet::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t len, char* buf,
+                                  std::string* served_by, const Progress& progress) {
   const std::string label = FileLabel(blob);
   const std::string what = "read " + label;
   BeginTransfer(label, len);
+  // A failover resumes after the bytes already in place (they may have been handed to a reader).
+  // The range is then served by two mirrors; it is labelled with the one that sent most of it.
+  size_t done = 0;
+  size_t best_bytes = 0;
+  std::string best;
   Status st = Run(what, FileKey(blob), len, [&](size_t i) -> Status {
     Mirror& m = *mirrors_[i];
     TransferMirror(label, m.label);
     std::string host;
-    Status s = m.source->ReadAt(blob, offset, len, buf, &host);
-    if (s.ok() && served_by) {
-      if (mirrors_.size() == 1 || host == m.label) {
-        *served_by = mirrors_.size() == 1 ? host : m.label;
-      } else {
-        *served_by = m.label + " via " + host;
-      }
+    const size_t base = done;
+    Status s = m.source->ReadAtStreaming(blob, offset + base, len - base, buf + base, &host,
+                                         [&](size_t n) {
+                                           done = base + n;
+                                           if (progress) progress(done);
+                                         });
+    if (s.ok()) done = len;
+    std::string who = mirrors_.size() == 1 || host == m.label ? (mirrors_.size() == 1 ? host : m.label)
+                                                              : m.label + " via " + host;
+    if (done - base > best_bytes || best.empty()) {
+      best_bytes = done - base;
+      best = who;
     }
+    if (s.ok() && served_by) *served_by = best;
     return s;
   });
   EndTransfer(label, len, st.ok());
   return st;
+}
+
+void MirrorSet::Prepare(const BlobRef& blob) {
+  size_t healthy = 0;
+  std::vector<size_t> order = Order(blob.size, FileKey(blob), &healthy);
+  if (!order.empty()) mirrors_[order[0]]->source->Prepare(blob);  // where its first read will go
 }
 
 void MirrorSet::BeginTransfer(const std::string& file, uint64_t len) {

@@ -102,6 +102,10 @@ class MirrorSet : public HubApi, public RangeSource {
   // RangeSource. served_by is the mirror's "host:port", followed by " via host:port" of a CDN
   // it redirected to; with one mirror it is whatever HttpRangeSource reports.
   Status ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char* buf, std::string* served_by) override;
+  Status ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t len, char* buf,
+                         std::string* served_by, const Progress& progress) override;
+  // Prepares the file on the mirror its first read would go to.
+  void Prepare(const BlobRef& blob) override;
   void ReportBadSource(const BlobRef& blob, const std::string& served_by) override;
 
   size_t size() const { return mirrors_.size(); }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "common/repo.h"
@@ -26,6 +27,26 @@ class RangeSource {
   // verification later fails). Thread-safe: many calls run concurrently.
   virtual Status ReadAt(const BlobRef& blob, uint64_t offset, size_t len, char* buf,
                         std::string* served_by) = 0;
+
+  // Called as bytes land: `n` bytes at the start of buf are final (n only grows; bytes below it
+  // are never written again, not even by a retry or a failover, which resume at n).
+  using Progress = std::function<void(size_t n)>;
+
+  // ReadAt that reports progress, so a caller can hand the first bytes of a large range to a
+  // reader while the rest is still on the wire (a far link's first byte comes one RTT after the
+  // request, the last one seconds later). The same contract as ReadAt otherwise. A source that
+  // cannot stream reports once, at the end (this default).
+  virtual Status ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t len, char* buf,
+                                 std::string* served_by, const Progress& progress) {
+    Status s = ReadAt(blob, offset, len, buf, served_by);
+    if (s.ok() && progress) progress(len);
+    return s;
+  }
+
+  // A hint that bytes of `blob` will probably be read soon (the file was looked up or opened):
+  // a source may prepare what a first read needs (resolve the file's URL, open a connection), in
+  // the background. Never blocks; the default does nothing.
+  virtual void Prepare(const BlobRef& blob) {}
 
   // Tells the source that bytes of `blob` which ReadAt reported as served by `served_by` failed
   // verification (SHA-256 / git blob id). A source with several mirrors stops reading this file

@@ -239,7 +239,13 @@ Result<FsEntry> ModelFs::Lookup(uint64_t parent, const std::string& name) {
       return Status::NotFound("not a directory");
     }
     auto it = p->children.find(name);
-    if (it != p->children.end()) return EntryOf(AttrOfLocked(*FindLocked(it->second)));
+    if (it != p->children.end()) {
+      const Node* n = FindLocked(it->second);
+      // A looked-up file is likely to be opened: the store may resolve where to read it now.
+      // (Nodes are immutable once created; the store never blocks here.)
+      if (n->kind == Kind::kFile) store_.PrepareBlob(n->blob);
+      return EntryOf(AttrOfLocked(*n));
+    }
     kind = p->kind;
     org_ns = p->name;
     org_type = p->repo_type;

@@ -117,10 +117,11 @@ TEST_F(DiskBlobStoreTest, CorruptCachedBlockIsRefetchedNotAnError) {
   source_.ClearRequests();
   auto store = NewStore();
   EXPECT_EQ(ReadAll(store.get(), ref), data);
-  // Exactly the chunk holding block 5 was fetched again.
+  // Exactly block 5 was fetched again (block 4, the rest of its chunk, is still on disk).
   auto reqs = source_.requests();
   ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_EQ(reqs[0].first, kChunkSize);
+  EXPECT_EQ(reqs[0].first, 5 * kBlockSize);
+  EXPECT_EQ(reqs[0].second, kBlockSize);
   EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
 }
 
@@ -282,8 +283,9 @@ TEST_F(DiskBlobStoreTest, OpenBlobsAreNeverEvictedAndReadsGoUncached) {
   CacheStats st = store->Stats();
   EXPECT_EQ(st.evicted_bytes, 0u);
   EXPECT_GE(st.refused_bytes, 4ull * kBlockSize);
-  // Each uncached chunk was fetched once: b is 2 chunks, so 2 requests, not one per block read.
-  EXPECT_LE(source_.request_count(), 4u);
+  // Each uncached range was fetched once, not once per block read: per file, the head block
+  // (fetched at open), the rest of chunk 0, and chunk 1.
+  EXPECT_LE(source_.request_count(), 6u);
   EXPECT_LE(st.peak_used_bytes, 8ull * kBlockSize);
   size_t before = source_.request_count();
   EXPECT_EQ(ReadAll(store.get(), ra), a);  // a is whole on disk: no request
@@ -546,6 +548,131 @@ TEST_F(DiskBlobStoreTest, PrefetchOfAStreamInsideOneTensorStopsAtThatTensorsEnd)
   uint64_t furthest = 0;
   for (auto [off, len] : source_.requests()) furthest = std::max<uint64_t>(furthest, off + len);
   EXPECT_GT(furthest, b_end + (22u << 20));
+}
+
+TEST_F(DiskBlobStoreTest, FirstBytesOfARangeReachTheReaderWhileTheRestIsOnTheWire) {
+  std::string data = RandomBytes(8 * kBlockSize, 40);
+  BlobRef ref = source_.Add("a.bin", data);
+  auto store = NewStore();
+  source_.hold_after_bytes = kBlockSize;  // every range stops after its first block until Release
+  std::vector<char> buf(64 << 10);
+  size_t n = 0;
+  // Returns although the range that brings these bytes (blocks 0-3) has not ended.
+  ASSERT_TRUE(store->Read(ref, 100, buf.size(), buf.data(), &n).ok());
+  EXPECT_EQ(std::string(buf.data(), n), data.substr(100, buf.size()));
+  ASSERT_TRUE(source_.WaitHeld(1));
+  auto reqs = source_.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0], std::make_pair(uint64_t{0}, size_t{kChunkSize}));
+  // A reader of the held part waits for it, and gets it once it lands, from the same request.
+  std::atomic<bool> got{false};
+  std::thread t([&] {
+    std::vector<char> b2(1000);
+    size_t m = 0;
+    got = store->Read(ref, 3 * kBlockSize, b2.size(), b2.data(), &m).ok() &&
+          std::string(b2.data(), m) == data.substr(3 * kBlockSize, 1000);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(got);
+  source_.Release();
+  t.join();
+  EXPECT_TRUE(got);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  // The first chunk was asked for once (the second read, a stream now, also prefetched chunk 1).
+  int chunk0 = 0;
+  for (auto [off, len] : source_.requests()) chunk0 += off < kChunkSize;
+  EXPECT_EQ(chunk0, 1);
+  EXPECT_EQ(ReadAll(store.get(), ref), data);
+}
+
+TEST_F(DiskBlobStoreTest, ABlobOfOneRangeIsNotHandedOverBeforeItsHashMatched) {
+  std::string data = RandomBytes(3 * kBlockSize, 41);  // one chunk: verified inline
+  BlobRef ref = source_.Add("a.bin", data);
+  auto store = NewStore();
+  source_.hold_after_bytes = kBlockSize;
+  source_.corrupt_next = 1;
+  std::vector<char> buf(1000);
+  size_t n = 0;
+  // The corrupt first answer is never handed over (no streaming for it), the refetch is good.
+  ASSERT_TRUE(store->Read(ref, 0, buf.size(), buf.data(), &n).ok());
+  EXPECT_EQ(std::string(buf.data(), n), data.substr(0, 1000));
+  EXPECT_EQ(source_.request_count(), 2u);
+}
+
+TEST_F(DiskBlobStoreTest, OpeningAFileFetchesItsHeadBlockAndALookupFetchesNothing) {
+  std::string data = RandomBytes(10 * kBlockSize, 42);
+  BlobRef ref = source_.Add("a.safetensors", data);
+  auto store = NewStore();
+  store->PrepareBlob(ref);  // the fake source has nothing to prepare: no bytes are asked for
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_EQ(source_.request_count(), 0u);
+  store->OpenBlob(ref);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  auto reqs = source_.requests();
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0], std::make_pair(uint64_t{0}, size_t{kBlockSize}));
+  // The reader then finds the head on disk.
+  std::vector<char> buf(4096);
+  size_t n = 0;
+  ASSERT_TRUE(store->Read(ref, 0, buf.size(), buf.data(), &n).ok());
+  EXPECT_EQ(source_.request_count(), 1u);
+  store->CloseBlob(ref);
+}
+
+TEST_F(DiskBlobStoreTest, AReadAtATensorFetchesThatTensorAtOnceAndNothingPastIt) {
+  // Tensor b spans blocks 5-15 of the file (a 10 MiB tensor starting 5.5 MiB in; the header
+  // read brings chunk 0).
+  const uint64_t a_len = 5 * kBlockSize + kBlockSize / 2, b_len = 10 * kBlockSize, c_len = 20 * kBlockSize;
+  std::string h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(a_len) + "],\"data_offsets\":[0," +
+                  std::to_string(a_len) + "]},\"b\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(b_len) +
+                  "],\"data_offsets\":[" + std::to_string(a_len) + "," + std::to_string(a_len + b_len) +
+                  "]},\"c\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(c_len) + "],\"data_offsets\":[" +
+                  std::to_string(a_len + b_len) + "," + std::to_string(a_len + b_len + c_len) + "]}}";
+  h.append(1024 - 8 - h.size(), ' ');  // data starts at 1 KiB
+  std::string le(8, '\0');
+  for (int i = 0; i < 8; i++) le[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+  std::string data = le + h + RandomBytes(a_len + b_len + c_len, 43);
+  BlobRef ref = source_.Add("model.safetensors", data);
+  auto store = NewStore();
+  std::vector<char> buf(4096);
+  size_t n = 0;
+  ASSERT_TRUE(store->Read(ref, 0, 8, buf.data(), &n).ok());  // the header: layout learnt
+  ASSERT_TRUE(store->WaitIdle(10000));
+  source_.ClearRequests();
+  const uint64_t b_begin = 1024 + a_len, b_end = b_begin + b_len;
+  ASSERT_TRUE(store->Read(ref, b_begin, buf.size(), buf.data(), &n).ok());
+  EXPECT_EQ(std::string(buf.data(), n), data.substr(b_begin, buf.size()));
+  ASSERT_TRUE(store->WaitIdle(10000));
+  // One small read asked for all of b, in ranges no larger than a chunk, and nothing past it.
+  uint64_t lo = UINT64_MAX, hi = 0, bytes = 0;
+  for (auto [off, len] : source_.requests()) {
+    lo = std::min<uint64_t>(lo, off);
+    hi = std::max<uint64_t>(hi, off + len);
+    bytes += len;
+    EXPECT_LE(len, kChunkSize);
+  }
+  EXPECT_EQ(lo, b_begin / kBlockSize * kBlockSize);
+  EXPECT_EQ(hi, (b_end + kBlockSize - 1) / kBlockSize * kBlockSize);
+  EXPECT_EQ(bytes, hi - lo);  // no byte twice
+  EXPECT_GE(source_.request_count(), 3u);  // several requests at once, not one 11 MiB stream
+  // The rest of b is then read from disk.
+  source_.ClearRequests();
+  for (uint64_t off = b_begin; off < b_end; off += n) {
+    ASSERT_TRUE(store->Read(ref, off, std::min<uint64_t>(buf.size(), b_end - off), buf.data(), &n).ok());
+    ASSERT_EQ(std::string(buf.data(), n), data.substr(off, n));
+    off += 1 << 20;  // sparse reads: not a stream
+  }
+  EXPECT_EQ(source_.request_count(), 0u);
+}
+
+TEST(PrefetchStartWindowTest, OneDoublingPerTenMillisecondsOfLatencyUpToTheCap) {
+  const uint64_t init = 8 << 20, max = 128 << 20;
+  EXPECT_EQ(PrefetchStartWindow(0, init, max), init);        // not measured yet
+  EXPECT_EQ(PrefetchStartWindow(900, init, max), init);      // loopback
+  EXPECT_EQ(PrefetchStartWindow(10000, init, max), 2 * init);
+  EXPECT_EQ(PrefetchStartWindow(45000, init, max), 8 * init);  // 10, 20, 40 ms
+  EXPECT_EQ(PrefetchStartWindow(400000, init, max), max);    // a far link: the cap at once
+  EXPECT_EQ(PrefetchStartWindow(400000, init, init / 2), init);  // a cap below the start
 }
 
 TEST_F(DiskBlobStoreTest, FillOnOpenFetchesTheWholeFileOnceInTheBackground) {

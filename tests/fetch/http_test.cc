@@ -2,6 +2,7 @@
 // run by FakeHubProcess) for protocol behaviour, faults and token rules, and (2) a tiny scripted
 // in-process server for protocol violations the fake hub never commits (wrong Content-Range, a 200
 // to a Range request, too many bytes, bad redirects).
+#include <algorithm>
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -845,16 +846,52 @@ TEST(ScriptedTest, MoreBytesThanAskedAreRejected) {
   EXPECT_EQ(src.ReadAt(Blob100(), 10, 10, buf, nullptr).code(), Code::kInvalidArgument);
 }
 
-TEST(ScriptedTest, ShortBodyIsRetriedThenUnavailable) {
-  ScriptedServer srv(DirectThen([](const std::string&) {
-    return "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 10-19/100\r\nContent-Length: 10\r\n"
-           "Connection: close\r\n\r\n" +
-           Content100().substr(10, 4);
-  }));
+// An honest server whose bodies break off after 4 bytes: each GET answers the range it was asked
+// for (Content-Range and Content-Length of that range) but sends only its first 4 bytes.
+ScriptedServer::Handler ShortBodies(std::vector<std::string>* ranges, std::mutex* mu) {
+  return DirectThen([ranges, mu](const std::string& req) {
+    size_t at = req.find("Range: bytes=");
+    unsigned long long a = 0, b = 0;
+    if (at != std::string::npos) sscanf(req.c_str() + at, "Range: bytes=%llu-%llu", &a, &b);
+    {
+      std::lock_guard<std::mutex> l(*mu);
+      ranges->push_back(std::to_string(a) + "-" + std::to_string(b));
+    }
+    return "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes " + std::to_string(a) + "-" +
+           std::to_string(b) + "/100\r\nContent-Length: " + std::to_string(b - a + 1) +
+           "\r\nConnection: close\r\n\r\n" + Content100().substr(a, 4);
+  });
+}
+
+TEST(ScriptedTest, ShortBodyIsRetriedFromWhereItBrokeOffThenUnavailable) {
+  std::vector<std::string> ranges;
+  std::mutex mu;
+  ScriptedServer srv(ShortBodies(&ranges, &mu));
   HttpRangeSource src(FastOpts(srv.endpoint()));
-  char buf[10];
-  EXPECT_EQ(src.ReadAt(Blob100(), 10, 10, buf, nullptr).code(), Code::kUnavailable);
+  char buf[20];
+  std::vector<size_t> progress;
+  Status s = src.ReadAtStreaming(Blob100(), 10, 20, buf, nullptr, [&](size_t n) { progress.push_back(n); });
+  EXPECT_EQ(s.code(), Code::kUnavailable) << s.ToString();
   EXPECT_EQ(src.Stats().retries, 2u);
+  // Each retry asked only for what had not arrived; the bytes that did are in place and final.
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(ranges, (std::vector<std::string>{"10-29", "14-29", "18-29"}));
+  EXPECT_EQ(std::string(buf, 12), Content100().substr(10, 12));
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back(), 12u);
+  EXPECT_TRUE(std::is_sorted(progress.begin(), progress.end()));
+}
+
+TEST(ScriptedTest, ResumedReadCompletesAcrossShortBodies) {
+  std::vector<std::string> ranges;
+  std::mutex mu;
+  ScriptedServer srv(ShortBodies(&ranges, &mu));
+  FetchOptions o = FastOpts(srv.endpoint());
+  o.max_retries = 5;  // 4 bytes per answer: 5 answers bring 20
+  HttpRangeSource src(o);
+  char buf[20];
+  ASSERT_TRUE(src.ReadAt(Blob100(), 10, 20, buf, nullptr).ok());
+  EXPECT_EQ(std::string(buf, 20), Content100().substr(10, 20));
 }
 
 TEST(ScriptedTest, FullBodyAnswerToRangeIsSlicedWhenLengthMatches) {

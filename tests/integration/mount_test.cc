@@ -291,12 +291,12 @@ TEST_F(MountTest, CorruptedCacheBlockIsDetectedAndRefetched) {
   MountedFs m(Spec());
   ASSERT_TRUE(m.mounted()) << m.Log();
   EXPECT_TRUE(ReadAll(m.Path(std::string(kRepo) + "/" + shard)) == want);
-  // Only the damaged chunk went over the network again.
+  // Only the damaged block went over the network again.
   int cdn_gets = 0;
   for (auto& r : hub_->Log())
     if (r["listener"] == "cdn" && r["method"] == "GET") {
       cdn_gets++;
-      EXPECT_EQ(r["range"], "bytes=0-4194303");
+      EXPECT_EQ(r["range"], "bytes=2097152-3145727");
     }
   EXPECT_EQ(cdn_gets, 1);
 }

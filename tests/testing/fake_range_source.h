@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -56,6 +57,37 @@ class FakeRangeSource : public RangeSource {
     return Status::Ok();
   }
 
+  // With hold_after_bytes = N > 0, a streaming read reports its first N bytes, then waits (10 s at
+  // most) for Release() before it reports the rest: a range still on the wire.
+  Status ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t len, char* buf, std::string* served_by,
+                         const Progress& progress) override {
+    const size_t hold = hold_after_bytes.load();
+    if (hold == 0 || hold >= len || !progress) {
+      return RangeSource::ReadAtStreaming(blob, offset, len, buf, served_by, progress);
+    }
+    Status s = ReadAt(blob, offset, len, buf, served_by);
+    if (!s.ok()) return s;
+    progress(hold);
+    {
+      std::unique_lock<std::mutex> l(gate_mu_);
+      held_++;
+      gate_cv_.notify_all();
+      gate_cv_.wait_for(l, std::chrono::seconds(10), [&] { return released_; });
+    }
+    progress(len);
+    return s;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(gate_mu_);
+    released_ = true;
+    gate_cv_.notify_all();
+  }
+  // Waits (5 s at most) until n streaming reads are held; true if they are.
+  bool WaitHeld(int n) {
+    std::unique_lock<std::mutex> l(gate_mu_);
+    return gate_cv_.wait_for(l, std::chrono::seconds(5), [&] { return held_ >= n; });
+  }
+
   std::vector<std::pair<uint64_t, size_t>> requests() {
     std::lock_guard<std::mutex> l(mu_);
     return requests_;
@@ -77,12 +109,17 @@ class FakeRangeSource : public RangeSource {
   std::atomic<int> fail_next{0};     // the next N requests fail with Unavailable
   std::atomic<int> corrupt_next{0};  // the next N requests return one flipped byte
   std::atomic<int> delay_ms{0};      // every request waits this long first
+  std::atomic<size_t> hold_after_bytes{0};  // see ReadAtStreaming
 
  private:
   std::mutex mu_;
   std::map<std::string, std::string> blobs_;
   std::vector<std::pair<uint64_t, size_t>> requests_;
   uint64_t bytes_ = 0;
+  std::mutex gate_mu_;  // guards released_, held_
+  std::condition_variable gate_cv_;
+  bool released_ = false;
+  int held_ = 0;
 };
 
 // Deterministic pseudo-random bytes.
