@@ -83,13 +83,13 @@ class Hub:
     """The fake hub (API, redirects) with nginx serving the LFS bytes (the CDN), on loopback or
     both inside a wan-sim namespace. Peers fetch the same nginx URLs that modelfs is redirected to."""
 
-    def __init__(self, root, workdir, far, args):
+    def __init__(self, root, workdir, far, args, ns="mfsbench"):
         self.far = far
         self.workdir = workdir
         ready = os.path.join(workdir, "ready.json")
         if os.path.exists(ready):
             os.remove(ready)
-        self.ns = "mfsbench"
+        self.ns = ns  # wan-sim instance name (bench/far.py uses its own)
         if far:
             subprocess.run([WAN_SIM, "down", "--name", self.ns, "--force"], capture_output=True)
             self.host = subprocess.run(

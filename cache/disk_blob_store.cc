@@ -29,6 +29,9 @@ namespace {
 // misclassify it as random.
 constexpr uint64_t kSeekBackTolerance = 1ull << 20;
 constexpr uint64_t kSeekForwardTolerance = 16ull << 20;
+// A stream that began in a safetensors header and reads this far past its end (at least; see
+// RegionSlack) is a sequential reader of the file.
+constexpr uint64_t kHeaderSlack = 1ull << 20;
 // Streams tracked per blob: enough for tensor-parallel ranks (4-8) reading one shard.
 constexpr size_t kMaxCursors = 8;
 // A fetched small blob whose hash mismatches is fetched again this many times before EIO.
@@ -883,7 +886,17 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
     // read. "Right after" is within a block: kernel readahead and FUSE threads reorder a little.
     auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), off);
     const bool in_tensor = region_end != b->regions.end() && region_end != b->regions.begin();
-    const bool jumped = !cur || off > cur->next + kBlockSize;
+    // A jump is a read past where the stream was and past what it has scheduled: kernel
+    // readahead and FUSE threads deliver a sequential stream a little out of order, but inside
+    // its prefetch window.
+    bool jumped = !cur || (off > cur->next + kBlockSize && off >= cur->prefetched_to);
+    if (jumped && cur) {
+      // Not a jump but the kernel's readahead running past the end of the tensor the stream is
+      // in (a large read makes it read up to max_readahead further): that must not start a
+      // fetch of the next tensor.
+      uint64_t cap = RegionCapLocked(*b, *cur);
+      if (cap != UINT64_MAX && off >= cap && off <= cap + RegionSlack(*b, cap)) jumped = false;
+    }
     if (!cur) {
       if (b->cursors.size() >= kMaxCursors) {
         auto lru = std::min_element(b->cursors.begin(), b->cursors.end(),
@@ -904,6 +917,8 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
       demand = true;  // the reader is about to wait for these
     } else {
       cur->hits++;
+      // The latency may have been measured since the cursor began (its first fetch gave it).
+      cur->window = std::max(cur->window, StartWindow());
       cur->next = std::max(cur->next, off + len);
       cur->last_use = now;
       // From this read's own first block: one request for the rest of its chunk, not one for the
@@ -911,19 +926,32 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
       uint64_t from = std::max(cur->prefetched_to, (off / kBlockSize) * kBlockSize);
       // Whole aligned chunks: the same requests on every machine, for a shared cache to reuse.
       uint64_t to = std::min(b->ref.size, (off + len + cur->window + kChunkSize - 1) / kChunkSize * kChunkSize);
-      if (!b->regions.empty()) {
-        // A stream still inside the region it began in stops at its end. "Inside" allows the
-        // kernel's readahead past the end (up to kSeekForwardTolerance, the readahead we ask for):
-        // a loader reading one tensor makes the kernel read on past it, and that alone must not
-        // turn it into a sequential reader whose window runs further still.
-        auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), cur->start);
-        if (region_end != b->regions.end() && cur->next <= *region_end + kSeekForwardTolerance)
-          to = std::min(to, *region_end);
-      }
+      to = std::min(to, RegionCapLocked(*b, *cur));
       cur->prefetched_to = std::max(cur->prefetched_to, ScheduleLocked(*b, from, to, &todo));
     }
   }
   for (auto& f : todo) Launch(b, f, demand);
+}
+
+uint64_t DiskBlobStore::RegionCapLocked(const Blob& b, const Cursor& cur) {
+  // A stream still inside the region it began in stops at its end. "Inside" allows the kernel's
+  // readahead past the end of a tensor (up to kSeekForwardTolerance, the readahead we ask for): a
+  // loader reading one tensor makes the kernel read on past it, and that alone must not turn it
+  // into a sequential reader whose window runs further still. The header is read with small
+  // reads (8 bytes, then the JSON: the kernel reads 16 KiB), so a stream that began there is a
+  // sequential reader as soon as it is a little past it: a loader of every tensor, or dd.
+  if (b.regions.empty()) return UINT64_MAX;
+  auto region_end = std::upper_bound(b.regions.begin(), b.regions.end(), cur.start);
+  if (region_end == b.regions.end()) return UINT64_MAX;
+  return cur.next <= *region_end + RegionSlack(b, *region_end) ? *region_end : UINT64_MAX;
+}
+
+uint64_t DiskBlobStore::RegionSlack(const Blob& b, uint64_t region_end) {
+  // Past a tensor: the readahead we ask the kernel for. Past the header: what the kernel reads
+  // ahead of a reader of the header alone (its readahead window grows 4x per step as the JSON is
+  // read), but not so much that a sequential reader waits long for its prefetch.
+  if (region_end != b.regions.front()) return kSeekForwardTolerance;
+  return std::min(kSeekForwardTolerance, std::max(kHeaderSlack, 8 * region_end));
 }
 
 void DiskBlobStore::GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end) {

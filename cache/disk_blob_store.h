@@ -193,6 +193,10 @@ class DiskBlobStore : public BlobStore {
   uint64_t StartWindow() const;
   void Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
   void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
+  // Requires b.mu: where the safetensors region cap stops this stream's prefetch (UINT64_MAX: no cap).
+  static uint64_t RegionCapLocked(const Blob& b, const Cursor& cur);
+  // How far past a region's end reads still count as inside it (kernel readahead).
+  static uint64_t RegionSlack(const Blob& b, uint64_t region_end);
   // Learns a .safetensors blob's tensor boundaries from its cached header (once its head is on
   // disk), so prefetch of a stream that began inside a tensor stops at that tensor's end.
   void MaybeLoadLayout(const std::shared_ptr<Blob>& b);
