@@ -640,7 +640,10 @@ uint64_t PrefetchStartWindow(uint64_t latency_us, uint64_t initial, uint64_t max
 }
 
 uint64_t DiskBlobStore::StartWindow() const {
-  return PrefetchStartWindow(latency_us_.load(), opts_.initial_window, opts_.max_window);
+  // Until a range of our own has measured it, the source's latency (its API calls) stands in.
+  uint64_t lat = latency_us_.load();
+  if (lat == 0) lat = source_->LatencyHintUs();
+  return PrefetchStartWindow(lat, opts_.initial_window, opts_.max_window);
 }
 
 void DiskBlobStore::Spill(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f) {

@@ -315,6 +315,17 @@ Status MirrorSet::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t l
   return st;
 }
 
+uint64_t MirrorSet::LatencyHintUs() const {
+  const auto now = Clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  double best = 0;
+  for (const auto& m : mirrors_) {
+    if (m->latency_ms <= 0 || m->down_until > now) continue;
+    if (best == 0 || m->latency_ms < best) best = m->latency_ms;
+  }
+  return static_cast<uint64_t>(best * 1000);
+}
+
 void MirrorSet::Prepare(const BlobRef& blob) {
   size_t healthy = 0;
   std::vector<size_t> order = Order(blob.size, FileKey(blob), &healthy);

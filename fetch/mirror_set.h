@@ -106,6 +106,8 @@ class MirrorSet : public HubApi, public RangeSource {
                          std::string* served_by, const Progress& progress) override;
   // Prepares the file on the mirror its first read would go to.
   void Prepare(const BlobRef& blob) override;
+  // The lowest measured latency among healthy mirrors (where a read would go first).
+  uint64_t LatencyHintUs() const override;
   void ReportBadSource(const BlobRef& blob, const std::string& served_by) override;
 
   size_t size() const { return mirrors_.size(); }

@@ -48,6 +48,11 @@ class RangeSource {
   // the background. Never blocks; the default does nothing.
   virtual void Prepare(const BlobRef& blob) {}
 
+  // The source's measured round-trip latency in microseconds (0 = not known), e.g. from the API
+  // calls that listed the repo before any byte was read. The cache sizes a stream's first
+  // prefetch window by it until it has measured a range of its own. Thread-safe; cheap.
+  virtual uint64_t LatencyHintUs() const { return 0; }
+
   // Tells the source that bytes of `blob` which ReadAt reported as served by `served_by` failed
   // verification (SHA-256 / git blob id). A source with several mirrors stops reading this file
   // from that mirror (for its cool-down) so that the caller's refetch goes elsewhere; it counts
