@@ -10,21 +10,5 @@
 #       bash bench/far.sh --modelfs-variant '' --modelfs-variant=--fill-on-open
 # MODELFS_BIN=/path/to/modelfs uses that binary instead of building one into $BUILD_DIR.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [ -z "${MODELFS_BIN:-}" ]; then
-  export BUILD_DIR=${BUILD_DIR:-build-bench}
-  BUILD_TARGET=modelfs bash tools/setup.sh >/dev/null
-  export MODELFS_BIN="$(pwd)/$BUILD_DIR/bin/modelfs"
-fi
-missing=()
-for p in aria2 axel curl iproute2 procps; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-# Any Debian nginx flavour will do (nginx-light is the smallest); far.py runs its own instance with
-# its own config, never the system service.
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "far: installing ${missing[*]}" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-exec python3 bench/far.py "$@"
+# The same setup as bench/run.sh (peers, nginx, a modelfs build), then far.py.
+BENCH_PY=far.py exec bash "$(dirname "$0")/run.sh" "$@"

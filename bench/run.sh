@@ -24,4 +24,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "bench: installing ${missing[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-exec python3 bench/bench.py "$@"
+# BENCH_PY picks the benchmark (bench/far.sh sets far.py); the peers and nginx are the same.
+exec python3 "bench/${BENCH_PY:-bench.py}" "$@"
