@@ -16,7 +16,9 @@ Rows (--only names in brackets):
   4 [header]  stat (untimed), then open + 8 bytes + the JSON header (s)
   5 [tensor]  stat (untimed), then open, header, seek, read the largest tensor in the last quarter
               of the file (s), for the small repo's largest shard and the large repo's largest
-              shard; bytes fetched from the CDN (nginx access log) / bytes read; tensor size
+              shard; bytes fetched from the CDN (nginx access log) / bytes read; tensor size. Bound
+              row: curl on fresh connections with the CDN URL given, 64 KiB then the tensor as
+              parallel 1 MiB or 4 MiB ranges (the faster)
   6 [seq]     cold sequential read (1 MiB reads) of both shards: modelfs, axel -n 16,
               aria2c -x16 -s16 -k1M (MB/s), with ratios to the peers, to row 1 and to row 2. The
               modelfs time includes the first lookup (stat, shown in the note); the peers, as in
@@ -228,6 +230,8 @@ class Far:
                 self.header(small, tool, extra, i)
             if self.want("tensor"):
                 for repo, f, label in ((SMALL, small, self.small_label), (LARGE, large, self.large_label)):
+                    if i == 0:
+                        self.tensor_curl(repo, f, label)
                     self.tensor(repo, f, label, tool, extra, i)
         if self.want("seq") or self.want("cpu"):
             self.sequential(small, large)
@@ -315,6 +319,44 @@ class Far:
         self.add("header%d" % vi, "safetensors header, " + self.small_label, tool, r["s"], "s",
                  "header %.1f KB; %.1f MB fetched by unmount" % (r["header KB"], r["fetched MB"]))
 
+    @staticmethod
+    def last_tensor(hdr):
+        """bench.py's first_tensor: the largest tensor in the last quarter of the file (data offsets)."""
+        tensors = [v["data_offsets"] for k, v in hdr.items() if k != "__metadata__"]
+        end = max(t[1] for t in tensors)
+        tail = [t for t in tensors if t[0] >= 3 * end // 4] or tensors
+        return max(tail, key=lambda t: t[1] - t[0])
+
+    def tensor_curl(self, repo, f, label):
+        """The bound for "header + last tensor" without modelfs: what a client that already has the CDN
+        URL (no hub round trip) gets on fresh connections: one range for the first 64 KiB (the
+        header), then the tensor as k parallel ranges, one curl (fresh connection) each. k is 1 MiB
+        pieces and 4 MiB pieces; the faster counts. Bytes: exactly what is read, so no ratio."""
+        url = self.hub.cdn_url(repo, f["path"])
+        out = subprocess.run(["curl", "-s", "-r", "0-65535", url], check=True, capture_output=True).stdout
+        n = int.from_bytes(out[:8], "little")
+        if 8 + n > len(out):
+            out = subprocess.run(["curl", "-s", "-r", "0-%d" % (8 + n - 1), url], check=True,
+                                 capture_output=True).stdout
+        b, e = self.last_tensor(json.loads(out[8:8 + n]))
+        b, e = b + 8 + n, e + 8 + n
+
+        def go():
+            best = {}
+            for piece in (MiB, 4 * MiB):
+                t_hdr, _ = self.curl_ranges(url, [(0, min(64 << 10, f["size"]))])
+                k = max(1, math.ceil((e - b) / piece))
+                step = math.ceil((e - b) / k)
+                t_ten, got = self.curl_ranges(url, [(a, min(e, a + step)) for a in range(b, e, step)])
+                assert got == e - b
+                best["%d MiB" % (piece // MiB)] = (t_hdr + t_ten, t_hdr)
+            s, hdr = min(best.values())
+            return {"s": s, "header s": hdr, "1 MiB": best["1 MiB"][0], "4 MiB": best["4 MiB"][0]}
+        r = self.median_runs("tensor %s curl" % label, go)
+        self.add("tensor_curl_%s" % repo, "header + last tensor, " + label, "curl (bound)", r["s"], "s",
+                 "fresh connections, CDN URL given: 64 KiB (%.2f s), then the tensor in 1 MiB (%.2f s in all) "
+                 "or 4 MiB (%.2f s) parallel ranges" % (r["header s"], r["1 MiB"], r["4 MiB"]))
+
     def tensor(self, repo, f, label, tool, extra, vi):
         rel = os.path.join(repo, f["path"])
 
@@ -327,11 +369,7 @@ class Far:
                 with open(path, "rb") as fh:
                     n = int.from_bytes(fh.read(8), "little")
                     hdr = json.loads(fh.read(n))
-                    # bench.py's first_tensor: the largest tensor in the last quarter of the file.
-                    tensors = [v["data_offsets"] for k, v in hdr.items() if k != "__metadata__"]
-                    end = max(t[1] for t in tensors)
-                    tail = [t for t in tensors if t[0] >= 3 * end // 4] or tensors
-                    b, e = max(tail, key=lambda t: t[1] - t[0])
+                    b, e = self.last_tensor(hdr)
                     fh.seek(8 + n + b)
                     got = len(fh.read(e - b))
                 t = time.monotonic() - t0
@@ -452,6 +490,10 @@ class Far:
             k = r["key"]
             if k.startswith("ttfb") and r["tool"].startswith("modelfs") and self.value("ttfb_curl"):
                 r["note"] = "%.2fx curl; %s" % (r["value"] / self.value("ttfb_curl"), r["note0"])
+            if k[:6] == "tensor" and k[6:7].isdigit() and r["tool"].startswith("modelfs"):
+                bound = self.value("tensor_curl_" + k.split("_", 1)[1])
+                if bound:
+                    r["note"] = "%.2fx curl (bound)" % (r["value"] / bound)
             if not (k.startswith("seq") and r["tool"].startswith("modelfs")):
                 continue
             repo = k.split("_", 1)[1]

@@ -32,6 +32,8 @@ constexpr uint64_t kSeekForwardTolerance = 16ull << 20;
 // A stream that began in a safetensors header and reads this far past its end (at least; see
 // RegionSlack) is a sequential reader of the file.
 constexpr uint64_t kHeaderSlack = 1ull << 20;
+// The kernel's page: reads through the page cache begin on a page boundary.
+constexpr uint64_t kPageSize = 4096;
 // Streams tracked per blob: enough for tensor-parallel ranks (4-8) reading one shard.
 constexpr size_t kMaxCursors = 8;
 // A fetched small blob whose hash mismatches is fetched again this many times before EIO.
@@ -359,11 +361,12 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
   // back to the fill; a few such rounds in a row means something keeps destroying the blocks.
   const bool strict = opts_.verify_before_read && ref.size > kChunkSize;
   int strict_rounds = 0;
+  uint32_t demand_last = UINT32_MAX;
   if (strict) {
     Status s = FillAndVerify(b);
     if (!s.ok()) return s;
   } else {
-    Prefetch(b, offset, end - offset);
+    demand_last = Prefetch(b, offset, end - offset);
   }
 
   // A partial block is read whole (its XXH3 covers all of it) into a per-thread buffer, allocated
@@ -401,7 +404,7 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
         if (!s.ok()) return s;
         continue;  // read this block again, now verified
       }
-      last = FetchBlock(b, i);
+      last = FetchBlock(b, i, demand_last);
       waited = true;
       if (!last) {  // stored meanwhile by another fetch: read it from disk
         if (++refetches > 8) return Status::IoError("blocks of " + ref.path + " keep vanishing");
@@ -433,9 +436,10 @@ std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::CoveringLocked(Blob& b, 
   return nullptr;
 }
 
-std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::NewSpanLocked(Blob& b, uint32_t lo, uint32_t hi) {
+std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::NewSpanLocked(Blob& b, uint32_t lo, uint32_t hi,
+                                                                      uint32_t max_blocks) {
   // The first block in [lo, hi] that is neither on disk nor being fetched, and the run of such
-  // blocks after it, up to hi and the end of its chunk.
+  // blocks after it, up to hi, max_blocks and the end of its chunk.
   const uint32_t nblocks = static_cast<uint32_t>((b.ref.size + kBlockSize - 1) / kBlockSize);
   hi = std::min(hi, nblocks - 1);
   auto missing = [&](uint32_t i) { return !(b.file && b.file->Present(i)) && !CoveringLocked(b, i); };
@@ -444,7 +448,8 @@ std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::NewSpanLocked(Blob& b, u
   if (first > hi) return nullptr;
   const uint32_t chunk_last = static_cast<uint32_t>((static_cast<uint64_t>(first) / kBlocksPerChunk + 1) * kBlocksPerChunk - 1);
   uint32_t last = first;
-  while (last < std::min(hi, chunk_last) && missing(last + 1)) last++;
+  const uint32_t cap = std::min(hi, std::min(chunk_last, first + std::max(1u, max_blocks) - 1));
+  while (last < cap && missing(last + 1)) last++;
   auto f = std::make_shared<Inflight>();
   f->first = first;
   f->last = last;
@@ -465,15 +470,16 @@ void DiskBlobStore::Launch(const std::shared_ptr<Blob>& b, const std::shared_ptr
   }
 }
 
-std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::FetchBlock(const std::shared_ptr<Blob>& b, uint32_t i) {
+std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::FetchBlock(const std::shared_ptr<Blob>& b, uint32_t i,
+                                                                   uint32_t last) {
   std::shared_ptr<Inflight> f;
   {
     std::lock_guard<std::mutex> l(b->mu);
     f = CoveringLocked(*b, i);
     if (f) return f;  // being fetched (prefetch or another reader), or spilled: no second request
-    // From this block to the end of its chunk: the reader's bytes come first, and the chunk's
-    // blocks before it are left to whoever needs them.
-    f = NewSpanLocked(*b, i, UINT32_MAX);
+    // From this block to the end of its chunk (or `last`): the reader's bytes come first, and the
+    // chunk's blocks before it are left to whoever needs them.
+    f = NewSpanLocked(*b, i, last);
   }
   // Null: the block is on disk after all (stored since the caller's miss).
   if (f) Launch(b, f, /*demand=*/true);
@@ -851,7 +857,7 @@ void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
 }
 
 uint64_t DiskBlobStore::ScheduleLocked(Blob& b, uint64_t from, uint64_t to,
-                                       std::vector<std::shared_ptr<Inflight>>* todo) {
+                                       std::vector<std::shared_ptr<Inflight>>* todo, uint32_t span_blocks) {
   if (from >= to) return to;
   uint32_t lo = static_cast<uint32_t>(from / kBlockSize);
   const uint32_t hi = static_cast<uint32_t>((to - 1) / kBlockSize);
@@ -859,7 +865,7 @@ uint64_t DiskBlobStore::ScheduleLocked(Blob& b, uint64_t from, uint64_t to,
     if (inflight_chunks_ >= opts_.max_inflight_chunks) {
       return static_cast<uint64_t>(lo) * kBlockSize;  // budget: resume on a later read
     }
-    auto f = NewSpanLocked(b, lo, hi);
+    auto f = NewSpanLocked(b, lo, hi, span_blocks);
     if (!f) break;
     todo->push_back(f);
     lo = f->last + 1;
@@ -867,9 +873,10 @@ uint64_t DiskBlobStore::ScheduleLocked(Blob& b, uint64_t from, uint64_t to,
   return to;
 }
 
-void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len) {
+uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len) {
   std::vector<std::shared_ptr<Inflight>> todo;
   bool demand = false;
+  uint32_t demand_last = UINT32_MAX;
   MaybeLoadLayout(b);
   {
     std::lock_guard<std::mutex> l(b->mu);
@@ -877,7 +884,10 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
     uint64_t now = ++tick;
     Cursor* cur = nullptr;
     for (auto& c : b->cursors) {
-      if (off + kSeekBackTolerance >= c.next && off <= c.next + kSeekForwardTolerance) {
+      // Behind by up to two kernel readahead windows: the kernel sends a window's requests at
+      // once and the FUSE threads deliver them in any order.
+      const uint64_t back = std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead);
+      if (off + back >= c.next && off <= c.next + kSeekForwardTolerance) {
         cur = &c;
         break;
       }
@@ -888,6 +898,9 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
     // at once, over as many connections as it has ranges, instead of being discovered read by
     // read. "Right after" is within a block: kernel readahead and FUSE threads reorder a little.
     auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), off);
+    // The kernel reads whole pages, and tensors are not page-aligned: a read that begins in the
+    // last page before a region's end and runs past it is a read of the next region.
+    if (region_end != b->regions.end() && *region_end - off < kPageSize && off + len > *region_end) ++region_end;
     const bool in_tensor = region_end != b->regions.end() && region_end != b->regions.begin();
     // A jump is a read past where the stream was and past what it has scheduled: kernel
     // readahead and FUSE threads deliver a sequential stream a little out of order, but inside
@@ -900,6 +913,7 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
       uint64_t cap = RegionCapLocked(*b, *cur);
       if (cap != UINT64_MAX && off >= cap && off <= cap + RegionSlack(*b, cap)) jumped = false;
     }
+    const bool cursor_was_new = !cur;
     if (!cur) {
       if (b->cursors.size() >= kMaxCursors) {
         auto lru = std::min_element(b->cursors.begin(), b->cursors.end(),
@@ -908,15 +922,24 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
       }
       b->cursors.push_back(Cursor{off + len, StartWindow(), 0, 0, now, off});
       cur = &b->cursors.back();
-      if (!in_tensor) return;  // a lone read is not a stream yet: fetch only what it needs
+      if (!in_tensor) return demand_last;  // a lone read is not a stream yet: fetch only what it needs
     }
     if (in_tensor && jumped) {
-      cur->start = off;  // a new region: the region cap below applies to this tensor now
+      cur->start = std::max(off, *(region_end - 1));  // a new region: its cap applies to this stream now
       cur->next = off + len;
       cur->hits = 0;
       cur->last_use = now;
       uint64_t to = std::min(*region_end, off + std::max(opts_.max_window, opts_.initial_window));
-      cur->prefetched_to = ScheduleLocked(*b, off, to, &todo);
+      // Over as many connections as the demand pool has, in ranges of whole blocks: a far link's
+      // fresh connections are in slow start, where a range's time grows with its size (200 ms
+      // RTT: 1 MiB 1.0 s, 4 MiB 1.5 s), so the tensor comes fastest in the smallest pieces.
+      const uint64_t blocks = (to - off / kBlockSize * kBlockSize + kBlockSize - 1) / kBlockSize;
+      const uint64_t threads = std::max(1u, opts_.fetch_threads);
+      const uint32_t span = static_cast<uint32_t>(std::min<uint64_t>(kBlocksPerChunk, (blocks + threads - 1) / threads));
+      MODELFS_LOG(kDebug, "%s: read at %llu+%llu starts a tensor: [%llu, %llu) in ranges of %u blocks (%s)",
+                  b->ref.path.c_str(), (unsigned long long)off, (unsigned long long)len, (unsigned long long)off,
+                  (unsigned long long)to, span, cursor_was_new ? "new stream" : "jump");
+      cur->prefetched_to = ScheduleLocked(*b, off, to, &todo, span);
       demand = true;  // the reader is about to wait for these
     } else {
       cur->hits++;
@@ -929,14 +952,19 @@ void DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint6
       uint64_t from = std::max(cur->prefetched_to, (off / kBlockSize) * kBlockSize);
       // Whole aligned chunks: the same requests on every machine, for a shared cache to reuse.
       uint64_t to = std::min(b->ref.size, (off + len + cur->window + kChunkSize - 1) / kChunkSize * kChunkSize);
-      to = std::min(to, RegionCapLocked(*b, *cur));
+      const uint64_t cap = RegionCapLocked(*b, *cur);
+      to = std::min(to, cap);
       cur->prefetched_to = std::max(cur->prefetched_to, ScheduleLocked(*b, from, to, &todo));
+      // Past the end of the tensor the stream is capped at: the kernel's readahead, which needs
+      // this read's blocks but nothing after them.
+      if (off >= cap) demand_last = static_cast<uint32_t>((off + len - 1) / kBlockSize);
     }
   }
   for (auto& f : todo) Launch(b, f, demand);
+  return demand_last;
 }
 
-uint64_t DiskBlobStore::RegionCapLocked(const Blob& b, const Cursor& cur) {
+uint64_t DiskBlobStore::RegionCapLocked(const Blob& b, const Cursor& cur) const {
   // A stream still inside the region it began in stops at its end. "Inside" allows the kernel's
   // readahead past the end of a tensor (up to kSeekForwardTolerance, the readahead we ask for): a
   // loader reading one tensor makes the kernel read on past it, and that alone must not turn it
@@ -949,11 +977,11 @@ uint64_t DiskBlobStore::RegionCapLocked(const Blob& b, const Cursor& cur) {
   return cur.next <= *region_end + RegionSlack(b, *region_end) ? *region_end : UINT64_MAX;
 }
 
-uint64_t DiskBlobStore::RegionSlack(const Blob& b, uint64_t region_end) {
+uint64_t DiskBlobStore::RegionSlack(const Blob& b, uint64_t region_end) const {
   // Past a tensor: the readahead we ask the kernel for. Past the header: what the kernel reads
   // ahead of a reader of the header alone (its readahead window grows 4x per step as the JSON is
   // read), but not so much that a sequential reader waits long for its prefetch.
-  if (region_end != b.regions.front()) return kSeekForwardTolerance;
+  if (region_end != b.regions.front()) return std::max(kSeekForwardTolerance, 2 * opts_.kernel_readahead);
   return std::min(kSeekForwardTolerance, std::max(kHeaderSlack, 8 * region_end));
 }
 

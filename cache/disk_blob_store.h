@@ -96,6 +96,9 @@ struct CacheOptions {
   unsigned fetch_threads = 16;            // prefetch workers = parallel range requests
   uint64_t initial_window = 8ull << 20;   // first prefetch window: 2 chunks
   uint64_t max_window = 128ull << 20;     // per-stream cap: 32 chunks in flight
+  // The kernel's readahead per file (the mount's): a read of one tensor makes the kernel read up
+  // to two of these past its end, which must not turn that reader into a sequential stream.
+  uint64_t kernel_readahead = 8ull << 20;
   // Memory: fetch buffers in flight, and chunks kept in memory because they could not be cached
   // (quota full of open files, disk full) so a reader consumes a prefetch window that went
   // uncached without fetching it twice. Defaults: 24 + 8 chunks = 128 MiB (--memory-budget).
@@ -170,16 +173,19 @@ class DiskBlobStore : public BlobStore {
   std::shared_ptr<Blob> GetBlob(const BlobRef& ref);
   // The range in flight (or spilled) that brings block i, starting one (from block i to the end
   // of its chunk, on the demand pool) unless there is one; null if block i is on disk after all.
-  std::shared_ptr<Inflight> FetchBlock(const std::shared_ptr<Blob>& b, uint32_t i);
+  std::shared_ptr<Inflight> FetchBlock(const std::shared_ptr<Blob>& b, uint32_t i, uint32_t last = UINT32_MAX);
   // Requires b.mu: the range in flight or spilled that holds `block`, or null.
   std::shared_ptr<Inflight> CoveringLocked(Blob& b, uint32_t block);
   // Requires b.mu: registers a new range of the blocks in [lo, hi] that are neither on disk nor
   // covered, from the first such block on, within its chunk; null if there is none. The caller
   // must Launch it.
-  std::shared_ptr<Inflight> NewSpanLocked(Blob& b, uint32_t lo, uint32_t hi);
+  std::shared_ptr<Inflight> NewSpanLocked(Blob& b, uint32_t lo, uint32_t hi,
+                                          uint32_t max_blocks = kBlocksPerChunk);
   // Requires b.mu: registers ranges for the missing blocks of [from, to) while the in-flight
-  // budget allows; returns the offset up to which everything is on disk or scheduled.
-  uint64_t ScheduleLocked(Blob& b, uint64_t from, uint64_t to, std::vector<std::shared_ptr<Inflight>>* todo);
+  // budget allows, each at most span_blocks blocks (and never across a chunk); returns the offset
+  // up to which everything is on disk or scheduled.
+  uint64_t ScheduleLocked(Blob& b, uint64_t from, uint64_t to, std::vector<std::shared_ptr<Inflight>>* todo,
+                          uint32_t span_blocks = kBlocksPerChunk);
   // Runs RunFetch on the demand pool (a reader waits for it) or the prefetch pool.
   void Launch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, bool demand);
   void RunFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
@@ -191,12 +197,15 @@ class DiskBlobStore : public BlobStore {
   // The measured time to a range's first byte, and the first prefetch window it calls for.
   void NoteLatency(std::chrono::steady_clock::duration d);
   uint64_t StartWindow() const;
-  void Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
+  // Tracks the read's stream and schedules its prefetch. Returns the last block a demand fetch for
+  // this read may bring (UINT32_MAX: to the end of the chunk; less for the kernel's readahead past
+  // the end of a tensor, where the blocks after the read's own are not wanted).
+  uint32_t Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
   void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
   // Requires b.mu: where the safetensors region cap stops this stream's prefetch (UINT64_MAX: no cap).
-  static uint64_t RegionCapLocked(const Blob& b, const Cursor& cur);
+  uint64_t RegionCapLocked(const Blob& b, const Cursor& cur) const;
   // How far past a region's end reads still count as inside it (kernel readahead).
-  static uint64_t RegionSlack(const Blob& b, uint64_t region_end);
+  uint64_t RegionSlack(const Blob& b, uint64_t region_end) const;
   // Learns a .safetensors blob's tensor boundaries from its cached header (once its head is on
   // disk), so prefetch of a stream that began inside a tensor stops at that tensor's end.
   void MaybeLoadLayout(const std::shared_ptr<Blob>& b);

@@ -44,10 +44,6 @@ namespace {
 // MiB is the most libfuse 3.14 can take. The `max_read` mount option must equal conn->max_read
 // (libfuse checks).
 constexpr unsigned kMaxIo = 1u << 20;
-// Readahead we ask for, in bytes (16 MiB: whole 1 MiB requests, many in flight, for sequential
-// loaders). The kernel caps it at the mount's bdi read_ahead_kb, which RaiseBdiReadahead lifts to
-// this value when we run as root; otherwise the kernel's 128 KiB default applies.
-constexpr unsigned kMaxReadahead = 16u << 20;
 // Outstanding background (readahead) requests; 64 as mountpoint-s3 and hf-mount use, with the
 // congestion threshold at the kernel's usual 75%.
 constexpr unsigned kMaxBackground = 64;
@@ -71,6 +67,7 @@ constexpr const char* kOpNames[kOpCount] = {"lookup", "getattr", "opendir", "rea
 // without a metrics registry) and read-only afterwards.
 struct Server {
   std::unique_ptr<ModelFs> fs;
+  unsigned max_readahead = 0;  // bytes, from MountOptions
   std::array<Histogram*, kOpCount> latency{};
 };
 
@@ -133,7 +130,9 @@ void ReplyStatus(fuse_req_t req, const Status& s) { fuse_reply_err(req, ToErrno(
 void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->max_write = kMaxIo;
   conn->max_read = kMaxIo;
-  conn->max_readahead = std::max(conn->max_readahead, kMaxReadahead);
+  // The kernel caps readahead at the mount's bdi read_ahead_kb, which RaiseBdiReadahead lifts to
+  // this value when we run as root; otherwise the kernel's 128 KiB default applies.
+  conn->max_readahead = static_cast<Server*>(userdata)->max_readahead;
   conn->max_background = kMaxBackground;
   conn->congestion_threshold = kCongestionThreshold;
   // Async reads let the kernel keep several readahead requests in flight per file.
@@ -254,6 +253,8 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   thread_local std::vector<char> buf;
   if (buf.size() < size) buf.resize(size);
   size_t n = 0;
+  MODELFS_LOG(kDebug, "read ino %lu: %zu bytes at %lld", static_cast<unsigned long>(ino), size,
+              static_cast<long long>(off));
   Status s =
       Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, buf.data(), &n);
   if (!s.ok()) return ReplyStatus(req, s);
@@ -474,6 +475,7 @@ int ServeFuse(const MountOptions& opts,
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
   Server server;
+  server.max_readahead = opts.max_readahead;
   if (opts.metrics) {
     for (int op = 0; op < kOpCount; ++op)
       server.latency[op] = opts.metrics->Hist(Metric::kFuseRequestDuration, {kOpNames[op]});
@@ -495,7 +497,7 @@ int ServeFuse(const MountOptions& opts,
     return 1;
   }
   session.set_mounted();
-  RaiseBdiReadahead(opts.mountpoint, kMaxReadahead);
+  RaiseBdiReadahead(opts.mountpoint, opts.max_readahead);
 
   // Daemonize by hand rather than with fuse_daemonize(): the invoking process must learn whether
   // make_fs() succeeded in the daemon (a mount of a bad repo should exit 1, not 0), so it waits on

@@ -22,6 +22,10 @@ struct MountOptions {
   // FUSE worker threads. Each blocks for the duration of one request, and a read of uncached bytes
   // can wait on the network for seconds, so a big pool keeps cached reads flowing meanwhile.
   unsigned max_threads = 64;
+  // Kernel readahead per file, in bytes (conn->max_readahead and the mount's bdi read_ahead_kb).
+  // A read of one tensor makes the kernel read up to two windows past it, so this is the bytes a
+  // lazy loader wastes per tensor; sequential readers are prefetched by the cache, not by this.
+  unsigned max_readahead = 8u << 20;
   // systemd's $NOTIFY_SOCKET (read by tools/): once the mount is live and the filesystem ready,
   // "READY=1" and "MAINPID=<serving pid>" are sent there, for Type=notify units. "" = none.
   std::string notify_socket;

@@ -127,6 +127,9 @@ const std::vector<OptionSpec>& MountOptionTable() {
        "FUSE worker threads; enough that reads waiting on the network do not starve cached ones."},
       {"--fetch-threads", nullptr, nullptr, "N", "16",
        "Parallel range requests for prefetching (connections to the mirror)."},
+      {"--max-readahead", nullptr, nullptr, "SIZE", "8MiB",
+       "Kernel readahead per file (1MiB..64MiB). A loader that reads one tensor makes the kernel "
+       "read this much past it, up to twice; modelfs prefetches sequential readers itself."},
       {"--memory-budget", nullptr, "MODELFS_MEMORY_BUDGET", "SIZE", "128MiB",
        "Memory for chunk buffers: 3/4 for chunks in flight, 1/4 for chunks kept in memory when "
        "the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's RSS is about this "
@@ -432,6 +435,14 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
     if (!n.ok()) return n.status();
     cfg->cache.fetch_threads = n.value();
   }
+  if (vals.count("--max-readahead")) {
+    auto ra = ParseSize(vals["--max-readahead"]);
+    if (!ra.ok()) return ra.status();
+    if (ra.value() < (1u << 20) || ra.value() > (64u << 20))
+      return Status::InvalidArgument("--max-readahead must be 1MiB..64MiB");
+    cfg->mount.max_readahead = static_cast<unsigned>(ra.value());
+  }
+  cfg->cache.kernel_readahead = cfg->mount.max_readahead;
   {
     auto budget = ParseSize(get("--memory-budget", "MODELFS_MEMORY_BUDGET", "128MiB"));
     if (!budget.ok()) return budget.status();
