@@ -112,10 +112,6 @@ Metric FindMetric(const std::string& name) {
   return Metric::kCount;
 }
 
-void Histogram::Observe(double seconds) {
-  ObserveNanos(seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1e9));
-}
-
 void Histogram::ObserveNanos(uint64_t ns) {
   const double s = static_cast<double>(ns) * 1e-9;
   size_t i = 0;

@@ -34,7 +34,7 @@ constexpr const char* kVersion = "0.1.0";
 int Mount(const std::vector<std::string>& args) {
   cli::MountConfig cfg;
   bool help = false;
-  Status s = cli::ParseMount(args, &cfg, &help);
+  Status s = cli::ParseMount(args, cli::Environment::Process(), &cfg, &help);
   if (help) {
     fputs(cli::MountHelp().c_str(), stdout);
     return 0;
@@ -62,7 +62,7 @@ int Mount(const std::vector<std::string>& args) {
   s = MkdirP(cfg.cache.dir);
   if (s.ok() && access(cfg.cache.dir.c_str(), W_OK) != 0) {
     // A read-only cache (a read-only image, a full or failing disk remounted ro) still serves
-    // what it holds; everything else is read uncached (issue 4: disk faults).
+    // what it holds; everything else is read uncached.
     fprintf(stderr, "modelfs mount: warning: cache directory %s is not writable (%s); serving "
             "what it holds and reading the rest uncached\n", cfg.cache.dir.c_str(), strerror(errno));
   }
