@@ -10,15 +10,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
 
 #include "cache/cache_admin.h"
 #include "cache/pins.h"
+#include "common/file_util.h"
 #include "tools/monitor.h"
 #include "tools/options.h"
 
@@ -35,9 +34,6 @@ struct CacheArgs {
 // Parses the options the cache tools share; `allow_repo` / `allow_size` enable the extras.
 bool ParseCacheArgs(const std::vector<std::string>& args, bool allow_repo, bool allow_size,
                     CacheArgs* a, std::string* err) {
-  const char* env = getenv("MODELFS_CACHE");
-  const char* home = getenv("HOME");
-  a->dir = env && *env ? env : std::string(home && *home ? home : "/root") + "/.cache/modelfs";
   for (size_t i = 0; i < args.size(); i++) {
     std::string s = args[i], v;
     size_t eq = s.find('=');
@@ -65,6 +61,14 @@ bool ParseCacheArgs(const std::vector<std::string>& args, bool allow_repo, bool 
       return false;
     }
   }
+  if (a->dir.empty()) {
+    Result<std::string> dir = CacheDirSetting(Environment::Process());
+    if (!dir.ok()) {
+      *err += dir.status().message() + "\n";
+      return false;
+    }
+    a->dir = dir.value();
+  }
   return true;
 }
 
@@ -83,7 +87,7 @@ bool WantsHelp(const std::vector<std::string>& args) {
 // The options every cache tool takes, after its own.
 constexpr const char* kCacheOptionsHelp =
     "  --cache-dir DIR\n"
-    "      The cache directory. [default: ~/.cache/modelfs; env: MODELFS_CACHE]\n"
+    "      The cache directory. [default: ~/.cache/modelfs; env: MODELFS_CACHE; config: cache-dir]\n"
     "  --format FORMAT\n"
     "      Output as text or json (sizes in bytes). [default: text]\n"
     "  -h, --help\n"
@@ -149,10 +153,9 @@ nlohmann::json LiveMounts(const std::string& dir) {
   const double now =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   for (const std::string& name : names) {
-    std::ifstream in(run + "/" + name);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+    std::string text;
+    if (!ReadFile(run + "/" + name, &text)) continue;  // the daemon ended and removed it meanwhile
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     // A torn or foreign file is skipped, never an exception.
     if (!j.is_object() || !j["pid"].is_number_integer() || !j["updated_unix"].is_number() ||
         !j["window"].is_object() || !j["transfers"].is_array() || !j["alerts"].is_array())
@@ -285,7 +288,11 @@ int StatusCommand(const std::vector<std::string>& args, std::string* out, std::s
   }
   for (const auto& r : repos) {
     std::string revs;
-    for (const auto& rv : r["revisions"]) revs += (revs.empty() ? "" : ",") + (rv.get<std::string>().empty() ? std::string("default branch") : rv.get<std::string>());
+    for (const auto& rv : r["revisions"]) {
+      const std::string name = rv.get<std::string>();
+      if (!revs.empty()) revs += ',';
+      revs += name.empty() ? "default branch" : name;
+    }
     *out += r["repo"].get<std::string>() + "@" + r["commit"].get<std::string>().substr(0, 12) +
             (revs.empty() ? "" : " (" + revs + ")") + ": " + Mib(r["cached_bytes"]) + " of " +
             Mib(r["size"]) + " cached\n";

@@ -129,11 +129,11 @@ int RunPrefetch(const std::vector<std::string>& args) {
   MountConfig cfg;
   bool help = false;
   // Quieter than a mount, as for download: log lines would tear the progress line.
-  if (!log_level_given && getenv("MODELFS_LOG_LEVEL") == nullptr) {
+  if (!log_level_given && Environment::Process().Get("MODELFS_LOG_LEVEL").empty()) {
     forwarded.insert(forwarded.end(), {"--log-level", "warn"});
   }
   forwarded.insert(forwarded.end(), {"-f", "/"});  // ParseMount wants a mount point; unused
-  Status s = repo.ok() ? ParseMount(forwarded, &cfg, &help) : repo.status();
+  Status s = repo.ok() ? ParseMount(forwarded, Environment::Process(), &cfg, &help) : repo.status();
   if (!s.ok()) {
     fprintf(stderr, "modelfs prefetch: %s\nUsage: modelfs prefetch ORG/NAME[@REV] [--include GLOB] "
             "[--exclude GLOB] [--pin] [--pin-share PERCENT] [--quiet] [--format json] [mount options]\n",
@@ -238,9 +238,6 @@ int RunPrefetch(const std::vector<std::string>& args) {
 
 int RunUnpin(const std::vector<std::string>& args) {
   std::string dir, repo_arg;
-  const char* env = getenv("MODELFS_CACHE");
-  const char* home = getenv("HOME");
-  dir = env && *env ? env : std::string(home && *home ? home : "/root") + "/.cache/modelfs";
   for (size_t i = 0; i < args.size(); i++) {
     if (args[i] == "--help" || args[i] == "-h") {
       fputs("Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n\n"
@@ -248,7 +245,7 @@ int RunUnpin(const std::vector<std::string>& args) {
             "dataset); its files become ordinary, evictable cache content.\n\n"
             "Options:\n"
             "  --cache-dir DIR\n"
-            "      The cache directory. [default: ~/.cache/modelfs; env: MODELFS_CACHE]\n"
+            "      The cache directory. [default: ~/.cache/modelfs; env: MODELFS_CACHE; config: cache-dir]\n"
             "  -h, --help\n"
             "      Show this help.\n\n"
             "Exit codes: 0 unpinned; 1 the repo was not pinned; 2 usage error.\n",
@@ -265,6 +262,14 @@ int RunUnpin(const std::vector<std::string>& args) {
   if (!repo.ok()) {
     fprintf(stderr, "Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n");
     return 2;
+  }
+  if (dir.empty()) {
+    Result<std::string> setting = CacheDirSetting(Environment::Process());
+    if (!setting.ok()) {
+      fprintf(stderr, "modelfs unpin: %s\n", setting.status().message().c_str());
+      return 1;
+    }
+    dir = setting.value();
   }
   if (!RemovePin(dir, PinFileName(*repo))) {
     fprintf(stderr, "modelfs unpin: %s is not pinned in %s\n", repo->Id().c_str(), dir.c_str());

@@ -1,6 +1,5 @@
 #include "tools/cmd_config.h"
 
-#include <stdlib.h>
 
 #include <cstdio>
 
@@ -20,14 +19,10 @@ const char* kUsage =
     "long option names as keys; 'endpoint' may repeat.\n"
     "Exit codes: 0 printed; 1 a config file or an endpoint is invalid; 2 usage error.\n";
 
-std::string EnvOr(const char* name) {
-  const char* v = name ? getenv(name) : nullptr;
-  return v ? v : "";
-}
-
 }  // namespace
 
-int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+int ConfigCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
+                  std::string* err) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     *(args.empty() ? err : out) += kUsage;
     return args.empty() ? 2 : 0;
@@ -63,12 +58,12 @@ int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::s
     flags[a] = value;
     if (a == "--endpoint") endpoints.push_back(value);
   }
-  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys());
+  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys(), env);
   if (!files.ok()) {
     *err += "modelfs config show: " + files.status().message() + "\n";
     return 1;
   }
-  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), endpoints);
+  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), endpoints, env);
   if (!eps.ok()) {
     *err += "modelfs config show: " + eps.status().message() + "\n";
     return 1;
@@ -81,11 +76,11 @@ int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::s
     Sourced v{o.default_text ? o.default_text : "", "default"};
     std::string key = o.flag + 2;
     if (const Sourced* f = files->Find(key)) v = *f;
-    if (o.env && !EnvOr(o.env).empty()) v = {EnvOr(o.env), o.env};
+    if (o.env && !env.Get(o.env).empty()) v = {env.Get(o.env), o.env};
     if (auto it = flags.find(o.flag); it != flags.end()) v = {it->second, o.flag};
-    if (key == "token-file" && (!EnvOr("HF_TOKEN").empty() || !EnvOr("HUGGING_FACE_HUB_TOKEN").empty())) {
+    if (key == "token-file" && (!env.Get("HF_TOKEN").empty() || !env.Get("HUGGING_FACE_HUB_TOKEN").empty())) {
       v.value = "(unused: the token comes from $" +
-                std::string(!EnvOr("HF_TOKEN").empty() ? "HF_TOKEN" : "HUGGING_FACE_HUB_TOKEN") + ")";
+                std::string(!env.Get("HF_TOKEN").empty() ? "HF_TOKEN" : "HUGGING_FACE_HUB_TOKEN") + ")";
     }
     *out += "  " + key + " = " + v.value + "    [" + v.origin + "]\n";
   }
@@ -96,7 +91,7 @@ int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::s
 
 int RunConfig(const std::vector<std::string>& args) {
   std::string out, err;
-  int rc = ConfigCommand(args, &out, &err);
+  int rc = ConfigCommand(args, Environment::Process(), &out, &err);
   fputs(out.c_str(), stdout);
   fputs(err.c_str(), stderr);
   return rc;

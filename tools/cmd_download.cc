@@ -212,7 +212,8 @@ bool SelectedByGlobs(const std::string& path, const std::vector<std::string>& in
   return true;
 }
 
-Status ParseDownload(const std::vector<std::string>& args, DownloadConfig* cfg, bool* help) {
+Status ParseDownload(const std::vector<std::string>& args, const Environment& env, DownloadConfig* cfg,
+                     bool* help) {
   *help = false;
   std::vector<std::string> forwarded, positional;
   std::string format = "text";
@@ -275,19 +276,19 @@ Status ParseDownload(const std::vector<std::string>& args, DownloadConfig* cfg, 
   if (!repo.ok()) return repo.status();
   cfg->repo = *repo;
   // Per-chunk info lines would tear the progress bar: warnings and errors only, unless asked.
-  if (!log_level_given && getenv("MODELFS_LOG_LEVEL") == nullptr) {
+  if (!log_level_given && env.Get("MODELFS_LOG_LEVEL").empty()) {
     forwarded.insert(forwarded.end(), {"--log-level", "warn"});
   }
   forwarded.push_back("-f");                  // no daemon-only defaults (log file)
   forwarded.push_back(cfg->local_dir);        // ParseMount wants a mount point; unused here
   bool mount_help = false;
-  return ParseMount(forwarded, &cfg->base, &mount_help);
+  return ParseMount(forwarded, env, &cfg->base, &mount_help);
 }
 
 int RunDownload(const std::vector<std::string>& args) {
   DownloadConfig cfg;
   bool help = false;
-  Status s = ParseDownload(args, &cfg, &help);
+  Status s = ParseDownload(args, Environment::Process(), &cfg, &help);
   if (help) {
     fputs(DownloadHelp().c_str(), stdout);
     return 0;

@@ -7,34 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <fstream>
-#include <sstream>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "fs/model_fs.h"
 #include "tools/config_file.h"
 
 namespace modelfs::cli {
 namespace {
-
-std::string Env(const char* name) {
-  const char* v = getenv(name);
-  return v ? v : "";
-}
-
-std::string Home() {
-  std::string h = Env("HOME");
-  return h.empty() ? "/root" : h;
-}
-
-bool ReadSmallFile(const std::string& path, std::string* out) {
-  std::ifstream in(path);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
-}
 
 Result<long> ParseSeconds(const std::string& s) {
   char* end = nullptr;
@@ -53,6 +33,9 @@ Result<unsigned> ParseCount(const std::string& s, unsigned max) {
   }
   return static_cast<unsigned>(v);
 }
+
+// The built-in default of --cache-dir.
+std::string DefaultCacheDir(const Environment& env) { return env.Home() + "/.cache/modelfs"; }
 
 }  // namespace
 
@@ -298,7 +281,15 @@ std::string CleanToken(const std::string& raw) {
   return t.substr(a, b - a + 1);
 }
 
-Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* help) {
+Result<std::string> CacheDirSetting(const Environment& env) {
+  if (std::string dir = env.Get("MODELFS_CACHE"); !dir.empty()) return dir;
+  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys(), env);
+  if (!files.ok()) return files.status();
+  if (const Sourced* v = files->Find("cache-dir")) return v->value;
+  return DefaultCacheDir(env);
+}
+
+Status ParseMount(const std::vector<std::string>& args, const Environment& env, MountConfig* cfg, bool* help) {
   *help = false;
   std::map<std::string, std::string> vals;
   std::vector<std::string> positional;
@@ -340,17 +331,17 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   }
   // Config files (tools/config_file.h) sit below the environment: an option without a variable
   // takes the file's value unless flagged; one with a variable consults it in `get`.
-  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys());
+  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys(), env);
   if (!files.ok()) return files.status();
   for (const auto& o : table) {
     const Sourced* v = o.value_name ? files->Find(o.flag + 2) : nullptr;
     if (v && !o.env) vals.emplace(o.flag, v->value);
   }
   // A flag wins over its environment variable, which wins over the config files.
-  auto get = [&](const char* flag, const char* env, const std::string& dflt) {
+  auto get = [&](const char* flag, const char* var, const std::string& dflt) {
     auto it = vals.find(flag);
     if (it != vals.end()) return it->second;
-    if (env && !Env(env).empty()) return Env(env);
+    if (var && !env.Get(var).empty()) return env.Get(var);
     if (const Sourced* v = files->Find(flag + 2)) return v->value;
     return dflt;
   };
@@ -366,24 +357,24 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   }
 
   // Endpoints (mirrors): flags > HF_ENDPOINT + MODELFS_MIRRORS > config files > default.
-  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), flag_endpoints);
+  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), flag_endpoints, env);
   if (!eps.ok()) return eps.status();
   cfg->fetch.endpoints.clear();
   for (const auto& e : eps.value()) cfg->fetch.endpoints.push_back(e.value);
   cfg->fetch.endpoint = cfg->fetch.endpoints.front();
 
-  // Token: $HF_TOKEN (or its legacy name) wins, then the token file chain (hub-protocol.md §1).
-  std::string hf_home = Env("HF_HOME");
+  // Token: $HF_TOKEN (or its legacy name) wins, then the token file chain, in huggingface_hub's order.
+  std::string hf_home = env.Get("HF_HOME");
   if (hf_home.empty()) {
-    std::string xdg = Env("XDG_CACHE_HOME");
-    hf_home = (xdg.empty() ? Home() + "/.cache" : xdg) + "/huggingface";
+    std::string xdg = env.Get("XDG_CACHE_HOME");
+    hf_home = (xdg.empty() ? env.Home() + "/.cache" : xdg) + "/huggingface";
   }
-  std::string token = CleanToken(Env("HF_TOKEN"));
-  if (token.empty()) token = CleanToken(Env("HUGGING_FACE_HUB_TOKEN"));
+  std::string token = CleanToken(env.Get("HF_TOKEN"));
+  if (token.empty()) token = CleanToken(env.Get("HUGGING_FACE_HUB_TOKEN"));
   if (token.empty()) {
     std::string path = get("--token-file", "HF_TOKEN_PATH", hf_home + "/token");
     std::string raw;
-    if (ReadSmallFile(path, &raw)) {
+    if (ReadFile(path, &raw)) {
       token = CleanToken(raw);
     } else if (vals.count("--token-file")) {
       return Status::InvalidArgument("cannot read token file " + path);
@@ -392,7 +383,7 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   cfg->fetch.token = token;
 
   // Cache.
-  cfg->cache.dir = get("--cache-dir", "MODELFS_CACHE", Home() + "/.cache/modelfs");
+  cfg->cache.dir = get("--cache-dir", "MODELFS_CACHE", DefaultCacheDir(env));
   std::string size_text = get("--cache-size", "MODELFS_CACHE_SIZE", "20GiB");
   if (!size_text.empty() && size_text.back() == '%') {
     auto pct = ParsePercent(size_text);
@@ -406,17 +397,12 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   auto min_free = ParsePercent(get("--cache-min-free", "MODELFS_CACHE_MIN_FREE", "10%"));
   if (!min_free.ok()) return min_free.status();
   cfg->cache.min_free_percent = min_free.value();
-  // HF_HUB_OFFLINE follows huggingface_hub: 1/true/yes/on mean offline.
-  std::string off_env = Env("HF_HUB_OFFLINE");
-  for (auto& ch : off_env) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-  cfg->cache.offline = vals.count("--offline") > 0 || off_env == "1" || off_env == "true" ||
-                       off_env == "yes" || off_env == "on";
-  std::string vbr_env = Env("MODELFS_VERIFY_BEFORE_READ");
-  cfg->cache.verify_before_read = vals.count("--verify-before-read") > 0 ||
-                                  vbr_env == "1" || vbr_env == "true" || vbr_env == "yes";
-  std::string foo_env = Env("MODELFS_FILL_ON_OPEN");
-  cfg->cache.fill_on_open = vals.count("--fill-on-open") > 0 || foo_env == "1" || foo_env == "true" ||
-                            foo_env == "yes";
+  // A switch is on when flagged or when its variable says yes (Environment::GetBool: 1, true, yes,
+  // on, as huggingface_hub reads HF_HUB_OFFLINE).
+  auto on = [&](const char* flag, const char* var) { return vals.count(flag) > 0 || env.GetBool(var); };
+  cfg->cache.offline = on("--offline", "HF_HUB_OFFLINE");
+  cfg->cache.verify_before_read = on("--verify-before-read", "MODELFS_VERIFY_BEFORE_READ");
+  cfg->cache.fill_on_open = on("--fill-on-open", "MODELFS_FILL_ON_OPEN");
   auto ttl = ParseDuration(get("--revision-ttl", nullptr, "72h"));
   if (!ttl.ok()) return ttl.status();
   cfg->cache.revision_ttl_s = ttl.value();
@@ -470,7 +456,7 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
   cfg->mount.debug = vals.count("--debug") > 0;
   cfg->mount.foreground = vals.count("--foreground") > 0 || cfg->mount.debug;
   cfg->mount.allow_other = vals.count("--allow-other") > 0;
-  cfg->mount.notify_socket = Env("NOTIFY_SOCKET");  // systemd Type=notify (sd_notify protocol)
+  cfg->mount.notify_socket = env.Get("NOTIFY_SOCKET");  // systemd Type=notify (sd_notify protocol)
   if (vals.count("--hf-cache")) {
     if (cfg->fs.single_repo) {
       return Status::InvalidArgument("--hf-cache shows every repo; it takes no ORG/NAME");

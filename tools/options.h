@@ -14,6 +14,7 @@
 #include "fetch/fetch_options.h"
 #include "fs/fuse_adapter.h"
 #include "fs/model_fs.h"
+#include "tools/environment.h"
 #include "tools/monitor.h"
 
 namespace modelfs::cli {
@@ -43,9 +44,14 @@ struct MountConfig {
   std::string log_format = "text";  // text | logfmt | json (common/log.h)
 };
 
-// Parses `modelfs mount` arguments (argv after "mount") plus the environment. On --help sets
-// *help and returns OK.
-Status ParseMount(const std::vector<std::string>& args, MountConfig* out, bool* help);
+// Parses `modelfs mount` arguments (argv after "mount") over the config files and the variables
+// of `env` (Environment::Process() in the binary; a fixed set in tests). On --help sets *help and
+// returns OK.
+Status ParseMount(const std::vector<std::string>& args, const Environment& env, MountConfig* out, bool* help);
+
+// The cache directory of a command not given --cache-dir: $MODELFS_CACHE, else the config files'
+// `cache-dir`, else ~/.cache/modelfs (what `modelfs mount` uses). Fails on a malformed config file.
+Result<std::string> CacheDirSetting(const Environment& env);
 
 // The --help lines of an option table: flag, value, help, default and environment variable.
 std::string FormatOptionTable(const std::vector<OptionSpec>& table);

@@ -1,33 +1,73 @@
 #include "tools/options.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
-#include <fstream>
-#include <sstream>
+#include <map>
 
 #include "tests/testing/temp_dir.h"
 
 namespace modelfs::cli {
 namespace {
 
-// Each test starts from an environment without the variables the parser reads.
+// Hermetic: each test parses with its own variables (env_), never the caller's environment, and
+// with config file paths inside its temporary HOME, never the machine's /etc/modelfs/config.
 class OptionsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    for (const char* v : {"HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HOME",
-                          "MODELFS_CACHE", "MODELFS_CACHE_SIZE", "MODELFS_LOG_FILE", "MODELFS_LOG_LEVEL",
-                          "MODELFS_METRICS_LISTEN", "MODELFS_METRICS_FILE"})
-      unsetenv(v);
-    setenv("HOME", home_.path().c_str(), 1);
-  }
   Status Parse(std::vector<std::string> args, MountConfig* cfg) {
     bool help = false;
-    return ParseMount(args, cfg, &help);
+    return ParseMount(args, Environment(env_), cfg, &help);
   }
   testing::TempDir home_;
+  std::map<std::string, std::string> env_{{"HOME", home_.path()},
+                                          {"MODELFS_SYSTEM_CONFIG", home_.Sub("no-system-config")}};
 };
+
+// The system config file is read from the path the environment names, so a test that names one in
+// its temporary directory never reads the machine's.
+TEST_F(OptionsTest, ConfigFilePathsComeFromTheInjectedEnvironment) {
+  testing::WriteFileOrDie(home_.Sub("system.conf"), "cache-size = 3GiB\n");
+  env_["MODELFS_SYSTEM_CONFIG"] = home_.Sub("system.conf");
+  MountConfig cfg;
+  ASSERT_TRUE(Parse({"/m"}, &cfg).ok());
+  EXPECT_EQ(cfg.cache.max_bytes, 3ull << 30);
+  mkdir(home_.Sub(".config").c_str(), 0700);
+  mkdir(home_.Sub(".config/modelfs").c_str(), 0700);
+  testing::WriteFileOrDie(home_.Sub(".config/modelfs/config"), "cache-size = 4GiB\ncache-dir = /from-file\n");
+  MountConfig user;
+  ASSERT_TRUE(Parse({"/m"}, &user).ok());
+  EXPECT_EQ(user.cache.max_bytes, 4ull << 30);  // the user file (under the injected HOME) wins
+  EXPECT_EQ(user.cache.dir, "/from-file");
+  // Commands other than mount find the same cache directory (and the variable beats the file).
+  EXPECT_EQ(CacheDirSetting(Environment(env_)).value(), "/from-file");
+  env_["MODELFS_CACHE"] = "/from-env";
+  EXPECT_EQ(CacheDirSetting(Environment(env_)).value(), "/from-env");
+  env_.erase("MODELFS_CACHE");
+  testing::WriteFileOrDie(home_.Sub(".config/modelfs/config"), "cache-dri = /typo\n");
+  EXPECT_FALSE(CacheDirSetting(Environment(env_)).ok());
+}
+
+// Every switch with a variable reads it one way (Environment::GetBool).
+TEST_F(OptionsTest, BooleanVariablesReadOneWay) {
+  for (const char* var : {"HF_HUB_OFFLINE", "MODELFS_VERIFY_BEFORE_READ", "MODELFS_FILL_ON_OPEN"}) {
+    for (const char* v : {"1", "true", "YES", "on"}) {
+      env_[var] = v;
+      MountConfig cfg;
+      ASSERT_TRUE(Parse({"/m"}, &cfg).ok());
+      EXPECT_TRUE(std::string(var) == "HF_HUB_OFFLINE" ? cfg.cache.offline
+                  : std::string(var) == "MODELFS_FILL_ON_OPEN" ? cfg.cache.fill_on_open
+                                                                : cfg.cache.verify_before_read)
+          << var << "=" << v;
+    }
+    for (const char* v : {"0", "false", "off", ""}) {
+      env_[var] = v;
+      MountConfig cfg;
+      ASSERT_TRUE(Parse({"/m"}, &cfg).ok());
+      EXPECT_FALSE(cfg.cache.offline || cfg.cache.fill_on_open || cfg.cache.verify_before_read) << var << "=" << v;
+    }
+    env_.erase(var);
+  }
+}
 
 TEST_F(OptionsTest, Sizes) {
   EXPECT_EQ(ParseSize("20GiB").value(), 20ull << 30);
@@ -64,11 +104,11 @@ TEST_F(OptionsTest, MonitorOptions) {
   EXPECT_EQ(c.monitor.min_success_percent, 99.5);
   EXPECT_EQ(c.monitor.max_bandwidth_Bps, 100000000u);
   EXPECT_EQ(c.monitor.status_dir, "/c/run");
-  setenv("MODELFS_METRICS_LISTEN", "[::1]:9102", 1);
+  env_["MODELFS_METRICS_LISTEN"] = "[::1]:9102";
   MountConfig e;
   ASSERT_TRUE(Parse({"/mnt"}, &e).ok());
   EXPECT_EQ(e.monitor.listen, "[::1]:9102");
-  unsetenv("MODELFS_METRICS_LISTEN");
+  env_.erase("MODELFS_METRICS_LISTEN");
   MountConfig bad;
   EXPECT_FALSE(Parse({"--metrics-listen", ":9101", "/mnt"}, &bad).ok());  // host must be explicit
   EXPECT_FALSE(Parse({"--alert-min-success-rate", "90", "/mnt"}, &bad).ok());
@@ -125,7 +165,7 @@ TEST_F(OptionsTest, DefaultsAndPrecedence) {
   EXPECT_FALSE(cfg.mount.foreground);
   EXPECT_EQ(cfg.log_file, cfg.cache.dir + "/modelfs.log");
 
-  setenv("HF_ENDPOINT", "http://mirror.local:8080///", 1);
+  env_["HF_ENDPOINT"] = "http://mirror.local:8080///";
   MountConfig env_cfg;
   ASSERT_TRUE(Parse({"-f", "/mnt/x"}, &env_cfg).ok());
   EXPECT_EQ(env_cfg.fetch.endpoint, "http://mirror.local:8080");
@@ -145,15 +185,15 @@ TEST_F(OptionsTest, TokenSources) {
   std::string hf_home = home_.Sub("hf");
   mkdir(hf_home.c_str(), 0700);
   testing::WriteFileOrDie(hf_home + "/token", "  hf_fromfile\r\n");
-  setenv("HF_HOME", hf_home.c_str(), 1);
+  env_["HF_HOME"] = hf_home;
   MountConfig a;
   ASSERT_TRUE(Parse({"/m"}, &a).ok());
   EXPECT_EQ(a.fetch.token, "hf_fromfile");
-  setenv("HF_TOKEN", "hf_fromenv\n", 1);
+  env_["HF_TOKEN"] = "hf_fromenv\n";
   MountConfig b;
   ASSERT_TRUE(Parse({"/m"}, &b).ok());
   EXPECT_EQ(b.fetch.token, "hf_fromenv");
-  unsetenv("HF_TOKEN");
+  env_.erase("HF_TOKEN");
   testing::WriteFileOrDie(home_.Sub("explicit"), "hf_explicit");
   MountConfig c;
   ASSERT_TRUE(Parse({"--token-file", home_.Sub("explicit"), "/m"}, &c).ok());
@@ -172,16 +212,13 @@ TEST_F(OptionsTest, BadInputIsAClearError) {
   EXPECT_FALSE(Parse({"--cache-size"}, &cfg).ok());
   EXPECT_FALSE(Parse({"a", "b", "c"}, &cfg).ok());
   bool help = false;
-  EXPECT_TRUE(ParseMount({"--help"}, &cfg, &help).ok());
+  EXPECT_TRUE(ParseMount({"--help"}, Environment(env_), &cfg, &help).ok());
   EXPECT_TRUE(help);
 }
 
 // The README documents every option of the table, and --help shows each.
 TEST_F(OptionsTest, ReadmeAndHelpCoverEveryOption) {
-  std::ifstream in(std::string(MODELFS_SOURCE_DIR) + "/README.md");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string readme = ss.str();
+  const std::string readme = testing::ReadFileOrDie(std::string(MODELFS_SOURCE_DIR) + "/README.md");
   ASSERT_FALSE(readme.empty());
   std::string help = MountHelp();
   for (const auto& o : MountOptionTable()) {
