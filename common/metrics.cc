@@ -228,8 +228,11 @@ std::string MetricsMarkdownTable() {
   std::string out = "| metric | type | labels | what it measures |\n|---|---|---|---|\n";
   for (const auto& d : kMetricTable) {
     std::string labels;
-    for (const char* l : d.labels)
-      if (l) labels += (labels.empty() ? "" : ", ") + std::string("`") + l + "`";
+    for (const char* l : d.labels) {
+      if (!l) continue;
+      if (!labels.empty()) labels += ", ";
+      labels += std::string("`") + l + "`";
+    }
     out += std::string("| `") + d.name + "` | " + TypeName(d.type) + " | " + (labels.empty() ? "—" : labels) +
            " | " + d.help + " |\n";
   }

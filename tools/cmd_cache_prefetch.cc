@@ -238,6 +238,7 @@ int RunPrefetch(const std::vector<std::string>& args) {
 
 int RunUnpin(const std::vector<std::string>& args) {
   std::string dir, repo_arg;
+  bool usage_error = false;
   for (size_t i = 0; i < args.size(); i++) {
     if (args[i] == "--help" || args[i] == "-h") {
       fputs("Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n\n"
@@ -255,11 +256,11 @@ int RunUnpin(const std::vector<std::string>& args) {
     if (args[i] == "--cache-dir" && i + 1 < args.size()) dir = args[++i];
     else if (args[i].rfind("--cache-dir=", 0) == 0) dir = args[i].substr(12);
     else if (repo_arg.empty() && !args[i].empty() && args[i][0] != '-') repo_arg = args[i];
-    else repo_arg = "?";
+    else usage_error = true;
   }
   std::string rev;
   auto repo = ParseRepoArg(repo_arg, &rev);
-  if (!repo.ok()) {
+  if (usage_error || !repo.ok()) {
     fprintf(stderr, "Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n");
     return 2;
   }

@@ -94,7 +94,10 @@ int Mount(const std::vector<std::string>& args) {
       }
     }
     std::string from;
-    for (const auto& ep : cfg.fetch.endpoints) from += (from.empty() ? "" : ", ") + ep;
+    for (const auto& ep : cfg.fetch.endpoints) {
+      if (!from.empty()) from += ", ";
+      from += ep;
+    }
     if (from.empty()) from = cfg.fetch.endpoint;
     MODELFS_LOG(kInfo, "modelfs %s mounting %s from %s, cache %s (%llu bytes)", kVersion,
                 cfg.mount.mountpoint.c_str(), from.c_str(), cfg.cache.dir.c_str(),

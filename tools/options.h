@@ -1,6 +1,7 @@
-// The command line: one table of options (flag, environment variable, default, help) from which
-// parsing, `--help` and the README's option list all come. tools/ is the only place that reads
-// argv, the environment and token files; it produces typed option structs for each layer.
+// The command line: one table of options (flag, environment variable, default, help). Flag
+// recognition, `--help` and the config file's keys come from it; tests check the README's option
+// list and docs/commands/ against it. tools/ is the only place that reads argv, the environment
+// (through tools/environment.h) and token files; it produces typed option structs for each layer.
 #pragma once
 
 #include <cstdint>
