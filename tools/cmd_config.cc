@@ -31,33 +31,19 @@ int ConfigCommand(const std::vector<std::string>& args, const Environment& env, 
     *err += "modelfs config: unknown subcommand '" + args[0] + "'\n" + kUsage;
     return 2;
   }
-  std::map<std::string, std::string> flags;
-  std::vector<std::string> endpoints;
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string a = args[i], value;
-    bool has_value = false;
-    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-      has_value = true;
-    }
-    const OptionSpec* spec = nullptr;
-    for (const auto& o : MountOptionTable())
-      if (a == o.flag && o.value_name) spec = &o;
-    if (!spec) {
-      *err += "modelfs config show: unknown or valueless option " + a + "\n";
-      return 2;
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size()) {
-        *err += "modelfs config show: " + a + " needs a value\n";
-        return 2;
-      }
-      value = args[++i];
-    }
-    flags[a] = value;
-    if (a == "--endpoint") endpoints.push_back(value);
+  // Takes the mount's value options (a preview of their effect), nothing else.
+  std::vector<OptionSpec> table;
+  for (const auto& o : MountOptionTable())
+    if (o.value_name) table.push_back(o);
+  Result<ParsedArgs> parsed = ParseArgs({args.begin() + 1, args.end()}, table, "modelfs config");
+  if (!parsed.ok() || !parsed->positional.empty()) {
+    *err += "modelfs config show: " +
+            (parsed.ok() ? "unexpected argument " + parsed->positional[0] : parsed.status().message()) + "\n";
+    return 2;
   }
+  const ParsedArgs& flags = parsed.value();
+  std::vector<std::string> endpoints;
+  if (auto it = flags.values.find("--endpoint"); it != flags.values.end()) endpoints = it->second;
   Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys(), env);
   if (!files.ok()) {
     *err += "modelfs config show: " + files.status().message() + "\n";
@@ -73,11 +59,8 @@ int ConfigCommand(const std::vector<std::string>& args, const Environment& env, 
   *out += "settings:\n";
   for (const auto& o : MountOptionTable()) {
     if (!o.value_name || std::string(o.flag) == "--endpoint") continue;
-    Sourced v{o.default_text ? o.default_text : "", "default"};
-    std::string key = o.flag + 2;
-    if (const Sourced* f = files->Find(key)) v = *f;
-    if (o.env && !env.Get(o.env).empty()) v = {env.Get(o.env), o.env};
-    if (auto it = flags.find(o.flag); it != flags.end()) v = {it->second, o.flag};
+    const std::string key = o.flag + 2;
+    Sourced v = ResolveOption(o, flags, env, files.value()).value_or(Sourced{o.default_text, "default"});
     if (key == "token-file" && (!env.Get("HF_TOKEN").empty() || !env.Get("HUGGING_FACE_HUB_TOKEN").empty())) {
       v.value = "(unused: the token comes from $" +
                 std::string(!env.Get("HF_TOKEN").empty() ? "HF_TOKEN" : "HUGGING_FACE_HUB_TOKEN") + ")";

@@ -215,68 +215,40 @@ bool SelectedByGlobs(const std::string& path, const std::vector<std::string>& in
 Status ParseDownload(const std::vector<std::string>& args, const Environment& env, DownloadConfig* cfg,
                      bool* help) {
   *help = false;
-  std::vector<std::string> forwarded, positional;
-  std::string format = "text";
-  bool log_level_given = false;
-  for (size_t i = 0; i < args.size(); i++) {
-    std::string a = args[i], value;
-    if (a.empty() || a[0] != '-' || a == "-") {
-      positional.push_back(a);
-      continue;
-    }
-    bool has_value = false;
-    const size_t eq = a.find('=');
-    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-      has_value = true;
-    }
-    const OptionSpec* spec = nullptr;
-    for (const auto& o : DownloadOptionTable()) {
-      if (a == o.flag || (o.short_flag && a == o.short_flag)) spec = &o;
-    }
-    if (spec == nullptr) {
-      return Status::InvalidArgument("unknown option " + a + " (see modelfs download --help)");
-    }
-    if (spec->value_name && !has_value) {
-      if (i + 1 >= args.size()) return Status::InvalidArgument(a + " needs a value");
-      value = args[++i];
-    } else if (!spec->value_name && has_value) {
-      return Status::InvalidArgument(a + " takes no value");
-    }
-    const std::string flag = spec->flag;
-    if (flag == "--help") {
-      *help = true;
-      return Status::Ok();
-    } else if (flag == "--local-dir") {
-      cfg->local_dir = value;
-    } else if (flag == "--include") {
-      cfg->include.push_back(value);
-    } else if (flag == "--exclude") {
-      cfg->exclude.push_back(value);
-    } else if (flag == "--format") {
-      format = value;
-    } else if (flag == "--quiet") {
-      cfg->quiet = true;
-    } else {
-      forwarded.push_back(flag);
-      forwarded.push_back(value);
-      log_level_given = log_level_given || flag == "--log-level";
-    }
+  Result<ParsedArgs> parsed = ParseArgs(args, DownloadOptionTable(), "modelfs download");
+  if (!parsed.ok()) return parsed.status();
+  const ParsedArgs& p = parsed.value();
+  if (p.Has("--help")) {
+    *help = true;
+    return Status::Ok();
   }
+  auto all = [&](const char* flag) {
+    auto it = p.values.find(flag);
+    return it == p.values.end() ? std::vector<std::string>{} : it->second;
+  };
+  cfg->include = all("--include");
+  cfg->exclude = all("--exclude");
+  cfg->quiet = p.Has("--quiet");
+  const std::string format = p.Last("--format") ? *p.Last("--format") : "text";
   if (format != "text" && format != "json") {
     return Status::InvalidArgument("--format must be text or json, not '" + format + "'");
   }
   cfg->json = format == "json";
-  if (positional.size() != 1) {
+  if (p.positional.size() != 1) {
     return Status::InvalidArgument("expected one ORG/NAME[@REV] (see modelfs download --help)");
   }
+  if (const std::string* dir = p.Last("--local-dir")) cfg->local_dir = *dir;
   if (cfg->local_dir.empty()) return Status::InvalidArgument("--local-dir DIR is required");
-  Result<RepoId> repo = ParseRepoArg(positional[0], &cfg->rev);
+  Result<RepoId> repo = ParseRepoArg(p.positional[0], &cfg->rev);
   if (!repo.ok()) return repo.status();
   cfg->repo = *repo;
+  // The mount options among them mean what they mean for a mount: ParseMount reads them.
+  std::vector<std::string> forwarded;
+  for (const char* f : kForwarded)
+    if (auto it = p.values.find(f); it != p.values.end())
+      for (const std::string& v : it->second) forwarded.insert(forwarded.end(), {f, v});
   // Per-chunk info lines would tear the progress bar: warnings and errors only, unless asked.
-  if (!log_level_given && env.Get("MODELFS_LOG_LEVEL").empty()) {
+  if (!p.Has("--log-level") && env.Get("MODELFS_LOG_LEVEL").empty()) {
     forwarded.insert(forwarded.end(), {"--log-level", "warn"});
   }
   forwarded.push_back("-f");                  // no daemon-only defaults (log file)
@@ -297,11 +269,8 @@ int RunDownload(const std::vector<std::string>& args) {
     fprintf(stderr, "modelfs download: %s\n", s.message().c_str());
     return 2;
   }
-  LogLevel level;
-  if (!ParseLogLevel(cfg.base.log_level, &level)) {
-    fprintf(stderr, "modelfs download: unknown log level '%s'\n", cfg.base.log_level.c_str());
-    return 2;
-  }
+  LogLevel level = LogLevel::kWarn;
+  ParseLogLevel(cfg.base.log_level, &level);  // validated by ParseMount
   SetLogLevel(level);
   LogFormat format = LogFormat::kText;
   ParseLogFormat(cfg.base.log_format, &format);  // validated by ParseMount

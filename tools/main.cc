@@ -43,11 +43,8 @@ int Mount(const std::vector<std::string>& args) {
     fprintf(stderr, "modelfs mount: %s\n", s.message().c_str());
     return 2;
   }
-  LogLevel level;
-  if (!ParseLogLevel(cfg.log_level, &level)) {
-    fprintf(stderr, "modelfs mount: unknown log level '%s'\n", cfg.log_level.c_str());
-    return 2;
-  }
+  LogLevel level = LogLevel::kInfo;
+  ParseLogLevel(cfg.log_level, &level);  // validated by ParseMount
   SetLogLevel(level);
   LogFormat format = LogFormat::kText;
   ParseLogFormat(cfg.log_format, &format);  // validated by ParseMount
