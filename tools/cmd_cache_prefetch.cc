@@ -33,36 +33,27 @@ std::string Mib(uint64_t b) {
 }
 
 // The `modelfs mount` options prefetch forwards and that mean something without a mount.
-const char* const kForwarded[] = {
+const std::vector<std::string> kForwarded = {
     "--endpoint",      "--token-file",    "--cache-dir",    "--cache-size",   "--cache-min-free",
     "--offline",       "--revision-ttl",  "--fetch-threads", "--connect-timeout",
     "--stall-timeout", "--retries",       "--mirror-retry", "--ca-file",      "--tls-min-version",
     "--log-level",     "--log-format"};
 
-// Prefetch's own options, then the mount options it forwards (kForwarded), then --help.
 const std::vector<OptionSpec>& PrefetchOptionTable() {
-  static const std::vector<OptionSpec> kTable = [] {
-    std::vector<OptionSpec> t = {
-        {"--include", nullptr, nullptr, "GLOB", "everything",
-         "Prefetch only files matching GLOB (repeatable; '*' also matches '/')."},
-        {"--exclude", nullptr, nullptr, "GLOB", "nothing",
-         "Skip files matching GLOB (repeatable); wins over --include."},
-        {"--pin", nullptr, nullptr, nullptr, "off",
-         "Pin the selected files first: a mount never evicts them (release with 'modelfs unpin')."},
-        {"--pin-share", nullptr, nullptr, "PERCENT", "50%",
-         "Refuse the pin if all pins together would take more than this share of the cache quota."},
-        {"--quiet", nullptr, nullptr, nullptr, "off", "No progress line, even on a terminal."},
-        {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
-    };
-    for (const OptionSpec& o : MountOptionTable())
-      for (const char* f : kForwarded)
-        if (std::string(o.flag) == f) {
-          t.push_back(o);
-          if (std::string(f) == "--log-level") t.back().default_text = "warn";
-        }
-    t.push_back({"--help", "-h", nullptr, nullptr, "", "Show this help."});
-    return t;
-  }();
+  static const std::vector<OptionSpec> kTable = CommandOptionTable(
+      {
+          {"--include", nullptr, nullptr, "GLOB", "everything",
+           "Prefetch only files matching GLOB (repeatable; '*' also matches '/')."},
+          {"--exclude", nullptr, nullptr, "GLOB", "nothing",
+           "Skip files matching GLOB (repeatable); wins over --include."},
+          {"--pin", nullptr, nullptr, nullptr, "off",
+           "Pin the selected files first: a mount never evicts them (release with 'modelfs unpin')."},
+          {"--pin-share", nullptr, nullptr, "PERCENT", "50%",
+           "Refuse the pin if all pins together would take more than this share of the cache quota."},
+          {"--quiet", nullptr, nullptr, nullptr, "off", "No progress line, even on a terminal."},
+          {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
+      },
+      kForwarded);
   return kTable;
 }
 
@@ -103,16 +94,7 @@ int RunPrefetch(const std::vector<std::string>& args) {
       else usage = Status::InvalidArgument("--pin-share: " + pct.status().message());
     }
     // The mount options among them mean what they mean for a mount: ParseMount reads them.
-    for (const char* f : kForwarded)
-      if (auto it = p.values.find(f); it != p.values.end())
-        for (const std::string& v : it->second) {
-          forwarded.push_back(f);
-          if (FindOption(MountOptionTable(), f)->value_name) forwarded.push_back(v);
-        }
-    // Quieter than a mount, as for download: log lines would tear the progress line.
-    if (!p.Has("--log-level") && Environment::Process().Get("MODELFS_LOG_LEVEL").empty()) {
-      forwarded.insert(forwarded.end(), {"--log-level", "warn"});
-    }
+    forwarded = ForwardedMountArgs(p, kForwarded, Environment::Process());
   }
   std::string rev;
   Result<RepoId> repo = positional.size() == 1 ? ParseRepoArg(positional[0], &rev)

@@ -31,10 +31,10 @@ constexpr auto kProgressInterval = std::chrono::milliseconds(100);
 constexpr const char* kPartialSuffix = ".modelfs-partial";
 
 // Options forwarded to ParseMount (same meaning as for `modelfs mount`).
-const char* const kForwarded[] = {"--endpoint",      "--token-file",    "--cache-dir",
-                                  "--cache-size",    "--fetch-threads", "--connect-timeout",
-                                  "--stall-timeout", "--retries",       "--log-level",
-                                  "--log-format"};
+const std::vector<std::string> kForwarded = {"--endpoint",      "--token-file",    "--cache-dir",
+                                             "--cache-size",    "--fetch-threads", "--connect-timeout",
+                                             "--stall-timeout", "--retries",       "--log-level",
+                                             "--log-format"};
 
 // RAII fd.
 struct Fd {
@@ -157,28 +157,18 @@ Status CopyAndVerify(DiskBlobStore& store, const BlobRef& ref, const std::string
 }  // namespace
 
 const std::vector<OptionSpec>& DownloadOptionTable() {
-  static const std::vector<OptionSpec> kTable = [] {
-    std::vector<OptionSpec> t = {
-        {"--local-dir", nullptr, nullptr, "DIR", "",
-         "Directory to write the files into (created if needed). Required."},
-        {"--include", nullptr, nullptr, "GLOB", "everything",
-         "Download only files matching GLOB (repeatable; '*' also matches '/')."},
-        {"--exclude", nullptr, nullptr, "GLOB", "nothing",
-         "Skip files matching GLOB (repeatable); wins over --include."},
-        {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
-        {"--quiet", "-q", nullptr, nullptr, "off", "No progress bar, even on a terminal."},
-    };
-    for (const OptionSpec& o : MountOptionTable()) {
-      for (const char* f : kForwarded) {
-        if (strcmp(o.flag, f) != 0) continue;
-        t.push_back(o);
-        // Quieter than a mount: log lines would tear the progress bar (see ParseDownload).
-        if (strcmp(f, "--log-level") == 0) t.back().default_text = "warn";
-      }
-    }
-    t.push_back({"--help", "-h", nullptr, nullptr, "", "Show this help."});
-    return t;
-  }();
+  static const std::vector<OptionSpec> kTable = CommandOptionTable(
+      {
+          {"--local-dir", nullptr, nullptr, "DIR", "",
+           "Directory to write the files into (created if needed). Required."},
+          {"--include", nullptr, nullptr, "GLOB", "everything",
+           "Download only files matching GLOB (repeatable; '*' also matches '/')."},
+          {"--exclude", nullptr, nullptr, "GLOB", "nothing",
+           "Skip files matching GLOB (repeatable); wins over --include."},
+          {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
+          {"--quiet", "-q", nullptr, nullptr, "off", "No progress bar, even on a terminal."},
+      },
+      kForwarded);
   return kTable;
 }
 
@@ -243,14 +233,7 @@ Status ParseDownload(const std::vector<std::string>& args, const Environment& en
   if (!repo.ok()) return repo.status();
   cfg->repo = *repo;
   // The mount options among them mean what they mean for a mount: ParseMount reads them.
-  std::vector<std::string> forwarded;
-  for (const char* f : kForwarded)
-    if (auto it = p.values.find(f); it != p.values.end())
-      for (const std::string& v : it->second) forwarded.insert(forwarded.end(), {f, v});
-  // Per-chunk info lines would tear the progress bar: warnings and errors only, unless asked.
-  if (!p.Has("--log-level") && env.Get("MODELFS_LOG_LEVEL").empty()) {
-    forwarded.insert(forwarded.end(), {"--log-level", "warn"});
-  }
+  std::vector<std::string> forwarded = ForwardedMountArgs(p, kForwarded, env);
   forwarded.push_back("-f");                  // no daemon-only defaults (log file)
   forwarded.push_back(cfg->local_dir);        // ParseMount wants a mount point; unused here
   bool mount_help = false;

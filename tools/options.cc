@@ -462,6 +462,32 @@ Result<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const std::ve
   return out;
 }
 
+std::vector<OptionSpec> CommandOptionTable(std::vector<OptionSpec> own, const std::vector<std::string>& forwarded) {
+  for (const OptionSpec& o : MountOptionTable()) {
+    if (std::find(forwarded.begin(), forwarded.end(), o.flag) == forwarded.end()) continue;
+    own.push_back(o);
+    if (std::string(o.flag) == "--log-level") own.back().default_text = "warn";
+  }
+  own.push_back(*FindOption(MountOptionTable(), "--help"));
+  return own;
+}
+
+std::vector<std::string> ForwardedMountArgs(const ParsedArgs& args, const std::vector<std::string>& forwarded,
+                                            const Environment& env) {
+  std::vector<std::string> out;
+  for (const std::string& f : forwarded) {
+    auto it = args.values.find(f);
+    if (it == args.values.end()) continue;
+    const bool takes_value = FindOption(MountOptionTable(), f)->value_name != nullptr;
+    for (const std::string& v : it->second) {
+      out.push_back(f);
+      if (takes_value) out.push_back(v);
+    }
+  }
+  if (!args.Has("--log-level") && env.Get("MODELFS_LOG_LEVEL").empty()) out.insert(out.end(), {"--log-level", "warn"});
+  return out;
+}
+
 std::optional<Sourced> ResolveOption(const OptionSpec& o, const ParsedArgs& args, const Environment& env,
                                      const ConfigLayers& files) {
   if (const std::string* v = args.Last(o.flag)) return Sourced{*v, o.flag};

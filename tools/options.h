@@ -85,6 +85,15 @@ struct MountConfig {
 // returns OK.
 Status ParseMount(const std::vector<std::string>& args, const Environment& env, MountConfig* out, bool* help);
 
+// The table of a command that reads the store without mounting (download, prefetch): `own`, then
+// the entries of MountOptionTable() named in `forwarded` (in that table's order; --log-level shows
+// "warn", their quieter default: log lines would tear the progress line), then --help.
+std::vector<OptionSpec> CommandOptionTable(std::vector<OptionSpec> own, const std::vector<std::string>& forwarded);
+// The `forwarded` mount options of `args` as mount argv ("--flag", value, ...; a switch alone),
+// plus "--log-level warn" when neither the flag nor $MODELFS_LOG_LEVEL in `env` sets a level.
+std::vector<std::string> ForwardedMountArgs(const ParsedArgs& args, const std::vector<std::string>& forwarded,
+                                            const Environment& env);
+
 // Where option `o`'s value comes from, highest first: its flag in `args`, its variable in `env`
 // (a switch: when Environment::GetBool says yes), the config files, then its default when
 // `default_is_value` (a switch: off, ""). nullopt when none gives one.
