@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "cache/hash.h"
+#include "common/log.h"
 
 namespace modelfs {
 namespace {
@@ -199,7 +200,9 @@ bool BlockFile::ReadBlock(uint32_t i, char* buf) {
       PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));
     }
     corrupt_++;
-    WriteEntry(i);
+    // Clearing the entry on disk only saves the next open a re-hash: if the write fails, the
+    // stale entry still mismatches the block's bytes, so the block reads as the same miss.
+    if (!WriteEntry(i).ok()) MODELFS_LOG(kDebug, "cannot clear the index entry of corrupt block %u", i);
   }
   return false;
 }

@@ -4,12 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cache/hash.h"
+#include "common/file_util.h"
 
 namespace modelfs {
 namespace {
@@ -22,15 +21,6 @@ std::vector<std::string> ListDir(const std::string& path) {
     if (e->d_name[0] != '.') out.push_back(e->d_name);
   closedir(d);
   return out;
-}
-
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
 }
 
 // Inverse of meta_store.cc's Component(): %XX back to the byte; "%" alone is the empty name.

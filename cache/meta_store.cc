@@ -1,5 +1,4 @@
 #include "cache/meta_store.h"
-#include "common/file_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -7,10 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "common/file_util.h"
 #include "common/log.h"
 
 namespace modelfs {
@@ -40,47 +38,10 @@ bool IsCommit(const std::string& s) {
   return true;
 }
 
-bool ReadFile(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
-}
-
-// Atomic replace: write tmp, fsync, rename, fsync the directory.
-Status WriteFileAtomic(const std::string& path, const std::string& data) {
-  size_t slash = path.rfind('/');
-  std::string dir = path.substr(0, slash);
-  Status s = MkdirP(dir);
-  if (!s.ok()) return s;
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IoError("open " + tmp + ": " + strerror(errno));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      close(fd);
-      unlink(tmp.c_str());
-      return Status::IoError("write " + tmp + ": " + strerror(errno));
-    }
-    done += static_cast<size_t>(n);
-  }
-  bool ok = fsync(fd) == 0;
-  close(fd);
-  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return Status::IoError("publish " + path + ": " + strerror(errno));
-  }
-  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return Status::Ok();
+// Stored metadata is read by later runs, offline ones included: it must survive a power cut.
+Status Store(const std::string& path, const std::string& data) {
+  Status s = MkdirP(path.substr(0, path.rfind('/')));
+  return s.ok() ? WriteFileAtomic(path, data, Durability::kPowerCut) : s;
 }
 
 }  // namespace
@@ -110,7 +71,7 @@ Result<std::string> PersistentHubApi::ResolveRevision(const RepoId& repo, const 
   if (r.ok()) {
     std::string old;
     if (!ReadFile(ref_path, &old) || old != r.value()) {
-      Status s = WriteFileAtomic(ref_path, r.value());
+      Status s = Store(ref_path, r.value());
       if (!s.ok()) MODELFS_LOG(kWarn, "cannot store ref: %s", s.ToString().c_str());
     } else {
       utimensat(AT_FDCWD, ref_path.c_str(), nullptr, 0);  // confirmed now: the TTL restarts
@@ -156,7 +117,7 @@ Result<std::vector<FileEntry>> PersistentHubApi::ListTree(const RepoId& repo,
                        {"sha256", f.sha256}});
   }
   nlohmann::json doc = {{"repo", repo.Id()}, {"type", repo.type}, {"commit", commit}, {"entries", entries}};
-  Status s = WriteFileAtomic(path, doc.dump());
+  Status s = Store(path, doc.dump());
   if (!s.ok()) MODELFS_LOG(kWarn, "cannot store tree: %s", s.ToString().c_str());
   return r;
 }

@@ -9,8 +9,8 @@
 // answered from its stored ref while that answer is younger than the revision TTL (default 72 h;
 // the ref file's mtime is when the hub last confirmed it); after that it is asked of the hub again,
 // and when the hub is unreachable (or offline, see cache/offline.h) the stored answer is used
-// whatever its age. Files are written
-// to a temporary name, fsync'd and renamed, so a crash leaves either the old or the new answer.
+// whatever its age. Files are written with WriteFileAtomic (common/file_util.h,
+// Durability::kPowerCut), so a crash or a power cut leaves either the old or the new answer.
 #pragma once
 
 #include <cstdint>

@@ -2,14 +2,13 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+
+#include "common/file_util.h"
 
 namespace modelfs {
 
@@ -27,11 +26,10 @@ std::vector<Pin> ListPins(const std::string& cache_dir) {
   while (dirent* e = readdir(d)) {
     std::string name = e->d_name;
     if (name.size() < 6 || name.compare(name.size() - 5, 5, ".json") != 0) continue;
-    std::ifstream in(dir + "/" + name);
-    std::ostringstream ss;
-    ss << in.rdbuf();
+    std::string text;
+    if (!ReadFile(dir + "/" + name, &text)) continue;  // removed meanwhile (unpin)
     try {
-      auto j = nlohmann::json::parse(ss.str());
+      auto j = nlohmann::json::parse(text);
       Pin p;
       p.repo = j.at("repo").get<std::string>();
       p.commit = j.at("commit").get<std::string>();
@@ -53,16 +51,8 @@ Status SavePin(const std::string& cache_dir, const std::string& file_name, const
   }
   std::string text = nlohmann::json({{"repo", pin.repo}, {"commit", pin.commit}, {"keys", pin.keys},
                                      {"bytes", pin.bytes}}).dump();
-  std::string path = dir + "/" + file_name, tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Status::IoError("open " + tmp + ": " + strerror(errno));
-  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
-  close(fd);
-  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
-    unlink(tmp.c_str());
-    return Status::IoError("write " + path + ": " + strerror(errno));
-  }
-  return Status::Ok();
+  // A pin outlives the mount and the machine's next boot: kPowerCut.
+  return WriteFileAtomic(dir + "/" + file_name, text, Durability::kPowerCut);
 }
 
 bool RemovePin(const std::string& cache_dir, const std::string& file_name) {

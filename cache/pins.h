@@ -1,6 +1,6 @@
 // Pins: repos whose cached files eviction must never remove (`modelfs prefetch --pin`, released by
 // `modelfs unpin`). One small JSON file per pinned repo revision under <cache-dir>/pins/, written
-// atomically (tmp, fsync, rename), listing the content keys it holds. DiskBlobStore reloads the
+// with WriteFileAtomic (common/file_util.h, Durability::kPowerCut), listing the content keys it holds. DiskBlobStore reloads the
 // set whenever the directory changes, so a pin made while a mount runs takes effect at its next
 // eviction. The share of the quota pins may take is checked when a pin is made.
 #pragma once

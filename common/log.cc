@@ -90,7 +90,6 @@ int MinLevel() { return g_min_level.load(std::memory_order_relaxed); }
 }  // namespace log_internal
 
 void SetLogLevel(LogLevel level) { g_min_level.store(static_cast<int>(level), std::memory_order_relaxed); }
-LogLevel GetLogLevel() { return static_cast<LogLevel>(g_min_level.load(std::memory_order_relaxed)); }
 
 bool ParseLogLevel(const std::string& name, LogLevel* out) {
   std::string n;

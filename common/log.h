@@ -21,7 +21,6 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kOff = 4 };
 
 // Process-wide minimum level; messages below it are dropped. Default kWarn (quiet for tests).
 void SetLogLevel(LogLevel level);
-LogLevel GetLogLevel();
 inline bool LogEnabled(LogLevel level);
 
 // Parses "debug" | "info" | "warn" | "error" | "off" (case-insensitive). False if unknown.

@@ -112,10 +112,6 @@ Metric FindMetric(const std::string& name) {
   return Metric::kCount;
 }
 
-void Histogram::Observe(double seconds) {
-  ObserveNanos(seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1e9));
-}
-
 void Histogram::ObserveNanos(uint64_t ns) {
   const double s = static_cast<double>(ns) * 1e-9;
   size_t i = 0;
@@ -232,8 +228,11 @@ std::string MetricsMarkdownTable() {
   std::string out = "| metric | type | labels | what it measures |\n|---|---|---|---|\n";
   for (const auto& d : kMetricTable) {
     std::string labels;
-    for (const char* l : d.labels)
-      if (l) labels += (labels.empty() ? "" : ", ") + std::string("`") + l + "`";
+    for (const char* l : d.labels) {
+      if (!l) continue;
+      if (!labels.empty()) labels += ", ";
+      labels += std::string("`") + l + "`";
+    }
     out += std::string("| `") + d.name + "` | " + TypeName(d.type) + " | " + (labels.empty() ? "—" : labels) +
            " | " + d.help + " |\n";
   }

@@ -98,11 +98,10 @@ class MetricValue {
   std::atomic<double> v_{0};
 };
 
-// A fixed-bucket histogram over kLatencyBuckets (seconds). Observe is lock-free: two relaxed
+// A fixed-bucket histogram over kLatencyBuckets (seconds). ObserveNanos is lock-free: three relaxed
 // atomic adds and a short scan of 14 bounds.
 class Histogram {
  public:
-  void Observe(double seconds);
   void ObserveNanos(uint64_t ns);
   uint64_t count() const { return count_.load(std::memory_order_relaxed); }
   double sum_seconds() const { return static_cast<double>(sum_ns_.load(std::memory_order_relaxed)) * 1e-9; }

@@ -13,13 +13,17 @@ enum class Code {
   kNotFound,          // repo, revision or file does not exist (ENOENT)
   kPermissionDenied,  // gated/private repo, token missing or lacking access (EACCES)
   kInvalidArgument,   // bad input from a caller or a malformed answer from a server (EINVAL/EIO)
-  kCorruption,        // bytes failed a checksum; never surfaces as a read error by itself
+  kCorruption,        // bytes failed their hash and no source served them intact (a small file after
+                      // its refetches, a --verify-before-read fill that kept failing): EIO. A corrupt
+                      // cached block alone is never this: it is a miss, refetched.
   kUnavailable,       // network, server 5xx, timeouts after retries (EIO)
   kIoError,           // local disk error
   kReadOnly,          // attempted write (EROFS)
 };
 
-class Status {
+// [[nodiscard]]: dropping a returned Status or Result is a compile warning (an error in development
+// builds); a caller that really has nothing to do with a failure says why where it drops it.
+class [[nodiscard]] Status {
  public:
   Status() = default;
   static Status Ok() { return Status(); }
@@ -44,7 +48,7 @@ class Status {
 
 // Result<T>: a value or a non-ok Status.
 template <typename T>
-class Result {
+class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}          // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {}  // NOLINT: implicit by design

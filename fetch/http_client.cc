@@ -213,7 +213,7 @@ Response HttpClient::Perform(const Request& req, BodySink* sink) {
 
   struct curl_slist* hdrs = nullptr;
   // No compression ever: Content-Length and Content-Range must describe the raw bytes
-  // (hub-protocol 3.5; CloudFront ignores Range when gzip is offered).
+  // (a CDN such as CloudFront ignores Range when gzip is offered).
   hdrs = curl_slist_append(hdrs, "Accept-Encoding: identity");
   if (req.send_auth && !auth_header_.empty()) hdrs = curl_slist_append(hdrs, auth_header_.c_str());
   std::string range;
@@ -247,7 +247,6 @@ Response HttpClient::Perform(const Request& req, BodySink* sink) {
   if (rc == CURLE_OK) {
     resp.transport_ok = true;
   } else {
-    resp.timed_out = rc == CURLE_OPERATION_TIMEDOUT || resp.stalled;
     if (resp.stalled) {
       resp.error = "stalled: fewer than " + std::to_string(opts_.stall_min_bytes_per_s) + " bytes/s for " +
                    std::to_string(opts_.stall_timeout_s) + " s";
@@ -300,7 +299,8 @@ Status MapHubError(const Response& resp, bool token_sent, const std::string& wha
   if (s == 401) {
     if (token_sent) return Status::PermissionDenied(detail + "; the token lacks access or is invalid");
     if (code == "GatedRepo") return Status::PermissionDenied(detail + "; gated repo, a token is needed");
-    // hub-protocol 4.1: an anonymous bare 401 means "private or does not exist". Users (and
+    // The hub answers an anonymous request for a private repo and for a missing one with the same
+    // bare 401, so it means "private or does not exist". Users (and
     // huggingface_hub's RepositoryNotFoundError) read that as "not found": ENOENT at the mount,
     // with the message saying a token may be needed.
     return Status::NotFound(detail + "; repo does not exist, or is private and a token is needed");

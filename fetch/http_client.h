@@ -76,7 +76,6 @@ class StringSink : public BodySink {
 struct Response {
   bool transport_ok = false;     // the exchange completed (any status)
   bool aborted_by_sink = false;  // a BodySink callback returned false
-  bool timed_out = false;        // connect timeout, stall or hard ceiling
   bool stalled = false;          // the stall detector fired
   std::string error;             // libcurl's message when !transport_ok (never holds the URL query)
   long status = 0;               // HTTP status of the final response, 0 if none
@@ -142,7 +141,7 @@ class HttpClient {
 // True for statuses worth retrying: 408, 429, 500, 502, 503, 504 (and any other 5xx).
 bool IsRetryableStatus(long status);
 
-// Maps a hub error response (status >= 400) to a Status following hub-protocol 4.1:
+// Maps a hub error response (status >= 400) to a Status, as the hub's own clients read them:
 // 404 (+RepoNotFound/RevisionNotFound/EntryNotFound) -> NotFound; 401/403 -> PermissionDenied with
 // a message that says whether a token was sent; other 4xx -> InvalidArgument; 5xx/429 ->
 // Unavailable. `what` names the request for the message (no query strings).

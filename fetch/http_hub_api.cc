@@ -136,7 +136,7 @@ Result<std::vector<FileEntry>> HttpHubApi::ListTree(const RepoId& repo, const st
     }
     std::string next_url = std::move(abs.value());
     if (!protocol::SameOrigin(next_url, Endpoint())) {
-      // A mirror that forgot to rewrite its Link host (hub-protocol 2.3): stay on our endpoint, so
+      // A mirror that forgot to rewrite the host in its pagination Link header: stay on our endpoint, so
       // the token never leaves it and the listing stays on the mirror.
       Result<std::string> rebased = protocol::RebaseOnto(next_url, Endpoint());
       if (!rebased.ok()) return rebased.status();

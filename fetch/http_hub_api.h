@@ -1,4 +1,5 @@
-// HttpHubApi: HubApi over the hub's JSON endpoints (hub-protocol 2.2, 2.3, 4).
+// HttpHubApi: HubApi over the hub's JSON endpoints (revision and paginated tree APIs, with the
+// hub's error answers mapped by http_client.h's HubErrorStatus).
 //
 //   ResolveRevision: GET {EP}/api/{type}s/{repo}                      (empty rev: default branch)
 //                    GET {EP}/api/{type}s/{repo}/revision/{quote(rev)} -> "sha"

@@ -335,7 +335,7 @@ Result<std::vector<FileEntry>> ParseTreePage(std::string_view body) {
         if (psize != lfs->end() && !JsonSize(*psize, &ignored))
           return EntryError(index, "bad lfs.pointerSize");
         fe.sha256 = Lower(loid->get_ref<const std::string&>());
-        fe.size = real;  // the top-level size may be the pointer's (hub-protocol 2.3)
+        fe.size = real;  // the top-level size of an LFS entry may be its pointer file's, not the blob's
       }
     } else {
       return EntryError(index, "unknown type");

@@ -1,4 +1,4 @@
-// Pure, socket-free pieces of the hub wire protocol (see /work/shared/reference/hub-protocol.md):
+// Pure, socket-free pieces of the hub wire protocol (the HTTP API huggingface_hub speaks):
 // URL encoding, header parsing (Content-Range, Link, Retry-After), JSON answers of the /api/
 // endpoints, and URL origin arithmetic for the token rules. Every function here is deterministic
 // and unit-tested with hostile inputs; the HTTP classes (http_hub_api.h, http_range_source.h) only

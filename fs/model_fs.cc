@@ -341,6 +341,7 @@ Result<uint64_t> ModelFs::SingleFlight(uint64_t parent, const std::string& name,
     if (it != inflight_.end()) {
       Flight flight = it->second;
       lock.unlock();
+      joined_flights_.fetch_add(1, std::memory_order_relaxed);
       return flight.get();  // bounded: the resolver's hub calls are bounded by fetch timeouts
     }
     inflight_.emplace(key, promise.get_future().share());

@@ -12,8 +12,8 @@
 // In single-repo mode the root itself is the repo (at FsOptions::single_rev).
 //
 // Hub-cache layout (FsOptions::layout == FsLayout::kHfCache): the same pinned trees presented as a
-// Hugging Face hub cache (hub-protocol.md section 6), so huggingface_hub / transformers resolve
-// files offline with HF_HUB_CACHE pointing at the mount:
+// Hugging Face hub cache (the directory layout huggingface_hub writes), so huggingface_hub /
+// transformers resolve files offline with HF_HUB_CACHE pointing at the mount:
 //   /models--<org>--<name>/              appears on first lookup; the lookup resolves "main"
 //     refs/<rev>                         file holding the 40-hex commit, NO trailing newline; a
 //                                        lookup of any branch or tag name resolves and pins it
@@ -22,8 +22,8 @@
 //     blobs/<etag>                       each file of every pinned snapshot under its etag (LFS
 //                                        SHA-256 or git blob id), same bytes as the snapshot file
 //   /datasets--<org>--<name>/            the same for datasets
-// `.no_exist/` and `trees/` are never present: a probed-but-missing file is plain ENOENT, and
-// omitting trees/<commit>.json is what hub-protocol.md 6.1 allows a FUSE view to do. Nested refs
+// `.no_exist/` and `trees/` are never present: a probed-but-missing file is plain ENOENT, and a
+// hub cache need not hold trees/<commit>.json, so a view may leave it out. Nested refs
 // ("refs/refs/pr/1") are not offered: open a PR through snapshots/<commit> instead.
 //
 // Pinning: the first lookup of a repo dir calls HubApi::ResolveRevision and then HubApi::ListTree
@@ -155,6 +155,10 @@ class ModelFs {
 
   // Number of inodes handed out so far (for statfs).
   uint64_t InodeCount() const;
+  // Lookups so far that waited for another lookup's resolution of the same repo dir instead of
+  // asking the hub themselves (the single flight at work). Lets a test know that concurrent
+  // lookups have all joined a flight before it lets the flight end. Thread-safe, lock-free.
+  uint64_t JoinedFlights() const { return joined_flights_.load(std::memory_order_relaxed); }
 
   const FsOptions& options() const { return opts_; }
 
@@ -232,6 +236,7 @@ class ModelFs {
   // Resolutions in progress, keyed "<parent ino>/<name>". Waiters copy the future and wait without
   // the lock; the resolver publishes the tree, then erases the entry, then fulfils the promise.
   std::unordered_map<std::string, Flight> inflight_;
+  std::atomic<uint64_t> joined_flights_{0};  // see JoinedFlights()
 };
 
 }  // namespace modelfs

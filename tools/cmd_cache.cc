@@ -10,15 +10,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
 
 #include "cache/cache_admin.h"
 #include "cache/pins.h"
+#include "common/file_util.h"
 #include "tools/monitor.h"
 #include "tools/options.h"
 
@@ -32,38 +31,52 @@ struct CacheArgs {
   std::string size;      // gc: --size
 };
 
-// Parses the options the cache tools share; `allow_repo` / `allow_size` enable the extras.
-bool ParseCacheArgs(const std::vector<std::string>& args, bool allow_repo, bool allow_size,
-                    CacheArgs* a, std::string* err) {
-  const char* env = getenv("MODELFS_CACHE");
-  const char* home = getenv("HOME");
-  a->dir = env && *env ? env : std::string(home && *home ? home : "/root") + "/.cache/modelfs";
-  for (size_t i = 0; i < args.size(); i++) {
-    std::string s = args[i], v;
-    size_t eq = s.find('=');
-    bool has = s.rfind("--", 0) == 0 && eq != std::string::npos;
-    if (has) {
-      v = s.substr(eq + 1);
-      s = s.substr(0, eq);
-    }
-    auto value = [&]() -> bool {
-      if (has) return true;
-      if (i + 1 >= args.size()) return false;
-      v = args[++i];
-      return true;
-    };
-    if (s == "--cache-dir" && value()) {
-      a->dir = v;
-    } else if (s == "--format" && value() && (v == "json" || v == "text")) {
-      a->json = v == "json";
-    } else if (allow_size && s == "--size" && value()) {
-      a->size = v;
-    } else if (allow_repo && !s.empty() && s[0] != '-' && a->repo_arg.empty()) {
-      a->repo_arg = s;
-    } else {
-      *err += "bad argument: " + args[i] + "\n";
+// The options of status, verify and gc: gc's --size first, then the ones they share.
+std::vector<OptionSpec> CacheToolOptions(bool with_size) {
+  std::vector<OptionSpec> t;
+  if (with_size) {
+    t.push_back({"--size", nullptr, nullptr, "SIZE", "only remove unreferenced blobs",
+                 "Target for the block data (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), e.g. 10GiB."});
+  }
+  t.push_back({"--cache-dir", nullptr, "MODELFS_CACHE", "DIR", "~/.cache/modelfs",
+               "The cache directory (without the flag or the variable: the config files' cache-dir, as "
+               "for a mount)."});
+  t.push_back({"--format", nullptr, nullptr, "FORMAT", "text", "Output as text or json (sizes in bytes)."});
+  t.push_back({"--help", "-h", nullptr, nullptr, "", "Show this help."});
+  return t;
+}
+
+// Parses the options of cache tool `command` ("modelfs gc"; CacheToolOptions; `allow_repo`: one
+// optional ORG/NAME[@REV]).
+bool ParseCacheArgs(const std::string& command, const std::vector<std::string>& args, bool allow_repo,
+                    bool allow_size, CacheArgs* a, std::string* err) {
+  Result<ParsedArgs> parsed = ParseArgs(args, CacheToolOptions(allow_size), command);
+  if (!parsed.ok()) {
+    *err += parsed.status().message() + "\n";
+    return false;
+  }
+  const ParsedArgs& p = parsed.value();
+  if (p.positional.size() > (allow_repo ? 1u : 0u)) {
+    *err += "bad argument: " + p.positional.back() + "\n";
+    return false;
+  }
+  if (!p.positional.empty()) a->repo_arg = p.positional[0];
+  if (const std::string* v = p.Last("--size")) a->size = *v;
+  if (const std::string* v = p.Last("--format")) {
+    if (*v != "json" && *v != "text") {
+      *err += "--format must be text or json, not '" + *v + "'\n";
       return false;
     }
+    a->json = *v == "json";
+  }
+  if (const std::string* v = p.Last("--cache-dir")) a->dir = *v;
+  if (a->dir.empty()) {
+    Result<std::string> dir = CacheDirSetting(Environment::Process());
+    if (!dir.ok()) {
+      *err += dir.status().message() + "\n";
+      return false;
+    }
+    a->dir = dir.value();
   }
   return true;
 }
@@ -80,15 +93,6 @@ bool WantsHelp(const std::vector<std::string>& args) {
   return false;
 }
 
-// The options every cache tool takes, after its own.
-constexpr const char* kCacheOptionsHelp =
-    "  --cache-dir DIR\n"
-    "      The cache directory. [default: ~/.cache/modelfs; env: MODELFS_CACHE]\n"
-    "  --format FORMAT\n"
-    "      Output as text or json (sizes in bytes). [default: text]\n"
-    "  -h, --help\n"
-    "      Show this help.\n";
-
 std::string StatusHelp() {
   return std::string(
              "Usage: modelfs status [--cache-dir DIR] [--format text|json]\n\n"
@@ -96,7 +100,7 @@ std::string StatusHelp() {
              "the filesystem's free space, pins, and per stored repo revision each file's cached share\n"
              "and state; and, when a mount runs on that cache, its live transfers, rates and alerts.\n\n"
              "Options:\n") +
-         kCacheOptionsHelp + "\nExit codes: 0 printed; 2 usage error.\n";
+         FormatOptionTable(CacheToolOptions(false)) + "\nExit codes: 0 printed; 2 usage error.\n";
 }
 
 std::string VerifyHelp() {
@@ -106,7 +110,7 @@ std::string VerifyHelp() {
              "or git blob id) and drops what is bad, so it is fetched again. With ORG/NAME[@REV]\n"
              "(datasets/ORG/NAME for a dataset) only that repo's stored files.\n\n"
              "Options:\n") +
-         kCacheOptionsHelp +
+         FormatOptionTable(CacheToolOptions(false)) +
          "\nExit codes: 0 all good; 1 bad data found (and dropped), a blob could not be read, or\n"
          "ORG/NAME has no stored tree in the cache; 2 usage error.\n";
 }
@@ -117,11 +121,8 @@ std::string GcHelp() {
              "Removes blobs no stored tree references, then with --size evicts whole files (verified\n"
              "first, least recently used first) until the block data fits in SIZE. Run it while no\n"
              "mount uses the cache.\n\n"
-             "Options:\n"
-             "  --size SIZE\n"
-             "      Target for the block data (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), e.g. 10GiB.\n"
-             "      [default: only remove unreferenced blobs]\n") +
-         kCacheOptionsHelp + "\nExit codes: 0 done; 2 usage error.\n";
+             "Options:\n") +
+         FormatOptionTable(CacheToolOptions(true)) + "\nExit codes: 0 done; 2 usage error.\n";
 }
 
 std::string Rate(double Bps) {
@@ -149,10 +150,9 @@ nlohmann::json LiveMounts(const std::string& dir) {
   const double now =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   for (const std::string& name : names) {
-    std::ifstream in(run + "/" + name);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
+    std::string text;
+    if (!ReadFile(run + "/" + name, &text)) continue;  // the daemon ended and removed it meanwhile
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     // A torn or foreign file is skipped, never an exception.
     if (!j.is_object() || !j["pid"].is_number_integer() || !j["updated_unix"].is_number() ||
         !j["window"].is_object() || !j["transfers"].is_array() || !j["alerts"].is_array())
@@ -215,7 +215,7 @@ int StatusCommand(const std::vector<std::string>& args, std::string* out, std::s
     return 0;
   }
   CacheArgs a;
-  if (!ParseCacheArgs(args, false, false, &a, err)) {
+  if (!ParseCacheArgs("modelfs status", args, false, false, &a, err)) {
     *err += "Usage: modelfs status [--cache-dir DIR] [--format text|json]\n";
     return 2;
   }
@@ -285,7 +285,11 @@ int StatusCommand(const std::vector<std::string>& args, std::string* out, std::s
   }
   for (const auto& r : repos) {
     std::string revs;
-    for (const auto& rv : r["revisions"]) revs += (revs.empty() ? "" : ",") + (rv.get<std::string>().empty() ? std::string("default branch") : rv.get<std::string>());
+    for (const auto& rv : r["revisions"]) {
+      const std::string name = rv.get<std::string>();
+      if (!revs.empty()) revs += ',';
+      revs += name.empty() ? "default branch" : name;
+    }
     *out += r["repo"].get<std::string>() + "@" + r["commit"].get<std::string>().substr(0, 12) +
             (revs.empty() ? "" : " (" + revs + ")") + ": " + Mib(r["cached_bytes"]) + " of " +
             Mib(r["size"]) + " cached\n";
@@ -306,7 +310,7 @@ int VerifyCommand(const std::vector<std::string>& args, std::string* out, std::s
     return 0;
   }
   CacheArgs a;
-  if (!ParseCacheArgs(args, true, false, &a, err)) {
+  if (!ParseCacheArgs("modelfs verify", args, true, false, &a, err)) {
     *err += "Usage: modelfs verify [ORG/NAME[@REV]] [--cache-dir DIR] [--format text|json]\n";
     return 2;
   }
@@ -367,7 +371,7 @@ int GcCommand(const std::vector<std::string>& args, std::string* out, std::strin
     return 0;
   }
   CacheArgs a;
-  if (!ParseCacheArgs(args, false, true, &a, err)) {
+  if (!ParseCacheArgs("modelfs gc", args, false, true, &a, err)) {
     *err += "Usage: modelfs gc [--size SIZE] [--cache-dir DIR] [--format text|json]\n";
     return 2;
   }

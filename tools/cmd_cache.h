@@ -1,5 +1,5 @@
 // Cache tools: `modelfs status`, `modelfs verify [REPO]`, `modelfs gc [--size SIZE]`, each with
-// `--cache-dir DIR` (default $MODELFS_CACHE, else ~/.cache/modelfs) and `--format text|json`.
+// `--cache-dir DIR` (default: CacheDirSetting, as for a mount) and `--format text|json`.
 // They work on the cache directory's files (cache/cache_admin.h), so they need no daemon and no
 // network.
 //   status  cache use, filesystem size and free space, and per stored repo revision every file's

@@ -33,38 +33,37 @@ std::string Mib(uint64_t b) {
 }
 
 // The `modelfs mount` options prefetch forwards and that mean something without a mount.
-const char* const kForwarded[] = {
+const std::vector<std::string> kForwarded = {
     "--endpoint",      "--token-file",    "--cache-dir",    "--cache-size",   "--cache-min-free",
     "--offline",       "--revision-ttl",  "--fetch-threads", "--connect-timeout",
     "--stall-timeout", "--retries",       "--mirror-retry", "--ca-file",      "--tls-min-version",
     "--log-level",     "--log-format"};
 
+const std::vector<OptionSpec>& PrefetchOptionTable() {
+  static const std::vector<OptionSpec> kTable = CommandOptionTable(
+      {
+          {"--include", nullptr, nullptr, "GLOB", "everything",
+           "Prefetch only files matching GLOB (repeatable; '*' also matches '/')."},
+          {"--exclude", nullptr, nullptr, "GLOB", "nothing",
+           "Skip files matching GLOB (repeatable); wins over --include."},
+          {"--pin", nullptr, nullptr, nullptr, "off",
+           "Pin the selected files first: a mount never evicts them (release with 'modelfs unpin')."},
+          {"--pin-share", nullptr, nullptr, "PERCENT", "50%",
+           "Refuse the pin if all pins together would take more than this share of the cache quota."},
+          {"--quiet", nullptr, nullptr, nullptr, "off", "No progress line, even on a terminal."},
+          {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
+      },
+      kForwarded);
+  return kTable;
+}
+
 std::string PrefetchHelp() {
-  std::vector<OptionSpec> t = {
-      {"--include", nullptr, nullptr, "GLOB", "everything",
-       "Prefetch only files matching GLOB (repeatable; '*' also matches '/')."},
-      {"--exclude", nullptr, nullptr, "GLOB", "nothing",
-       "Skip files matching GLOB (repeatable); wins over --include."},
-      {"--pin", nullptr, nullptr, nullptr, "off",
-       "Pin the selected files first: a mount never evicts them (release with 'modelfs unpin')."},
-      {"--pin-share", nullptr, nullptr, "PERCENT", "50%",
-       "Refuse the pin if all pins together would take more than this share of the cache quota."},
-      {"--quiet", nullptr, nullptr, nullptr, "off", "No progress line, even on a terminal."},
-      {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
-  };
-  for (const OptionSpec& o : MountOptionTable())
-    for (const char* f : kForwarded)
-      if (std::string(o.flag) == f) {
-        t.push_back(o);
-        if (std::string(f) == "--log-level") t.back().default_text = "warn";
-      }
-  t.push_back({"--help", "-h", nullptr, nullptr, "", "Show this help."});
   return "Usage: modelfs prefetch [OPTIONS] ORG/NAME[@REV]\n"
          "       modelfs prefetch [OPTIONS] datasets/ORG/NAME[@REV]\n\n"
          "Fills the cache with the selected files of the repo at REV (default branch if absent),\n"
          "through the same stack as a mount, and verifies each. A progress line is drawn on a\n"
          "terminal.\n\nOptions:\n" +
-         FormatOptionTable(t) +
+         FormatOptionTable(PrefetchOptionTable()) +
          "\nExit codes: 0 every selected file is cached and verified; 1 the repo or revision could\n"
          "not be resolved, no file matched, the pin was refused, or a file failed; 2 usage error.\n";
 }
@@ -72,68 +71,40 @@ std::string PrefetchHelp() {
 }  // namespace
 
 int RunPrefetch(const std::vector<std::string>& args) {
+  Result<ParsedArgs> parsed = ParseArgs(args, PrefetchOptionTable(), "modelfs prefetch");
+  if (parsed.ok() && parsed->Has("--help")) {
+    fputs(PrefetchHelp().c_str(), stdout);
+    return 0;
+  }
+  Status usage = parsed.status();
   std::vector<std::string> forwarded, positional, include, exclude;
   bool pin = false, quiet = false, json = false;
   double share = kDefaultPinSharePercent;
-  bool log_level_given = false;
-  for (size_t i = 0; i < args.size(); i++) {
-    std::string a = args[i], v;
-    size_t eq = a.find('=');
-    bool has = a.rfind("--", 0) == 0 && eq != std::string::npos;
-    if (has) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
+  if (parsed.ok()) {
+    const ParsedArgs& p = parsed.value();
+    positional = p.positional;
+    if (auto it = p.values.find("--include"); it != p.values.end()) include = it->second;
+    if (auto it = p.values.find("--exclude"); it != p.values.end()) exclude = it->second;
+    pin = p.Has("--pin");
+    quiet = p.Has("--quiet");
+    json = p.Last("--format") && *p.Last("--format") == "json";
+    if (const std::string* v = p.Last("--pin-share")) {
+      auto pct = ParsePercent(*v);
+      if (pct.ok()) share = pct.value();
+      else usage = Status::InvalidArgument("--pin-share: " + pct.status().message());
     }
-    auto value = [&]() {
-      if (!has && i + 1 < args.size()) {
-        v = args[++i];
-        has = true;
-      }
-      return has;
-    };
-    if (a == "--help" || a == "-h") {
-      fputs(PrefetchHelp().c_str(), stdout);
-      return 0;
-    } else if (a == "--pin") {
-      pin = true;
-    } else if (a == "--quiet") {
-      quiet = true;
-    } else if (a == "--include" && value()) {
-      include.push_back(v);
-    } else if (a == "--exclude" && value()) {
-      exclude.push_back(v);
-    } else if (a == "--format" && value()) {
-      json = v == "json";
-    } else if (a == "--pin-share" && value()) {
-      auto p = ParsePercent(v);
-      if (!p.ok()) {
-        fprintf(stderr, "modelfs prefetch: %s\n", p.status().message().c_str());
-        return 2;
-      }
-      share = p.value();
-    } else if (!a.empty() && a[0] != '-') {
-      positional.push_back(a);
-    } else {
-      // Anything else is a `modelfs mount` option: its table says whether it takes a value.
-      bool takes_value = false;
-      for (const auto& o : MountOptionTable())
-        if (a == o.flag) takes_value = o.value_name != nullptr;
-      forwarded.push_back(a);
-      if (takes_value && value()) forwarded.push_back(v);
-      log_level_given = log_level_given || a == "--log-level";
-    }
+    // The mount options among them mean what they mean for a mount: ParseMount reads them.
+    forwarded = ForwardedMountArgs(p, kForwarded, Environment::Process());
   }
   std::string rev;
   Result<RepoId> repo = positional.size() == 1 ? ParseRepoArg(positional[0], &rev)
                                                : Result<RepoId>(Status::InvalidArgument("expected one ORG/NAME[@REV]"));
   MountConfig cfg;
   bool help = false;
-  // Quieter than a mount, as for download: log lines would tear the progress line.
-  if (!log_level_given && getenv("MODELFS_LOG_LEVEL") == nullptr) {
-    forwarded.insert(forwarded.end(), {"--log-level", "warn"});
-  }
   forwarded.insert(forwarded.end(), {"-f", "/"});  // ParseMount wants a mount point; unused
-  Status s = repo.ok() ? ParseMount(forwarded, &cfg, &help) : repo.status();
+  Status s = !usage.ok() ? usage
+             : repo.ok() ? ParseMount(forwarded, Environment::Process(), &cfg, &help)
+                         : repo.status();
   if (!s.ok()) {
     fprintf(stderr, "modelfs prefetch: %s\nUsage: modelfs prefetch ORG/NAME[@REV] [--include GLOB] "
             "[--exclude GLOB] [--pin] [--pin-share PERCENT] [--quiet] [--format json] [mount options]\n",
@@ -237,34 +208,40 @@ int RunPrefetch(const std::vector<std::string>& args) {
 }
 
 int RunUnpin(const std::vector<std::string>& args) {
-  std::string dir, repo_arg;
-  const char* env = getenv("MODELFS_CACHE");
-  const char* home = getenv("HOME");
-  dir = env && *env ? env : std::string(home && *home ? home : "/root") + "/.cache/modelfs";
-  for (size_t i = 0; i < args.size(); i++) {
-    if (args[i] == "--help" || args[i] == "-h") {
-      fputs("Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n\n"
-            "Releases the pin 'modelfs prefetch --pin' put on a repo (datasets/ORG/NAME for a\n"
-            "dataset); its files become ordinary, evictable cache content.\n\n"
-            "Options:\n"
-            "  --cache-dir DIR\n"
-            "      The cache directory. [default: ~/.cache/modelfs; env: MODELFS_CACHE]\n"
-            "  -h, --help\n"
-            "      Show this help.\n\n"
-            "Exit codes: 0 unpinned; 1 the repo was not pinned; 2 usage error.\n",
-            stdout);
-      return 0;
-    }
-    if (args[i] == "--cache-dir" && i + 1 < args.size()) dir = args[++i];
-    else if (args[i].rfind("--cache-dir=", 0) == 0) dir = args[i].substr(12);
-    else if (repo_arg.empty() && !args[i].empty() && args[i][0] != '-') repo_arg = args[i];
-    else repo_arg = "?";
+  const std::vector<OptionSpec> table = {
+      {"--cache-dir", nullptr, "MODELFS_CACHE", "DIR", "~/.cache/modelfs",
+       "The cache directory (without the flag or the variable: the config files' cache-dir, as for "
+       "a mount)."},
+      {"--help", "-h", nullptr, nullptr, "", "Show this help."},
+  };
+  Result<ParsedArgs> parsed = ParseArgs(args, table, "modelfs unpin");
+  if (parsed.ok() && parsed->Has("--help")) {
+    fputs(("Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n\n"
+           "Releases the pin 'modelfs prefetch --pin' put on a repo (datasets/ORG/NAME for a\n"
+           "dataset); its files become ordinary, evictable cache content.\n\n"
+           "Options:\n" +
+           FormatOptionTable(table) + "\nExit codes: 0 unpinned; 1 the repo was not pinned; 2 usage error.\n")
+              .c_str(),
+          stdout);
+    return 0;
   }
   std::string rev;
-  auto repo = ParseRepoArg(repo_arg, &rev);
+  Result<RepoId> repo = !parsed.ok()                     ? Result<RepoId>(parsed.status())
+                        : parsed->positional.size() == 1 ? ParseRepoArg(parsed->positional[0], &rev)
+                                                         : Result<RepoId>(Status::InvalidArgument("expected ORG/NAME"));
   if (!repo.ok()) {
-    fprintf(stderr, "Usage: modelfs unpin ORG/NAME [--cache-dir DIR]\n");
+    fprintf(stderr, "modelfs unpin: %s\nUsage: modelfs unpin ORG/NAME [--cache-dir DIR]\n",
+            repo.status().message().c_str());
     return 2;
+  }
+  std::string dir = parsed->Last("--cache-dir") ? *parsed->Last("--cache-dir") : "";
+  if (dir.empty()) {
+    Result<std::string> setting = CacheDirSetting(Environment::Process());
+    if (!setting.ok()) {
+      fprintf(stderr, "modelfs unpin: %s\n", setting.status().message().c_str());
+      return 1;
+    }
+    dir = setting.value();
   }
   if (!RemovePin(dir, PinFileName(*repo))) {
     fprintf(stderr, "modelfs unpin: %s is not pinned in %s\n", repo->Id().c_str(), dir.c_str());

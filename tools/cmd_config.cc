@@ -1,6 +1,5 @@
 #include "tools/cmd_config.h"
 
-#include <stdlib.h>
 
 #include <cstdio>
 
@@ -20,14 +19,10 @@ const char* kUsage =
     "long option names as keys; 'endpoint' may repeat.\n"
     "Exit codes: 0 printed; 1 a config file or an endpoint is invalid; 2 usage error.\n";
 
-std::string EnvOr(const char* name) {
-  const char* v = name ? getenv(name) : nullptr;
-  return v ? v : "";
-}
-
 }  // namespace
 
-int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+int ConfigCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
+                  std::string* err) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     *(args.empty() ? err : out) += kUsage;
     return args.empty() ? 2 : 0;
@@ -36,39 +31,25 @@ int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::s
     *err += "modelfs config: unknown subcommand '" + args[0] + "'\n" + kUsage;
     return 2;
   }
-  std::map<std::string, std::string> flags;
-  std::vector<std::string> endpoints;
-  for (size_t i = 1; i < args.size(); ++i) {
-    std::string a = args[i], value;
-    bool has_value = false;
-    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-      has_value = true;
-    }
-    const OptionSpec* spec = nullptr;
-    for (const auto& o : MountOptionTable())
-      if (a == o.flag && o.value_name) spec = &o;
-    if (!spec) {
-      *err += "modelfs config show: unknown or valueless option " + a + "\n";
-      return 2;
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size()) {
-        *err += "modelfs config show: " + a + " needs a value\n";
-        return 2;
-      }
-      value = args[++i];
-    }
-    flags[a] = value;
-    if (a == "--endpoint") endpoints.push_back(value);
+  // Takes the mount's value options (a preview of their effect), nothing else.
+  std::vector<OptionSpec> table;
+  for (const auto& o : MountOptionTable())
+    if (o.value_name) table.push_back(o);
+  Result<ParsedArgs> parsed = ParseArgs({args.begin() + 1, args.end()}, table, "modelfs config");
+  if (!parsed.ok() || !parsed->positional.empty()) {
+    *err += "modelfs config show: " +
+            (parsed.ok() ? "unexpected argument " + parsed->positional[0] : parsed.status().message()) + "\n";
+    return 2;
   }
-  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys());
+  const ParsedArgs& flags = parsed.value();
+  std::vector<std::string> endpoints;
+  if (auto it = flags.values.find("--endpoint"); it != flags.values.end()) endpoints = it->second;
+  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys(), env);
   if (!files.ok()) {
     *err += "modelfs config show: " + files.status().message() + "\n";
     return 1;
   }
-  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), endpoints);
+  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), endpoints, env);
   if (!eps.ok()) {
     *err += "modelfs config show: " + eps.status().message() + "\n";
     return 1;
@@ -78,14 +59,11 @@ int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::s
   *out += "settings:\n";
   for (const auto& o : MountOptionTable()) {
     if (!o.value_name || std::string(o.flag) == "--endpoint") continue;
-    Sourced v{o.default_text ? o.default_text : "", "default"};
-    std::string key = o.flag + 2;
-    if (const Sourced* f = files->Find(key)) v = *f;
-    if (o.env && !EnvOr(o.env).empty()) v = {EnvOr(o.env), o.env};
-    if (auto it = flags.find(o.flag); it != flags.end()) v = {it->second, o.flag};
-    if (key == "token-file" && (!EnvOr("HF_TOKEN").empty() || !EnvOr("HUGGING_FACE_HUB_TOKEN").empty())) {
+    const std::string key = o.flag + 2;
+    Sourced v = ResolveOption(o, flags, env, files.value()).value_or(Sourced{o.default_text, "default"});
+    if (key == "token-file" && (!env.Get("HF_TOKEN").empty() || !env.Get("HUGGING_FACE_HUB_TOKEN").empty())) {
       v.value = "(unused: the token comes from $" +
-                std::string(!EnvOr("HF_TOKEN").empty() ? "HF_TOKEN" : "HUGGING_FACE_HUB_TOKEN") + ")";
+                std::string(!env.Get("HF_TOKEN").empty() ? "HF_TOKEN" : "HUGGING_FACE_HUB_TOKEN") + ")";
     }
     *out += "  " + key + " = " + v.value + "    [" + v.origin + "]\n";
   }
@@ -96,7 +74,7 @@ int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::s
 
 int RunConfig(const std::vector<std::string>& args) {
   std::string out, err;
-  int rc = ConfigCommand(args, &out, &err);
+  int rc = ConfigCommand(args, Environment::Process(), &out, &err);
   fputs(out.c_str(), stdout);
   fputs(err.c_str(), stderr);
   return rc;

@@ -8,11 +8,14 @@
 #include <string>
 #include <vector>
 
+#include "tools/environment.h"
+
 namespace modelfs::cli {
 
 // Returns the exit code (0; 2 for a usage error; 1 for a bad config file) and writes to `out`
-// (stdout text) or `err` (stderr text).
-int ConfigCommand(const std::vector<std::string>& args, std::string* out, std::string* err);
+// (stdout text) or `err` (stderr text). Variables (and so the config file paths) come from `env`.
+int ConfigCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
+                  std::string* err);
 // ConfigCommand writing to stdout/stderr: the `modelfs config` entry of tools/main.cc.
 int RunConfig(const std::vector<std::string>& args);
 

@@ -31,10 +31,10 @@ constexpr auto kProgressInterval = std::chrono::milliseconds(100);
 constexpr const char* kPartialSuffix = ".modelfs-partial";
 
 // Options forwarded to ParseMount (same meaning as for `modelfs mount`).
-const char* const kForwarded[] = {"--endpoint",      "--token-file",    "--cache-dir",
-                                  "--cache-size",    "--fetch-threads", "--connect-timeout",
-                                  "--stall-timeout", "--retries",       "--log-level",
-                                  "--log-format"};
+const std::vector<std::string> kForwarded = {"--endpoint",      "--token-file",    "--cache-dir",
+                                             "--cache-size",    "--fetch-threads", "--connect-timeout",
+                                             "--stall-timeout", "--retries",       "--log-level",
+                                             "--log-format"};
 
 // RAII fd.
 struct Fd {
@@ -157,28 +157,18 @@ Status CopyAndVerify(DiskBlobStore& store, const BlobRef& ref, const std::string
 }  // namespace
 
 const std::vector<OptionSpec>& DownloadOptionTable() {
-  static const std::vector<OptionSpec> kTable = [] {
-    std::vector<OptionSpec> t = {
-        {"--local-dir", nullptr, nullptr, "DIR", "",
-         "Directory to write the files into (created if needed). Required."},
-        {"--include", nullptr, nullptr, "GLOB", "everything",
-         "Download only files matching GLOB (repeatable; '*' also matches '/')."},
-        {"--exclude", nullptr, nullptr, "GLOB", "nothing",
-         "Skip files matching GLOB (repeatable); wins over --include."},
-        {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
-        {"--quiet", "-q", nullptr, nullptr, "off", "No progress bar, even on a terminal."},
-    };
-    for (const OptionSpec& o : MountOptionTable()) {
-      for (const char* f : kForwarded) {
-        if (strcmp(o.flag, f) != 0) continue;
-        t.push_back(o);
-        // Quieter than a mount: log lines would tear the progress bar (see ParseDownload).
-        if (strcmp(f, "--log-level") == 0) t.back().default_text = "warn";
-      }
-    }
-    t.push_back({"--help", "-h", nullptr, nullptr, "", "Show this help."});
-    return t;
-  }();
+  static const std::vector<OptionSpec> kTable = CommandOptionTable(
+      {
+          {"--local-dir", nullptr, nullptr, "DIR", "",
+           "Directory to write the files into (created if needed). Required."},
+          {"--include", nullptr, nullptr, "GLOB", "everything",
+           "Download only files matching GLOB (repeatable; '*' also matches '/')."},
+          {"--exclude", nullptr, nullptr, "GLOB", "nothing",
+           "Skip files matching GLOB (repeatable); wins over --include."},
+          {"--format", nullptr, nullptr, "FORMAT", "text", "Summary as 'text' or 'json'."},
+          {"--quiet", "-q", nullptr, nullptr, "off", "No progress bar, even on a terminal."},
+      },
+      kForwarded);
   return kTable;
 }
 
@@ -212,82 +202,48 @@ bool SelectedByGlobs(const std::string& path, const std::vector<std::string>& in
   return true;
 }
 
-Status ParseDownload(const std::vector<std::string>& args, DownloadConfig* cfg, bool* help) {
+Status ParseDownload(const std::vector<std::string>& args, const Environment& env, DownloadConfig* cfg,
+                     bool* help) {
   *help = false;
-  std::vector<std::string> forwarded, positional;
-  std::string format = "text";
-  bool log_level_given = false;
-  for (size_t i = 0; i < args.size(); i++) {
-    std::string a = args[i], value;
-    if (a.empty() || a[0] != '-' || a == "-") {
-      positional.push_back(a);
-      continue;
-    }
-    bool has_value = false;
-    const size_t eq = a.find('=');
-    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-      has_value = true;
-    }
-    const OptionSpec* spec = nullptr;
-    for (const auto& o : DownloadOptionTable()) {
-      if (a == o.flag || (o.short_flag && a == o.short_flag)) spec = &o;
-    }
-    if (spec == nullptr) {
-      return Status::InvalidArgument("unknown option " + a + " (see modelfs download --help)");
-    }
-    if (spec->value_name && !has_value) {
-      if (i + 1 >= args.size()) return Status::InvalidArgument(a + " needs a value");
-      value = args[++i];
-    } else if (!spec->value_name && has_value) {
-      return Status::InvalidArgument(a + " takes no value");
-    }
-    const std::string flag = spec->flag;
-    if (flag == "--help") {
-      *help = true;
-      return Status::Ok();
-    } else if (flag == "--local-dir") {
-      cfg->local_dir = value;
-    } else if (flag == "--include") {
-      cfg->include.push_back(value);
-    } else if (flag == "--exclude") {
-      cfg->exclude.push_back(value);
-    } else if (flag == "--format") {
-      format = value;
-    } else if (flag == "--quiet") {
-      cfg->quiet = true;
-    } else {
-      forwarded.push_back(flag);
-      forwarded.push_back(value);
-      log_level_given = log_level_given || flag == "--log-level";
-    }
+  Result<ParsedArgs> parsed = ParseArgs(args, DownloadOptionTable(), "modelfs download");
+  if (!parsed.ok()) return parsed.status();
+  const ParsedArgs& p = parsed.value();
+  if (p.Has("--help")) {
+    *help = true;
+    return Status::Ok();
   }
+  auto all = [&](const char* flag) {
+    auto it = p.values.find(flag);
+    return it == p.values.end() ? std::vector<std::string>{} : it->second;
+  };
+  cfg->include = all("--include");
+  cfg->exclude = all("--exclude");
+  cfg->quiet = p.Has("--quiet");
+  const std::string format = p.Last("--format") ? *p.Last("--format") : "text";
   if (format != "text" && format != "json") {
     return Status::InvalidArgument("--format must be text or json, not '" + format + "'");
   }
   cfg->json = format == "json";
-  if (positional.size() != 1) {
+  if (p.positional.size() != 1) {
     return Status::InvalidArgument("expected one ORG/NAME[@REV] (see modelfs download --help)");
   }
+  if (const std::string* dir = p.Last("--local-dir")) cfg->local_dir = *dir;
   if (cfg->local_dir.empty()) return Status::InvalidArgument("--local-dir DIR is required");
-  Result<RepoId> repo = ParseRepoArg(positional[0], &cfg->rev);
+  Result<RepoId> repo = ParseRepoArg(p.positional[0], &cfg->rev);
   if (!repo.ok()) return repo.status();
   cfg->repo = *repo;
-  // Per-chunk info lines would tear the progress bar: warnings and errors only, unless asked.
-  if (!log_level_given && getenv("MODELFS_LOG_LEVEL") == nullptr) {
-    forwarded.insert(forwarded.end(), {"--log-level", "warn"});
-  }
+  // The mount options among them mean what they mean for a mount: ParseMount reads them.
+  std::vector<std::string> forwarded = ForwardedMountArgs(p, kForwarded, env);
   forwarded.push_back("-f");                  // no daemon-only defaults (log file)
   forwarded.push_back(cfg->local_dir);        // ParseMount wants a mount point; unused here
   bool mount_help = false;
-  return ParseMount(forwarded, &cfg->base, &mount_help);
+  return ParseMount(forwarded, env, &cfg->base, &mount_help);
 }
 
 int RunDownload(const std::vector<std::string>& args) {
   DownloadConfig cfg;
   bool help = false;
-  Status s = ParseDownload(args, &cfg, &help);
+  Status s = ParseDownload(args, Environment::Process(), &cfg, &help);
   if (help) {
     fputs(DownloadHelp().c_str(), stdout);
     return 0;
@@ -296,11 +252,8 @@ int RunDownload(const std::vector<std::string>& args) {
     fprintf(stderr, "modelfs download: %s\n", s.message().c_str());
     return 2;
   }
-  LogLevel level;
-  if (!ParseLogLevel(cfg.base.log_level, &level)) {
-    fprintf(stderr, "modelfs download: unknown log level '%s'\n", cfg.base.log_level.c_str());
-    return 2;
-  }
+  LogLevel level = LogLevel::kWarn;
+  ParseLogLevel(cfg.base.log_level, &level);  // validated by ParseMount
   SetLogLevel(level);
   LogFormat format = LogFormat::kText;
   ParseLogFormat(cfg.base.log_format, &format);  // validated by ParseMount

@@ -36,7 +36,8 @@ struct DownloadConfig {
 
 // Parses `modelfs download` arguments (argv after "download") plus the environment. On --help sets
 // *help and returns OK. InvalidArgument for a usage error.
-Status ParseDownload(const std::vector<std::string>& args, DownloadConfig* out, bool* help);
+Status ParseDownload(const std::vector<std::string>& args, const Environment& env, DownloadConfig* out,
+                     bool* help);
 
 std::string DownloadHelp();
 

@@ -1,19 +1,14 @@
 #include "tools/config_file.h"
 
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <fstream>
 #include <sstream>
+
+#include "common/file_util.h"
 
 namespace modelfs::cli {
 namespace {
-
-std::string Env(const char* name) {
-  const char* v = getenv(name);
-  return v ? v : "";
-}
 
 std::string Trim(const std::string& s) {
   size_t a = s.find_first_not_of(" \t\r");
@@ -27,15 +22,13 @@ constexpr size_t kMaxConfigBytes = 1u << 20;
 
 }  // namespace
 
-std::vector<std::string> ConfigPaths() {
-  std::string sys = Env("MODELFS_SYSTEM_CONFIG");
+std::vector<std::string> ConfigPaths(const Environment& env) {
+  std::string sys = env.Get("MODELFS_SYSTEM_CONFIG");
   if (sys.empty()) sys = "/etc/modelfs/config";
-  std::string user = Env("MODELFS_CONFIG");
+  std::string user = env.Get("MODELFS_CONFIG");
   if (user.empty()) {
-    std::string xdg = Env("XDG_CONFIG_HOME");
-    std::string home = Env("HOME");
-    if (home.empty()) home = "/root";
-    user = (xdg.empty() ? home + "/.config" : xdg) + "/modelfs/config";
+    const std::string xdg = env.Get("XDG_CONFIG_HOME");
+    user = (xdg.empty() ? env.Home() + "/.config" : xdg) + "/modelfs/config";
   }
   return {sys, user};
 }
@@ -82,30 +75,29 @@ Result<ConfigLayers> LoadConfigFiles(const std::vector<std::string>& paths,
     if (!S_ISREG(st.st_mode)) return Status::InvalidArgument("config file " + p + " is not a regular file");
     if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes)
       return Status::InvalidArgument("config file " + p + " is too large");
-    std::ifstream in(p);
-    if (!in) return Status::InvalidArgument("cannot read config file " + p);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    Status s = ParseConfigText(ss.str(), p, allowed_keys, &layers);
+    std::string text;
+    if (!ReadFile(p, &text)) return Status::InvalidArgument("cannot read config file " + p);
+    Status s = ParseConfigText(text, p, allowed_keys, &layers);
     if (!s.ok()) return s;
     layers.files.push_back(p + " (read)");
   }
   return layers;
 }
 
-Result<ConfigLayers> LoadConfigLayers(const std::vector<std::string>& allowed_keys) {
-  return LoadConfigFiles(ConfigPaths(), allowed_keys);
+Result<ConfigLayers> LoadConfigLayers(const std::vector<std::string>& allowed_keys, const Environment& env) {
+  return LoadConfigFiles(ConfigPaths(env), allowed_keys);
 }
 
 Result<std::vector<Sourced>> EffectiveEndpoints(const ConfigLayers& files,
-                                                const std::vector<std::string>& flag_endpoints) {
+                                                const std::vector<std::string>& flag_endpoints,
+                                                const Environment& env) {
   std::vector<Sourced> list;
   if (!flag_endpoints.empty()) {
     for (const auto& e : flag_endpoints) list.push_back({e, "--endpoint"});
   } else {
-    std::string hf = Trim(Env("HF_ENDPOINT"));
+    std::string hf = Trim(env.Get("HF_ENDPOINT"));
     if (!hf.empty()) list.push_back({hf, "HF_ENDPOINT"});
-    std::string mirrors = Env("MODELFS_MIRRORS");
+    std::string mirrors = env.Get("MODELFS_MIRRORS");
     for (char& c : mirrors)
       if (c == ',' || c == '\t' || c == '\n') c = ' ';
     std::istringstream in(mirrors);

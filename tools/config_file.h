@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "tools/environment.h"
 
 namespace modelfs::cli {
 
@@ -41,15 +42,15 @@ struct ConfigLayers {
   }
 };
 
-// The two file paths, from the environment as described above.
-std::vector<std::string> ConfigPaths();
+// The two file paths, from `env` as described above.
+std::vector<std::string> ConfigPaths(const Environment& env);
 
 // Parses one file's text. `allowed_keys` lists the accepted keys. `origin` names the file.
 Status ParseConfigText(const std::string& text, const std::string& origin,
                        const std::vector<std::string>& allowed_keys, ConfigLayers* into);
 
 // Reads ConfigPaths() in order (a missing file is skipped; an unreadable or malformed one fails).
-Result<ConfigLayers> LoadConfigLayers(const std::vector<std::string>& allowed_keys);
+Result<ConfigLayers> LoadConfigLayers(const std::vector<std::string>& allowed_keys, const Environment& env);
 // Same with explicit paths (tests).
 Result<ConfigLayers> LoadConfigFiles(const std::vector<std::string>& paths,
                                      const std::vector<std::string>& allowed_keys);
@@ -58,6 +59,7 @@ Result<ConfigLayers> LoadConfigFiles(const std::vector<std::string>& paths,
 // MODELFS_MIRRORS, split on commas and whitespace) > config files > https://huggingface.co.
 // Trailing slashes are dropped, duplicates removed, and every entry must be http(s)://.
 Result<std::vector<Sourced>> EffectiveEndpoints(const ConfigLayers& files,
-                                                const std::vector<std::string>& flag_endpoints);
+                                                const std::vector<std::string>& flag_endpoints,
+                                                const Environment& env);
 
 }  // namespace modelfs::cli

@@ -34,7 +34,7 @@ constexpr const char* kVersion = "0.1.0";
 int Mount(const std::vector<std::string>& args) {
   cli::MountConfig cfg;
   bool help = false;
-  Status s = cli::ParseMount(args, &cfg, &help);
+  Status s = cli::ParseMount(args, cli::Environment::Process(), &cfg, &help);
   if (help) {
     fputs(cli::MountHelp().c_str(), stdout);
     return 0;
@@ -43,11 +43,8 @@ int Mount(const std::vector<std::string>& args) {
     fprintf(stderr, "modelfs mount: %s\n", s.message().c_str());
     return 2;
   }
-  LogLevel level;
-  if (!ParseLogLevel(cfg.log_level, &level)) {
-    fprintf(stderr, "modelfs mount: unknown log level '%s'\n", cfg.log_level.c_str());
-    return 2;
-  }
+  LogLevel level = LogLevel::kInfo;
+  ParseLogLevel(cfg.log_level, &level);  // validated by ParseMount
   SetLogLevel(level);
   LogFormat format = LogFormat::kText;
   ParseLogFormat(cfg.log_format, &format);  // validated by ParseMount
@@ -62,7 +59,7 @@ int Mount(const std::vector<std::string>& args) {
   s = MkdirP(cfg.cache.dir);
   if (s.ok() && access(cfg.cache.dir.c_str(), W_OK) != 0) {
     // A read-only cache (a read-only image, a full or failing disk remounted ro) still serves
-    // what it holds; everything else is read uncached (issue 4: disk faults).
+    // what it holds; everything else is read uncached.
     fprintf(stderr, "modelfs mount: warning: cache directory %s is not writable (%s); serving "
             "what it holds and reading the rest uncached\n", cfg.cache.dir.c_str(), strerror(errno));
   }
@@ -94,7 +91,10 @@ int Mount(const std::vector<std::string>& args) {
       }
     }
     std::string from;
-    for (const auto& ep : cfg.fetch.endpoints) from += (from.empty() ? "" : ", ") + ep;
+    for (const auto& ep : cfg.fetch.endpoints) {
+      if (!from.empty()) from += ", ";
+      from += ep;
+    }
     if (from.empty()) from = cfg.fetch.endpoint;
     MODELFS_LOG(kInfo, "modelfs %s mounting %s from %s, cache %s (%llu bytes)", kVersion,
                 cfg.mount.mountpoint.c_str(), from.c_str(), cfg.cache.dir.c_str(),

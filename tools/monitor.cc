@@ -325,34 +325,6 @@ void MetricsServer::Serve(int fd) {
 
 // ---- Monitor.
 
-Status WriteFileAtomic(const std::string& path, const std::string& content, unsigned mode) {
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return Status::IoError("cannot write " + tmp + ": " + strerror(errno));
-  fchmod(fd, mode);  // an old tmp file, or the umask, must not decide who can read it
-  size_t off = 0;
-  while (off < content.size()) {
-    ssize_t w = write(fd, content.data() + off, content.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      const std::string e = strerror(errno);
-      close(fd);
-      unlink(tmp.c_str());
-      return Status::IoError("cannot write " + tmp + ": " + e);
-    }
-    off += static_cast<size_t>(w);
-  }
-  // No fsync: these files describe the running process; after a crash a stale or missing one
-  // is right (the pid check in `modelfs status` tells a stale one apart).
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string e = strerror(errno);
-    unlink(tmp.c_str());
-    return Status::IoError("cannot rename " + tmp + ": " + e);
-  }
-  return Status::Ok();
-}
-
 std::string StatusFileName(int pid) { return "status-" + std::to_string(pid) + ".json"; }
 
 int StatusFilePid(const std::string& name) {
@@ -374,7 +346,9 @@ Result<std::unique_ptr<Monitor>> Monitor::Start(const MonitorOptions& opts, Metr
                                                 const MirrorSet* mirrors, const DiskBlobStore* store) {
   std::unique_ptr<Monitor> m(new Monitor(opts, metrics, mirrors, store));
   if (!opts.status_dir.empty()) {
-    MkdirP(opts.status_dir, 0700);
+    // Without the directory the status file cannot be written; the mount still runs, and the
+    // failed writes are logged (once) by SampleNow.
+    if (Status s = MkdirP(opts.status_dir, 0700); !s.ok()) MODELFS_LOG(kWarn, "%s", s.ToString().c_str());
     // Files of daemons that died without cleaning up (kill -9, power cut): `modelfs status`
     // ignores them anyway (dead pid), but they should not pile up.
     if (DIR* d = opendir(opts.status_dir.c_str())) {
@@ -552,7 +526,10 @@ void Monitor::SampleNow() {
   }
   // Failures to write are logged once per change of outcome, not every second.
   auto write = [](const std::string& path, const std::string& content, unsigned mode, bool* failing) {
-    Status s = WriteFileAtomic(path, content, mode);
+    // kProcess: these files describe the running process; after a crash a stale or missing one is
+    // right (the pid check in `modelfs status` tells a stale one apart), and an fsync every second
+    // would wear an edge box's flash for nothing.
+    Status s = WriteFileAtomic(path, content, Durability::kProcess, mode);
     if (!s.ok() && !*failing) MODELFS_LOG(kWarn, "%s", s.ToString().c_str());
     *failing = !s.ok();
   };

@@ -208,7 +208,4 @@ class Monitor {
 std::string StatusFileName(int pid);
 int StatusFilePid(const std::string& name);
 
-// Writes `content` to `path` atomically: a temporary file beside it (mode `mode`), then rename.
-Status WriteFileAtomic(const std::string& path, const std::string& content, unsigned mode);
-
 }  // namespace modelfs::cli

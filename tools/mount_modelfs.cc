@@ -124,6 +124,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> positional;
   std::string opts;
   bool sloppy = false, fake = false, verbose = false;
+  auto add_opts = [&opts](const std::string& more) {
+    if (!opts.empty()) opts += ',';
+    opts += more;
+  };
   for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") {
@@ -132,9 +136,9 @@ int main(int argc, char** argv) {
     }
     if (a == "-o") {
       if (i + 1 >= argc) return Usage("-o needs options");
-      opts += (opts.empty() ? "" : ",") + std::string(argv[++i]);
+      add_opts(argv[++i]);
     } else if (a.rfind("-o", 0) == 0 && a.size() > 2) {
-      opts += (opts.empty() ? "" : ",") + a.substr(2);
+      add_opts(a.substr(2));
     } else if (a.size() > 1 && a[0] == '-') {
       for (char c : a.substr(1)) {
         if (c == 's') sloppy = true;
@@ -160,7 +164,10 @@ int main(int argc, char** argv) {
 
   if (fake || verbose) {
     std::string line;
-    for (const auto& c : cmd) line += (line.empty() ? "" : " ") + c;
+    for (const auto& c : cmd) {
+      if (!line.empty()) line += ' ';
+      line += c;
+    }
     printf("%s\n", line.c_str());
     fflush(stdout);
     if (fake) return 0;

@@ -7,34 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <fstream>
-#include <sstream>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "fs/model_fs.h"
 #include "tools/config_file.h"
 
 namespace modelfs::cli {
 namespace {
-
-std::string Env(const char* name) {
-  const char* v = getenv(name);
-  return v ? v : "";
-}
-
-std::string Home() {
-  std::string h = Env("HOME");
-  return h.empty() ? "/root" : h;
-}
-
-bool ReadSmallFile(const std::string& path, std::string* out) {
-  std::ifstream in(path);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
-}
 
 Result<long> ParseSeconds(const std::string& s) {
   char* end = nullptr;
@@ -54,6 +34,22 @@ Result<unsigned> ParseCount(const std::string& s, unsigned max) {
   return static_cast<unsigned>(v);
 }
 
+// Stores a parsed value (converted to the field's type) or passes its error on.
+template <typename T, typename F>
+Status Set(Result<T> r, F* field) {
+  if (!r.ok()) return r.status();
+  *field = static_cast<F>(r.value());
+  return Status::Ok();
+}
+
+Status SetSwitch(const std::string& v, bool* field) {
+  *field = !v.empty();
+  return Status::Ok();
+}
+
+// The built-in default of --cache-dir.
+std::string DefaultCacheDir(const Environment& env) { return env.Home() + "/.cache/modelfs"; }
+
 }  // namespace
 
 std::vector<std::string> ConfigKeys() {
@@ -64,92 +60,218 @@ std::vector<std::string> ConfigKeys() {
 }
 
 const std::vector<OptionSpec>& MountOptionTable() {
+  // A switch's apply gets "1" (on) or "" (off).
   static const std::vector<OptionSpec> kTable = {
-      {"--endpoint", nullptr, "HF_ENDPOINT", "URL", "https://huggingface.co",
-       "Hub or mirror to read from (API calls and downloads). Repeat it for several mirrors: the "
-       "fastest healthy one is used and a failing one is left for --mirror-retry seconds. Also "
-       "$MODELFS_MIRRORS (a list, after HF_ENDPOINT) and 'endpoint =' lines in the config files; "
-       "'modelfs config show' prints the result."},
-      {"--token-file", nullptr, "HF_TOKEN_PATH", "FILE", "$HF_HOME/token",
-       "File holding the access token. $HF_TOKEN, if set, wins over any file. The token is sent "
-       "only to the endpoint's host, never to a CDN it redirects to."},
-      {"--cache-dir", nullptr, "MODELFS_CACHE", "DIR", "~/.cache/modelfs",
-       "Persistent block cache and stored hub metadata."},
-      {"--cache-size", nullptr, "MODELFS_CACHE_SIZE", "SIZE", "20GiB",
-       "Most block data the cache keeps (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), or a "
-       "percentage of the cache filesystem (25%). Space is reserved before a block is written, so "
-       "it is never exceeded; least recently used files not in use are evicted first."},
-      {"--cache-min-free", nullptr, "MODELFS_CACHE_MIN_FREE", "PERCENT", "10%",
-       "Never fill the cache filesystem above 100% minus this, whatever else writes to it; when "
-       "no room can be made, reads are served without caching. 0% turns the check off."},
-      {"--offline", nullptr, "HF_HUB_OFFLINE", nullptr, "off",
-       "Never touch the network: serve stored listings and cached bytes only; an uncached read "
-       "fails at once with EIO (HF_HUB_OFFLINE=1 does the same)."},
-      {"--verify-before-read", nullptr, "MODELFS_VERIFY_BEFORE_READ", nullptr, "off",
-       "Return no byte of a file before its whole-file SHA-256 matched: the first read of a file "
-       "fills it completely (over many connections) and hashes it, then reads come from the "
-       "verified cache. Without it, bytes are served as they arrive and hashed once the file is "
-       "complete; a mismatch then drops the bad chunks and the kernel's pages and the file is "
-       "fetched again (from another mirror when there are several), but bytes already read were "
-       "unverified. Needs room in the cache for every file being read at once."},
-      {"--fill-on-open", nullptr, "MODELFS_FILL_ON_OPEN", nullptr, "off",
-       "Opening a file larger than one chunk (4 MiB) starts fetching all of it in the background, "
-       "over the fetch threads: loaders that read every tensor in their own order (mmap, random "
-       "order) then find it cached at streaming speed. Fetches whole files for partial readers."},
-      {"--revision-ttl", nullptr, nullptr, "DURATION", "72h",
-       "How long a resolved branch or tag is trusted before the hub is asked again (s, m, h, d; "
-       "0 = every mount). A commit id is never re-resolved."},
-      {"--foreground", "-f", nullptr, nullptr, "off",
-       "Stay in the foreground and log to stderr (containers, systemd Type=simple)."},
-      {"--log-file", nullptr, "MODELFS_LOG_FILE", "FILE", "<cache-dir>/modelfs.log",
-       "Where the daemon logs when not in the foreground."},
-      {"--log-level", nullptr, "MODELFS_LOG_LEVEL", "LEVEL", "info", "debug, info, warn or error."},
-      {"--log-format", nullptr, "MODELFS_LOG_FORMAT", "FORMAT", "text",
-       "Log lines as text, logfmt or json. Tokens and signed URL queries are always redacted."},
-      {"--metrics-listen", nullptr, "MODELFS_METRICS_LISTEN", "ADDR:PORT", "off",
-       "Serve GET /metrics (Prometheus text) and GET /status (JSON) on this address, e.g. "
-       "127.0.0.1:9101 (port 0 = any free port; the bound one is logged and shown by 'modelfs "
-       "status'). No authentication: a non-loopback address is allowed but logged as a warning."},
-      {"--metrics-file", nullptr, "MODELFS_METRICS_FILE", "FILE", "off",
-       "Write the metrics here every second, atomically (for node_exporter's textfile collector: "
-       "a FILE ending in .prom in its directory)."},
-      {"--alert-window", nullptr, nullptr, "DURATION", "60s",
-       "Window over which the download success rate and average speed are computed for alerts "
-       "(s, m, h)."},
-      {"--alert-min-success-rate", nullptr, nullptr, "PERCENT", "90%",
-       "Log a warning and set modelfs_alert_active{alert=\"low_success_rate\"} while fewer than "
-       "this share of mirror calls succeed over the window (retried attempts count as failures; "
-       "needs 10 calls in the window). 0% = off."},
-      {"--alert-max-bandwidth", nullptr, nullptr, "RATE", "0",
-       "Log a warning and set modelfs_alert_active{alert=\"high_bandwidth\"} while the download "
-       "speed averaged over the window is above this (e.g. 100MB/s, 1GiB/s). 0 = off."},
-      {"--threads", nullptr, nullptr, "N", "64",
-       "FUSE worker threads; enough that reads waiting on the network do not starve cached ones."},
-      {"--fetch-threads", nullptr, nullptr, "N", "16",
-       "Parallel range requests for prefetching (connections to the mirror)."},
-      {"--max-readahead", nullptr, nullptr, "SIZE", "8MiB",
-       "Kernel readahead per file (1MiB..64MiB). A loader that reads one tensor makes the kernel "
-       "read this much past it, up to twice; modelfs prefetches sequential readers itself."},
-      {"--memory-budget", nullptr, "MODELFS_MEMORY_BUDGET", "SIZE", "128MiB",
-       "Memory for chunk buffers: 3/4 for chunks in flight, 1/4 for chunks kept in memory when "
-       "the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's RSS is about this "
-       "plus 100 MiB. Lower it on small edge boxes; a far link needs about 7 chunks in flight."},
-      {"--connect-timeout", nullptr, nullptr, "SECONDS", "5", "TCP/TLS connect timeout."},
-      {"--stall-timeout", nullptr, nullptr, "SECONDS", "10",
-       "Abort and retry a transfer that moves under 1 KiB/s for this long."},
-      {"--retries", nullptr, nullptr, "N", "4", "Retries of a failed request (with backoff)."},
-      {"--mirror-retry", nullptr, nullptr, "SECONDS", "300",
-       "How long a failed mirror is left alone before it is tried again."},
-      {"--ca-file", nullptr, "MODELFS_CA_FILE", "FILE", "system CA store",
-       "CA bundle to verify TLS servers with (verification is always on)."},
-      {"--tls-min-version", nullptr, nullptr, "VERSION", "1.2", "Oldest TLS version accepted: 1.2 or 1.3."},
-      {"--allow-other", nullptr, nullptr, nullptr, "off",
-       "Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root)."},
-      {"--debug", "-d", nullptr, nullptr, "off", "libfuse request tracing (implies -f)."},
-      {"--hf-cache", nullptr, nullptr, nullptr, "off",
-       "Present the mount as a Hugging Face hub cache (models--ORG--NAME/refs, snapshots, blobs) "
-       "for HF_HUB_CACHE=MOUNTPOINT HF_HUB_OFFLINE=1. Not with ORG/NAME."},
-      {"--help", "-h", nullptr, nullptr, "", "Show this help."},
+      {.flag = "--endpoint", .env = "HF_ENDPOINT", .value_name = "URL", .default_text = "https://huggingface.co",
+       .help = "Hub or mirror to read from (API calls and downloads). Repeat it for several mirrors: the "
+               "fastest healthy one is used and a failing one is left for --mirror-retry seconds. Also "
+               "$MODELFS_MIRRORS (a list, after HF_ENDPOINT) and 'endpoint =' lines in the config files; "
+               "'modelfs config show' prints the result."},
+      {.flag = "--token-file", .env = "HF_TOKEN_PATH", .value_name = "FILE", .default_text = "$HF_HOME/token",
+       .help = "File holding the access token. $HF_TOKEN, if set, wins over any file. The token is sent "
+               "only to the endpoint's host, never to a CDN it redirects to."},
+      {.flag = "--cache-dir", .env = "MODELFS_CACHE", .value_name = "DIR", .default_text = "~/.cache/modelfs",
+       .help = "Persistent block cache and stored hub metadata.",
+       .apply = [](const std::string& v, MountConfig* c) {
+         c->cache.dir = v;
+         return Status::Ok();
+       }},
+      {.flag = "--cache-size", .env = "MODELFS_CACHE_SIZE", .value_name = "SIZE", .default_text = "20GiB",
+       .help = "Most block data the cache keeps (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), or a "
+               "percentage of the cache filesystem (25%). Space is reserved before a block is written, so "
+               "it is never exceeded; least recently used files not in use are evicted first.",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         if (!v.empty() && v.back() == '%') {
+           auto pct = ParsePercent(v);
+           if (!pct.ok() || pct.value() <= 0) return Status::InvalidArgument("not a size or percentage: " + v);
+           c->cache.max_fs_percent = pct.value();
+           return Status::Ok();
+         }
+         auto size = ParseSize(v);
+         if (!size.ok()) return size.status();
+         c->cache.max_bytes = size.value();
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--cache-min-free", .env = "MODELFS_CACHE_MIN_FREE", .value_name = "PERCENT", .default_text = "10%",
+       .help = "Never fill the cache filesystem above 100% minus this, whatever else writes to it; when "
+               "no room can be made, reads are served without caching. 0% turns the check off.",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParsePercent(v), &c->cache.min_free_percent); },
+       .default_is_value = true},
+      {.flag = "--offline", .env = "HF_HUB_OFFLINE", .default_text = "off",
+       .help = "Never touch the network: serve stored listings and cached bytes only; an uncached read "
+               "fails at once with EIO (HF_HUB_OFFLINE=1 does the same).",
+       .apply = [](const std::string& v, MountConfig* c) { return SetSwitch(v, &c->cache.offline); }},
+      {.flag = "--verify-before-read", .env = "MODELFS_VERIFY_BEFORE_READ", .default_text = "off",
+       .help = "Return no byte of a file before its whole-file SHA-256 matched: the first read of a file "
+               "fills it completely (over many connections) and hashes it, then reads come from the "
+               "verified cache. Without it, bytes are served as they arrive and hashed once the file is "
+               "complete; a mismatch then drops the bad chunks and the kernel's pages and the file is "
+               "fetched again (from another mirror when there are several), but bytes already read were "
+               "unverified. Needs room in the cache for every file being read at once.",
+       .apply = [](const std::string& v, MountConfig* c) { return SetSwitch(v, &c->cache.verify_before_read); }},
+      {.flag = "--fill-on-open", .env = "MODELFS_FILL_ON_OPEN", .default_text = "off",
+       .help = "Opening a file larger than one chunk (4 MiB) starts fetching all of it in the background, "
+               "over the fetch threads: loaders that read every tensor in their own order (mmap, random "
+               "order) then find it cached at streaming speed. Fetches whole files for partial readers.",
+       .apply = [](const std::string& v, MountConfig* c) { return SetSwitch(v, &c->cache.fill_on_open); }},
+      {.flag = "--revision-ttl", .value_name = "DURATION", .default_text = "72h",
+       .help = "How long a resolved branch or tag is trusted before the hub is asked again (s, m, h, d; "
+               "0 = every mount). A commit id is never re-resolved.",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParseDuration(v), &c->cache.revision_ttl_s); },
+       .default_is_value = true},
+      {.flag = "--foreground", .short_flag = "-f", .default_text = "off",
+       .help = "Stay in the foreground and log to stderr (containers, systemd Type=simple).",
+       .apply = [](const std::string& v, MountConfig* c) { return SetSwitch(v, &c->mount.foreground); }},
+      {.flag = "--log-file", .env = "MODELFS_LOG_FILE", .value_name = "FILE", .default_text = "<cache-dir>/modelfs.log",
+       .help = "Where the daemon logs when not in the foreground.",
+       .apply = [](const std::string& v, MountConfig* c) {
+         c->log_file = v;
+         return Status::Ok();
+       }},
+      {.flag = "--log-level", .env = "MODELFS_LOG_LEVEL", .value_name = "LEVEL", .default_text = "info",
+       .help = "debug, info, warn or error.",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         if (LogLevel l; !ParseLogLevel(v, &l)) return Status::InvalidArgument("not debug, info, warn or error: " + v);
+         c->log_level = v;
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--log-format", .env = "MODELFS_LOG_FORMAT", .value_name = "FORMAT", .default_text = "text",
+       .help = "Log lines as text, logfmt or json. Tokens and signed URL queries are always redacted.",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         if (LogFormat f; !ParseLogFormat(v, &f)) return Status::InvalidArgument("must be text, logfmt or json, not '" + v + "'");
+         c->log_format = v;
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--metrics-listen", .env = "MODELFS_METRICS_LISTEN", .value_name = "ADDR:PORT", .default_text = "off",
+       .help = "Serve GET /metrics (Prometheus text) and GET /status (JSON) on this address, e.g. "
+               "127.0.0.1:9101 (port 0 = any free port; the bound one is logged and shown by 'modelfs "
+               "status'). No authentication: a non-loopback address is allowed but logged as a warning.",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         std::string host;
+         int port = 0;
+         if (Status s = ParseListenAddress(v, &host, &port); !s.ok()) return s;
+         c->monitor.listen = v;
+         return Status::Ok();
+       }},
+      {.flag = "--metrics-file", .env = "MODELFS_METRICS_FILE", .value_name = "FILE", .default_text = "off",
+       .help = "Write the metrics here every second, atomically (for node_exporter's textfile collector: "
+               "a FILE ending in .prom in its directory).",
+       .apply = [](const std::string& v, MountConfig* c) {
+         c->monitor.metrics_file = v;
+         return Status::Ok();
+       }},
+      {.flag = "--alert-window", .value_name = "DURATION", .default_text = "60s",
+       .help = "Window over which the download success rate and average speed are computed for alerts "
+               "(s, m, h).",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         auto w = ParseDuration(v);
+         if (!w.ok()) return w.status();
+         if (w.value() < 1) return Status::InvalidArgument("must be at least 1s");
+         c->monitor.window_s = w.value();
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--alert-min-success-rate", .value_name = "PERCENT", .default_text = "90%",
+       .help = "Log a warning and set modelfs_alert_active{alert=\"low_success_rate\"} while fewer than "
+               "this share of mirror calls succeed over the window (retried attempts count as failures; "
+               "needs 10 calls in the window). 0% = off.",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParsePercent(v), &c->monitor.min_success_percent); },
+       .default_is_value = true},
+      {.flag = "--alert-max-bandwidth", .value_name = "RATE", .default_text = "0",
+       .help = "Log a warning and set modelfs_alert_active{alert=\"high_bandwidth\"} while the download "
+               "speed averaged over the window is above this (e.g. 100MB/s, 1GiB/s). 0 = off.",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParseRate(v), &c->monitor.max_bandwidth_Bps); },
+       .default_is_value = true},
+      {.flag = "--threads", .value_name = "N", .default_text = "64",
+       .help = "FUSE worker threads; enough that reads waiting on the network do not starve cached ones.",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParseCount(v, 1024), &c->mount.max_threads); },
+       .default_is_value = true},
+      {.flag = "--fetch-threads", .value_name = "N", .default_text = "16",
+       .help = "Parallel range requests for prefetching (connections to the mirror).",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParseCount(v, 256), &c->cache.fetch_threads); },
+       .default_is_value = true},
+      {.flag = "--max-readahead", .value_name = "SIZE", .default_text = "8MiB",
+       .help = "Kernel readahead per file (1MiB..64MiB). A read larger than this makes the kernel read "
+               "up to twice this past its end (bytes a lazy loader wastes per tensor); an mmap fault "
+               "reads this much around it. modelfs prefetches sequential readers itself.",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         auto ra = ParseSize(v);
+         if (!ra.ok()) return ra.status();
+         if (ra.value() < (1u << 20) || ra.value() > (64u << 20)) return Status::InvalidArgument("must be 1MiB..64MiB");
+         c->mount.max_readahead = static_cast<unsigned>(ra.value());
+         c->cache.kernel_readahead = ra.value();
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--memory-budget", .env = "MODELFS_MEMORY_BUDGET", .value_name = "SIZE", .default_text = "128MiB",
+       .help = "Memory for chunk buffers: 3/4 for chunks in flight, 1/4 for chunks kept in memory when "
+               "the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's RSS is about this "
+               "plus 100 MiB. Lower it on small edge boxes; a far link needs about 7 chunks in flight.",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         auto budget = ParseSize(v);
+         if (!budget.ok()) return budget.status();
+         const uint64_t chunks = budget.value() / kChunkSize;
+         c->cache.max_inflight_chunks = static_cast<unsigned>(std::max<uint64_t>(4, chunks * 3 / 4));
+         c->cache.max_spill_chunks = static_cast<unsigned>(std::max<uint64_t>(2, chunks / 4));
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--connect-timeout", .value_name = "SECONDS", .default_text = "5", .help = "TCP/TLS connect timeout.",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         auto s = ParseSeconds(v);
+         if (!s.ok()) return s.status();
+         c->fetch.connect_timeout_ms = s.value() * 1000;
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--stall-timeout", .value_name = "SECONDS", .default_text = "10",
+       .help = "Abort and retry a transfer that moves under 1 KiB/s for this long.",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParseSeconds(v), &c->fetch.stall_timeout_s); },
+       .default_is_value = true},
+      {.flag = "--retries", .value_name = "N", .default_text = "4", .help = "Retries of a failed request (with backoff).",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         char* end = nullptr;
+         const long n = strtol(v.c_str(), &end, 10);
+         if (end == v.c_str() || *end != '\0' || n < 0 || n > 20) return Status::InvalidArgument("must be 0..20");
+         c->fetch.max_retries = static_cast<int>(n);
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--mirror-retry", .value_name = "SECONDS", .default_text = "300",
+       .help = "How long a failed mirror is left alone before it is tried again.",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParseSeconds(v), &c->fetch.mirror_retry_after_s); },
+       .default_is_value = true},
+      {.flag = "--ca-file", .env = "MODELFS_CA_FILE", .value_name = "FILE", .default_text = "system CA store",
+       .help = "CA bundle to verify TLS servers with (verification is always on).",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         if (access(v.c_str(), R_OK) != 0) return Status::InvalidArgument("cannot read CA file " + v);
+         c->fetch.ca_file = v;
+         return Status::Ok();
+       }},
+      {.flag = "--tls-min-version", .value_name = "VERSION", .default_text = "1.2",
+       .help = "Oldest TLS version accepted: 1.2 or 1.3.",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         if (v != "1.2" && v != "1.3") return Status::InvalidArgument("must be 1.2 or 1.3");
+         c->fetch.tls_min_version = v;
+         return Status::Ok();
+       },
+       .default_is_value = true},
+      {.flag = "--allow-other", .default_text = "off",
+       .help = "Let other users see the mount (needs user_allow_other in /etc/fuse.conf for non-root).",
+       .apply = [](const std::string& v, MountConfig* c) { return SetSwitch(v, &c->mount.allow_other); }},
+      {.flag = "--debug", .short_flag = "-d", .default_text = "off", .help = "libfuse request tracing (implies -f).",
+       .apply = [](const std::string& v, MountConfig* c) { return SetSwitch(v, &c->mount.debug); }},
+      {.flag = "--hf-cache", .default_text = "off",
+       .help = "Present the mount as a Hugging Face hub cache (models--ORG--NAME/refs, snapshots, blobs) "
+               "for HF_HUB_CACHE=MOUNTPOINT HF_HUB_OFFLINE=1. Not with ORG/NAME.",
+       .apply = [](const std::string& v, MountConfig* c) {
+         c->fs.layout = v.empty() ? FsLayout::kPlain : FsLayout::kHfCache;
+         return Status::Ok();
+       }},
+      {.flag = "--help", .short_flag = "-h", .default_text = "", .help = "Show this help."},
   };
   return kTable;
 }
@@ -301,63 +423,107 @@ std::string CleanToken(const std::string& raw) {
   return t.substr(a, b - a + 1);
 }
 
-Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* help) {
-  *help = false;
-  std::map<std::string, std::string> vals;
-  std::vector<std::string> positional;
-  std::vector<std::string> flag_endpoints;  // --endpoint may be repeated (mirrors)
-  const auto& table = MountOptionTable();
+Result<std::string> CacheDirSetting(const Environment& env) {
+  if (std::string dir = env.Get("MODELFS_CACHE"); !dir.empty()) return dir;
+  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys(), env);
+  if (!files.ok()) return files.status();
+  if (const Sourced* v = files->Find("cache-dir")) return v->value;
+  return DefaultCacheDir(env);
+}
+
+const OptionSpec* FindOption(const std::vector<OptionSpec>& table, const std::string& flag) {
+  for (const auto& o : table)
+    if (flag == o.flag || (o.short_flag && flag == o.short_flag)) return &o;
+  return nullptr;
+}
+
+const std::string* ParsedArgs::Last(const std::string& flag) const {
+  auto it = values.find(flag);
+  return it == values.end() || it->second.empty() ? nullptr : &it->second.back();
+}
+
+Result<ParsedArgs> ParseArgs(const std::vector<std::string>& args, const std::vector<OptionSpec>& table,
+                             const std::string& command) {
+  ParsedArgs out;
   for (size_t i = 0; i < args.size(); i++) {
     std::string a = args[i];
     if (a.empty() || a[0] != '-' || a == "-") {
-      positional.push_back(a);
+      out.positional.push_back(a);
       continue;
     }
     std::string value;
     bool has_value = false;
-    size_t eq = a.find('=');
-    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+    if (size_t eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
       value = a.substr(eq + 1);
       a = a.substr(0, eq);
       has_value = true;
     }
-    const OptionSpec* spec = nullptr;
-    for (const auto& o : table)
-      if (a == o.flag || (o.short_flag && a == o.short_flag)) spec = &o;
-    if (!spec) return Status::InvalidArgument("unknown option " + a + " (see modelfs mount --help)");
+    const OptionSpec* spec = FindOption(table, a);
+    if (!spec) return Status::InvalidArgument("unknown option " + a + " (see " + command + " --help)");
     if (spec->value_name) {
       if (!has_value) {
         if (i + 1 >= args.size()) return Status::InvalidArgument(a + " needs a value");
         value = args[++i];
       }
-      vals[spec->flag] = value;
-      if (std::string(spec->flag) == "--endpoint") flag_endpoints.push_back(value);
+      out.values[spec->flag].push_back(value);
+    } else if (has_value) {
+      return Status::InvalidArgument(a + " takes no value");
     } else {
-      if (has_value) return Status::InvalidArgument(a + " takes no value");
-      vals[spec->flag] = "1";
+      out.values[spec->flag].emplace_back("1");  // (constructed: assigning "1" trips GCC 12's -Wrestrict)
     }
   }
-  if (vals.count("--help")) {
+  return out;
+}
+
+std::vector<OptionSpec> CommandOptionTable(std::vector<OptionSpec> own, const std::vector<std::string>& forwarded) {
+  for (const OptionSpec& o : MountOptionTable()) {
+    if (std::find(forwarded.begin(), forwarded.end(), o.flag) == forwarded.end()) continue;
+    own.push_back(o);
+    if (std::string(o.flag) == "--log-level") own.back().default_text = "warn";
+  }
+  own.push_back(*FindOption(MountOptionTable(), "--help"));
+  return own;
+}
+
+std::vector<std::string> ForwardedMountArgs(const ParsedArgs& args, const std::vector<std::string>& forwarded,
+                                            const Environment& env) {
+  std::vector<std::string> out;
+  for (const std::string& f : forwarded) {
+    auto it = args.values.find(f);
+    if (it == args.values.end()) continue;
+    const bool takes_value = FindOption(MountOptionTable(), f)->value_name != nullptr;
+    for (const std::string& v : it->second) {
+      out.push_back(f);
+      if (takes_value) out.push_back(v);
+    }
+  }
+  if (!args.Has("--log-level") && env.Get("MODELFS_LOG_LEVEL").empty()) out.insert(out.end(), {"--log-level", "warn"});
+  return out;
+}
+
+std::optional<Sourced> ResolveOption(const OptionSpec& o, const ParsedArgs& args, const Environment& env,
+                                     const ConfigLayers& files) {
+  if (const std::string* v = args.Last(o.flag)) return Sourced{*v, o.flag};
+  if (!o.value_name) {  // a switch: no config key; its variable says yes or is ignored
+    if (o.env && env.GetBool(o.env)) return Sourced{"1", o.env};
+    return Sourced{"", "default"};
+  }
+  if (o.env && !env.Get(o.env).empty()) return Sourced{env.Get(o.env), o.env};
+  if (const Sourced* f = files.Find(o.flag + 2)) return *f;
+  if (o.default_is_value) return Sourced{o.default_text, "default"};
+  return std::nullopt;
+}
+
+Status ParseMount(const std::vector<std::string>& args, const Environment& env, MountConfig* cfg, bool* help) {
+  *help = false;
+  Result<ParsedArgs> parsed = ParseArgs(args, MountOptionTable(), "modelfs mount");
+  if (!parsed.ok()) return parsed.status();
+  const ParsedArgs& flags = parsed.value();
+  if (flags.Has("--help")) {
     *help = true;
     return Status::Ok();
   }
-  // Config files (tools/config_file.h) sit below the environment: an option without a variable
-  // takes the file's value unless flagged; one with a variable consults it in `get`.
-  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys());
-  if (!files.ok()) return files.status();
-  for (const auto& o : table) {
-    const Sourced* v = o.value_name ? files->Find(o.flag + 2) : nullptr;
-    if (v && !o.env) vals.emplace(o.flag, v->value);
-  }
-  // A flag wins over its environment variable, which wins over the config files.
-  auto get = [&](const char* flag, const char* env, const std::string& dflt) {
-    auto it = vals.find(flag);
-    if (it != vals.end()) return it->second;
-    if (env && !Env(env).empty()) return Env(env);
-    if (const Sourced* v = files->Find(flag + 2)) return v->value;
-    return dflt;
-  };
-
+  const std::vector<std::string>& positional = flags.positional;
   if (positional.size() < 1 || positional.size() > 2) {
     return Status::InvalidArgument("expected [ORG/NAME[@REV]] MOUNTPOINT (see modelfs mount --help)");
   }
@@ -367,154 +533,58 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
     if (!repo.ok()) return repo.status();
     cfg->fs.single_repo = repo.value();
   }
+  Result<ConfigLayers> files = LoadConfigLayers(ConfigKeys(), env);
+  if (!files.ok()) return files.status();
+
+  // Every option with an `apply`: its value from flag > variable > config file > default.
+  for (const OptionSpec& o : MountOptionTable()) {
+    if (!o.apply) continue;
+    std::optional<Sourced> v = ResolveOption(o, flags, env, files.value());
+    if (!v) continue;
+    if (Status s = o.apply(v->value, cfg); !s.ok()) {
+      const std::string from = v->origin == o.flag ? "" : " (from " + v->origin + ")";
+      return Status::InvalidArgument(std::string(o.flag) + from + ": " + s.message());
+    }
+  }
 
   // Endpoints (mirrors): flags > HF_ENDPOINT + MODELFS_MIRRORS > config files > default.
-  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), flag_endpoints);
+  std::vector<std::string> flag_endpoints;
+  if (auto it = flags.values.find("--endpoint"); it != flags.values.end()) flag_endpoints = it->second;
+  Result<std::vector<Sourced>> eps = EffectiveEndpoints(files.value(), flag_endpoints, env);
   if (!eps.ok()) return eps.status();
   cfg->fetch.endpoints.clear();
   for (const auto& e : eps.value()) cfg->fetch.endpoints.push_back(e.value);
   cfg->fetch.endpoint = cfg->fetch.endpoints.front();
 
-  // Token: $HF_TOKEN (or its legacy name) wins, then the token file chain (hub-protocol.md §1).
-  std::string hf_home = Env("HF_HOME");
+  // Token: $HF_TOKEN (or its legacy name) wins, then the token file chain, in huggingface_hub's order.
+  std::string hf_home = env.Get("HF_HOME");
   if (hf_home.empty()) {
-    std::string xdg = Env("XDG_CACHE_HOME");
-    hf_home = (xdg.empty() ? Home() + "/.cache" : xdg) + "/huggingface";
+    std::string xdg = env.Get("XDG_CACHE_HOME");
+    hf_home = (xdg.empty() ? env.Home() + "/.cache" : xdg) + "/huggingface";
   }
-  std::string token = CleanToken(Env("HF_TOKEN"));
-  if (token.empty()) token = CleanToken(Env("HUGGING_FACE_HUB_TOKEN"));
+  std::string token = CleanToken(env.Get("HF_TOKEN"));
+  if (token.empty()) token = CleanToken(env.Get("HUGGING_FACE_HUB_TOKEN"));
   if (token.empty()) {
-    std::string path = get("--token-file", "HF_TOKEN_PATH", hf_home + "/token");
+    const OptionSpec& tf = *FindOption(MountOptionTable(), "--token-file");
+    const std::optional<Sourced> chosen = ResolveOption(tf, flags, env, files.value());
+    const std::string path = chosen ? chosen->value : hf_home + "/token";
     std::string raw;
-    if (ReadSmallFile(path, &raw)) {
+    if (ReadFile(path, &raw)) {
       token = CleanToken(raw);
-    } else if (vals.count("--token-file")) {
+    } else if (flags.Has("--token-file")) {
       return Status::InvalidArgument("cannot read token file " + path);
     }
   }
   cfg->fetch.token = token;
 
-  // Cache.
-  cfg->cache.dir = get("--cache-dir", "MODELFS_CACHE", Home() + "/.cache/modelfs");
-  std::string size_text = get("--cache-size", "MODELFS_CACHE_SIZE", "20GiB");
-  if (!size_text.empty() && size_text.back() == '%') {
-    auto pct = ParsePercent(size_text);
-    if (!pct.ok() || pct.value() <= 0) return Status::InvalidArgument("--cache-size: not a size or percentage: " + size_text);
-    cfg->cache.max_fs_percent = pct.value();
-  } else {
-    auto size = ParseSize(size_text);
-    if (!size.ok()) return size.status();
-    cfg->cache.max_bytes = size.value();
-  }
-  auto min_free = ParsePercent(get("--cache-min-free", "MODELFS_CACHE_MIN_FREE", "10%"));
-  if (!min_free.ok()) return min_free.status();
-  cfg->cache.min_free_percent = min_free.value();
-  // HF_HUB_OFFLINE follows huggingface_hub: 1/true/yes/on mean offline.
-  std::string off_env = Env("HF_HUB_OFFLINE");
-  for (auto& ch : off_env) ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
-  cfg->cache.offline = vals.count("--offline") > 0 || off_env == "1" || off_env == "true" ||
-                       off_env == "yes" || off_env == "on";
-  std::string vbr_env = Env("MODELFS_VERIFY_BEFORE_READ");
-  cfg->cache.verify_before_read = vals.count("--verify-before-read") > 0 ||
-                                  vbr_env == "1" || vbr_env == "true" || vbr_env == "yes";
-  std::string foo_env = Env("MODELFS_FILL_ON_OPEN");
-  cfg->cache.fill_on_open = vals.count("--fill-on-open") > 0 || foo_env == "1" || foo_env == "true" ||
-                            foo_env == "yes";
-  auto ttl = ParseDuration(get("--revision-ttl", nullptr, "72h"));
-  if (!ttl.ok()) return ttl.status();
-  cfg->cache.revision_ttl_s = ttl.value();
-
-  // Threads and timeouts.
-  if (vals.count("--threads")) {
-    auto n = ParseCount(vals["--threads"], 1024);
-    if (!n.ok()) return n.status();
-    cfg->mount.max_threads = n.value();
-  }
-  if (vals.count("--fetch-threads")) {
-    auto n = ParseCount(vals["--fetch-threads"], 256);
-    if (!n.ok()) return n.status();
-    cfg->cache.fetch_threads = n.value();
-  }
-  if (vals.count("--max-readahead")) {
-    auto ra = ParseSize(vals["--max-readahead"]);
-    if (!ra.ok()) return ra.status();
-    if (ra.value() < (1u << 20) || ra.value() > (64u << 20))
-      return Status::InvalidArgument("--max-readahead must be 1MiB..64MiB");
-    cfg->mount.max_readahead = static_cast<unsigned>(ra.value());
-  }
-  cfg->cache.kernel_readahead = cfg->mount.max_readahead;
-  {
-    auto budget = ParseSize(get("--memory-budget", "MODELFS_MEMORY_BUDGET", "128MiB"));
-    if (!budget.ok()) return budget.status();
-    uint64_t chunks = budget.value() / kChunkSize;
-    cfg->cache.max_inflight_chunks = static_cast<unsigned>(std::max<uint64_t>(4, chunks * 3 / 4));
-    cfg->cache.max_spill_chunks = static_cast<unsigned>(std::max<uint64_t>(2, chunks / 4));
-  }
-  if (vals.count("--connect-timeout")) {
-    auto s = ParseSeconds(vals["--connect-timeout"]);
-    if (!s.ok()) return s.status();
-    cfg->fetch.connect_timeout_ms = s.value() * 1000;
-  }
-  if (vals.count("--stall-timeout")) {
-    auto s = ParseSeconds(vals["--stall-timeout"]);
-    if (!s.ok()) return s.status();
-    cfg->fetch.stall_timeout_s = s.value();
-  }
-  if (vals.count("--retries")) {
-    char* end = nullptr;
-    long n = strtol(vals["--retries"].c_str(), &end, 10);
-    if (*end != '\0' || n < 0 || n > 20) return Status::InvalidArgument("--retries must be 0..20");
-    cfg->fetch.max_retries = static_cast<int>(n);
-  }
-  if (vals.count("--mirror-retry")) {
-    auto s = ParseSeconds(vals["--mirror-retry"]);
-    if (!s.ok()) return s.status();
-    cfg->fetch.mirror_retry_after_s = s.value();
-  }
-  cfg->fetch.ca_file = get("--ca-file", "MODELFS_CA_FILE", "");
-  if (!cfg->fetch.ca_file.empty() && access(cfg->fetch.ca_file.c_str(), R_OK) != 0)
-    return Status::InvalidArgument("cannot read CA file " + cfg->fetch.ca_file);
-  cfg->fetch.tls_min_version = get("--tls-min-version", nullptr, "1.2");
-  if (cfg->fetch.tls_min_version != "1.2" && cfg->fetch.tls_min_version != "1.3")
-    return Status::InvalidArgument("--tls-min-version must be 1.2 or 1.3");
-
-  cfg->mount.debug = vals.count("--debug") > 0;
-  cfg->mount.foreground = vals.count("--foreground") > 0 || cfg->mount.debug;
-  cfg->mount.allow_other = vals.count("--allow-other") > 0;
-  cfg->mount.notify_socket = Env("NOTIFY_SOCKET");  // systemd Type=notify (sd_notify protocol)
-  if (vals.count("--hf-cache")) {
-    if (cfg->fs.single_repo) {
-      return Status::InvalidArgument("--hf-cache shows every repo; it takes no ORG/NAME");
-    }
-    cfg->fs.layout = FsLayout::kHfCache;
-  }
-  cfg->log_level = get("--log-level", "MODELFS_LOG_LEVEL", "info");
-  cfg->log_format = get("--log-format", "MODELFS_LOG_FORMAT", "text");
-  if (LogFormat f; !ParseLogFormat(cfg->log_format, &f)) {
-    return Status::InvalidArgument("--log-format must be text, logfmt or json, not '" +
-                                   cfg->log_format + "'");
-  }
-  cfg->log_file = get("--log-file", "MODELFS_LOG_FILE", "");
+  // Defaults computed from others, and checks across options.
+  if (cfg->cache.dir.empty()) cfg->cache.dir = DefaultCacheDir(env);
+  cfg->mount.foreground = cfg->mount.foreground || cfg->mount.debug;
   if (!cfg->mount.foreground && cfg->log_file.empty()) cfg->log_file = cfg->cache.dir + "/modelfs.log";
-  // Monitor (tools/monitor.h).
-  cfg->monitor.listen = get("--metrics-listen", "MODELFS_METRICS_LISTEN", "");
-  if (!cfg->monitor.listen.empty()) {
-    std::string host;
-    int port = 0;
-    Status ls = ParseListenAddress(cfg->monitor.listen, &host, &port);
-    if (!ls.ok()) return Status::InvalidArgument("--metrics-listen: " + ls.message());
+  if (cfg->fs.layout == FsLayout::kHfCache && cfg->fs.single_repo) {
+    return Status::InvalidArgument("--hf-cache shows every repo; it takes no ORG/NAME");
   }
-  cfg->monitor.metrics_file = get("--metrics-file", "MODELFS_METRICS_FILE", "");
-  auto window = ParseDuration(get("--alert-window", nullptr, "60s"));
-  if (!window.ok()) return window.status();
-  if (window.value() < 1) return Status::InvalidArgument("--alert-window must be at least 1s");
-  cfg->monitor.window_s = window.value();
-  auto min_rate = ParsePercent(get("--alert-min-success-rate", nullptr, "90%"));
-  if (!min_rate.ok()) return Status::InvalidArgument("--alert-min-success-rate: " + min_rate.status().message());
-  cfg->monitor.min_success_percent = min_rate.value();
-  auto max_bw = ParseRate(get("--alert-max-bandwidth", nullptr, "0"));
-  if (!max_bw.ok()) return Status::InvalidArgument("--alert-max-bandwidth: " + max_bw.status().message());
-  cfg->monitor.max_bandwidth_Bps = max_bw.value();
+  cfg->mount.notify_socket = env.Get("NOTIFY_SOCKET");  // systemd Type=notify (sd_notify protocol)
   cfg->monitor.status_dir = cfg->cache.dir + "/run";
   cfg->monitor.mountpoint = cfg->mount.mountpoint;
   cfg->fs.uid = getuid();

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what modelfs needs on Debian 12 (only what is missing) and builds it into build/.
-# Usage: bash tools/setup.sh  (env: BUILD_DIR=build, BUILD_TYPE=RelWithDebInfo, BUILD_TARGET=all)
+# Usage: bash tools/setup.sh
+#   env: BUILD_DIR=build, BUILD_TYPE=RelWithDebInfo, BUILD_TARGET=all (e.g. "modelfs": the binary only; several: "a b"),
+#        WERROR=ON (this is the development build: warnings are errors; CMake's own default is OFF),
+#        CMAKE_ARGS="" (more -D options, e.g. -DMODELFS_SANITIZE=ON)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +23,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 BUILD_DIR=${BUILD_DIR:-build}
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" >/dev/null
-cmake --build "$BUILD_DIR" -j"$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"}
-echo "setup: built $BUILD_DIR/bin/modelfs"
+# shellcheck disable=SC2086  # CMAKE_ARGS is a list of words
+cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" \
+  -DMODELFS_WERROR="${WERROR:-ON}" ${CMAKE_ARGS:-} >/dev/null
+# shellcheck disable=SC2086  # BUILD_TARGET may name several targets
+cmake --build "$BUILD_DIR" -j"$(nproc)" ${BUILD_TARGET:+--target $BUILD_TARGET}
+echo "setup: built ${BUILD_TARGET:-everything} in $BUILD_DIR (the binary: $BUILD_DIR/bin/modelfs)"

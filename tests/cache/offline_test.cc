@@ -20,7 +20,7 @@ TEST(OfflineTest, WrappersFailFastWithUnavailable) {
   EXPECT_EQ(hub.ListTree(repo, std::string(40, 'a')).status().code(), Code::kUnavailable);
   BlobRef ref;
   ref.repo = repo;
-  ref.path = "x";
+  ref.path = "config.json";
   ref.size = 10;
   char buf[10] = {'q'};
   std::string by = "untouched";

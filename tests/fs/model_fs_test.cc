@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <set>
 #include <string>
 #include <thread>
@@ -410,23 +411,38 @@ TEST_F(ModelFsTest, OpenAndRelease) {
   EXPECT_EQ(ToErrno(fs->Open(424242, O_RDONLY)), ENOENT);
 }
 
+// Runs `lookup` on n threads while the hub holds resolutions at its gate, and lets the gate open
+// only once one lookup is at the hub and the other n - 1 have joined its flight, so a test of the
+// single flight sees every lookup overlap, whatever the scheduler does. False if that state was
+// not reached within the gate's bounds (the threads are joined either way).
+bool RunWhileOneResolutionIsHeld(FakeHubApi& hub, const ModelFs& fs, int n,
+                                 const std::function<void(int)>& lookup) {
+  const uint64_t joined0 = fs.JoinedFlights();
+  hub.HoldResolves();
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) threads.emplace_back(lookup, i);
+  bool overlapped = hub.WaitResolvesHeld(1);
+  // JoinedFlights can only be polled; the deadline turns a broken single flight into a failure.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (overlapped && fs.JoinedFlights() - joined0 < static_cast<uint64_t>(n - 1)) {
+    if (std::chrono::steady_clock::now() > deadline) overlapped = false;
+    std::this_thread::yield();
+  }
+  overlapped = overlapped && hub.held_resolves() == 1;
+  hub.ReleaseResolves();
+  for (auto& t : threads) t.join();
+  return overlapped;
+}
+
 TEST_F(ModelFsTest, ConcurrentFirstLookupsCallHubOnce) {
   auto fs = MakeFs();
   const uint64_t org = Walk(*fs, "acme");
-  hub_.SetDelay(std::chrono::milliseconds(200));
   constexpr int kThreads = 16;
   std::vector<uint64_t> inos(kThreads, 0);
-  std::vector<std::thread> threads;
-  std::atomic<int> ready{0};
-  for (int i = 0; i < kThreads; ++i) {
-    threads.emplace_back([&, i] {
-      ++ready;
-      while (ready.load() < kThreads) std::this_thread::yield();
-      Result<FsEntry> e = fs->Lookup(org, "gpt");
-      if (e.ok()) inos[i] = e->attr.ino;
-    });
-  }
-  for (auto& t : threads) t.join();
+  ASSERT_TRUE(RunWhileOneResolutionIsHeld(hub_, *fs, kThreads, [&](int i) {
+    Result<FsEntry> e = fs->Lookup(org, "gpt");
+    if (e.ok()) inos[i] = e->attr.ino;
+  }));
   EXPECT_EQ(hub_.resolve_calls(), 1);
   EXPECT_EQ(hub_.list_calls(), 1);
   for (uint64_t ino : inos) EXPECT_EQ(ino, inos[0]);
@@ -436,21 +452,18 @@ TEST_F(ModelFsTest, ConcurrentFirstLookupsCallHubOnce) {
 TEST_F(ModelFsTest, ConcurrentFailuresAreSharedThenRetried) {
   auto fs = MakeFs();
   const uint64_t org = Walk(*fs, "acme");
-  hub_.SetDelay(std::chrono::milliseconds(200));
   hub_.SetResolveError(Status::Unavailable("down"));
-  std::vector<std::thread> threads;
+  constexpr int kThreads = 8;
   std::atomic<int> failures{0};
-  for (int i = 0; i < 8; ++i) {
-    threads.emplace_back([&] {
-      if (!fs->Lookup(org, "gpt").ok()) ++failures;
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(failures.load(), 8);
-  EXPECT_LT(hub_.resolve_calls(), 8);  // joined flights (thread start-up may split them)
+  ASSERT_TRUE(RunWhileOneResolutionIsHeld(hub_, *fs, kThreads, [&](int) {
+    if (!fs->Lookup(org, "gpt").ok()) ++failures;
+  }));
+  EXPECT_EQ(failures.load(), kThreads);
+  EXPECT_EQ(hub_.resolve_calls(), 1);  // one flight, its failure shared by all eight
+  // The failure is not remembered: the next lookup asks again.
   hub_.SetResolveError(Status::Ok());
-  hub_.SetDelay(std::chrono::milliseconds(0));
   EXPECT_TRUE(fs->Lookup(org, "gpt").ok());
+  EXPECT_EQ(hub_.resolve_calls(), 2);
 }
 
 TEST_F(ModelFsTest, OtherReposAreNotBlockedBySlowOne) {
@@ -459,19 +472,19 @@ TEST_F(ModelFsTest, OtherReposAreNotBlockedBySlowOne) {
   const RepoId slow = Model("acme", "slow");
   hub_.SetRef(slow, "main", kC1);
   hub_.SetTree(slow, kC1, {store_.MakeFile("s", "s")});
-  hub_.SetDelay(std::chrono::milliseconds(500));
+  hub_.HoldResolves(slow);
   std::thread t([&] { EXPECT_TRUE(fs->Lookup(org, "slow").ok()); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  // While "slow" resolves, a repo already resolved, attrs and listings answer immediately, and a
-  // second repo resolves in parallel (its own 2 x 500 ms, not queued behind the first).
-  hub_.SetDelay(std::chrono::milliseconds(0));
-  const auto start = std::chrono::steady_clock::now();
+  const bool held = hub_.WaitResolvesHeld(1);
+  // While "slow" is held at the hub, attrs and listings answer and a second repo resolves. Had any
+  // of them waited for "slow", it could only have returned once the gate gave up (10 s), and the
+  // slow lookup would no longer be held.
   EXPECT_TRUE(fs->GetAttr(org).ok());
   EXPECT_TRUE(fs->ReadDir(org).ok());
   EXPECT_TRUE(fs->Lookup(org, "gpt").ok());
-  const auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_LT(elapsed, std::chrono::milliseconds(400));
+  EXPECT_EQ(hub_.held_resolves(), 1);
+  hub_.ReleaseResolves();
   t.join();
+  EXPECT_TRUE(held);
 }
 
 TEST_F(ModelFsTest, PinnedToFirstResolvedCommit) {
@@ -713,15 +726,10 @@ TEST_F(HfCacheLayoutTest, Datasets) {
 
 TEST_F(HfCacheLayoutTest, ConcurrentFirstLookupsShareOneResolution) {
   auto fs = MakeHfFs();
-  hub_.SetDelay(std::chrono::milliseconds(50));  // long enough for every thread to pile up
-  std::vector<std::thread> ts;
   std::atomic<int> ok{0};
-  for (int i = 0; i < 8; i++) {
-    ts.emplace_back([&] {
-      if (Walk(*fs, "models--acme--gpt/refs/main") != 0) ok++;
-    });
-  }
-  for (auto& t : ts) t.join();
+  ASSERT_TRUE(RunWhileOneResolutionIsHeld(hub_, *fs, 8, [&](int) {
+    if (Walk(*fs, "models--acme--gpt/refs/main") != 0) ok++;
+  }));
   EXPECT_EQ(ok.load(), 8);
   EXPECT_EQ(hub_.list_calls(), 1);
   EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/snapshots")).size(), 3u);

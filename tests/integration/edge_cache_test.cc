@@ -1,4 +1,4 @@
-// Edge boxes (issue 4), end to end: the real binary, real FUSE mounts, the fake hub over loopback,
+// Edge boxes (small disks, no network, power cuts), end to end: the real binary, real FUSE mounts, the fake hub over loopback,
 // and a real small filesystem (tmpfs, 64 MiB) for the cache, so quota, free-space floor and
 // eviction are measured on disk, not in the daemon's own accounting.
 //

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A faithful fake of the Hugging Face hub + its CDN, for modelfs tests (stdlib only).
 
-Implements docs in /work/shared/reference/hub-protocol.md section 9. Two listeners:
+Implements what modelfs relies on of the real hub (API, resolve redirects, signed CDN URLs, Range,
+auth, errors). Two listeners:
   HUB  the endpoint a client gets as HF_ENDPOINT: /api/..., /{repo}/resolve/..., /api/resolve-cache/...,
        and the admin API /_admin/... (log, stats, faults, config)
   CDN  signed /xet-bridge-us/<repo-uid>/<hash>?...&Expires=..&Signature=.. URLs with Range support
@@ -604,7 +605,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return "invalid"
 
     def check_access(self, repo, content):
-        """Auth checks of §4 / §9.10. Returns True if the request may proceed (else answered)."""
+        """The hub's auth checks (token valid, gated repo approved, private repo). Returns True if the
+        request may proceed (else it has been answered)."""
         a = self.auth_state()
         if a == "invalid":
             self.send_error_hf(401, "Invalid credentials in Authorization header")

@@ -1,15 +1,17 @@
 // FakeHubApi: an in-memory HubApi for tests of the layers above fetch/. Repos, refs and trees are
 // configured up front (or changed mid-test, e.g. to move a branch), every call is counted, errors
-// can be injected per method, and an optional delay inside each call widens race windows so tests
-// can check single-flight behaviour. Thread-safe.
+// can be injected per method, and resolutions can be held at a gate (HoldResolves) so a test
+// decides exactly when a hub call in progress ends, with no sleep and no timing window.
+// Thread-safe.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -47,8 +49,29 @@ class FakeHubApi : public HubApi {
     std::lock_guard<std::mutex> l(mu_);
     list_error_ = std::move(s);
   }
-  // Sleeps this long inside every call (without holding the fake's lock).
-  void SetDelay(std::chrono::milliseconds d) { delay_ms_ = d.count(); }
+
+  // From now on, ResolveRevision calls (of `only`, or of every repo) wait at a gate, before they
+  // look anything up, until ReleaseResolves() (or 10 s at most, so a broken test fails instead of
+  // hanging). held_resolves() counts the calls waiting there now.
+  void HoldResolves(std::optional<RepoId> only = std::nullopt) {
+    std::lock_guard<std::mutex> l(gate_mu_);
+    holding_ = true;
+    hold_only_ = std::move(only);
+  }
+  void ReleaseResolves() {
+    std::lock_guard<std::mutex> l(gate_mu_);
+    holding_ = false;
+    gate_cv_.notify_all();
+  }
+  int held_resolves() const {
+    std::lock_guard<std::mutex> l(gate_mu_);
+    return held_;
+  }
+  // Waits (5 s at most) until n calls are held at the gate; true if they are.
+  bool WaitResolvesHeld(int n) {
+    std::unique_lock<std::mutex> l(gate_mu_);
+    return gate_cv_.wait_for(l, std::chrono::seconds(5), [&] { return held_ >= n; });
+  }
 
   int resolve_calls() const { return resolve_calls_; }
   int list_calls() const { return list_calls_; }
@@ -60,7 +83,7 @@ class FakeHubApi : public HubApi {
 
   Result<std::string> ResolveRevision(const RepoId& repo, const std::string& rev) override {
     ++resolve_calls_;
-    Sleep();
+    Gate(repo);
     std::lock_guard<std::mutex> l(mu_);
     last_rev_ = rev;
     if (!resolve_error_.ok()) return resolve_error_;
@@ -79,7 +102,6 @@ class FakeHubApi : public HubApi {
 
   Result<std::vector<FileEntry>> ListTree(const RepoId& repo, const std::string& commit) override {
     ++list_calls_;
-    Sleep();
     std::lock_guard<std::mutex> l(mu_);
     if (!list_error_.ok()) return list_error_;
     auto it = repos_.find(Key(repo));
@@ -96,17 +118,25 @@ class FakeHubApi : public HubApi {
     std::map<std::string, std::vector<FileEntry>> trees;  // commit -> entries
   };
   static std::string Key(const RepoId& r) { return r.type + ":" + r.Id(); }
-  void Sleep() const {
-    if (long ms = delay_ms_.load(); ms > 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  void Gate(const RepoId& repo) {
+    std::unique_lock<std::mutex> l(gate_mu_);
+    if (!holding_ || (hold_only_ && Key(*hold_only_) != Key(repo))) return;
+    held_++;
+    gate_cv_.notify_all();
+    gate_cv_.wait_for(l, std::chrono::seconds(10), [&] { return !holding_; });
+    held_--;
   }
 
   mutable std::mutex mu_;  // guards repos_, the errors and last_rev_
   std::map<std::string, Repo> repos_;
   Status resolve_error_, list_error_;
   std::string last_rev_;
-  std::atomic<long> delay_ms_{0};
   std::atomic<int> resolve_calls_{0}, list_calls_{0};
+  mutable std::mutex gate_mu_;  // guards holding_, hold_only_, held_ (with gate_cv_); never with mu_
+  std::condition_variable gate_cv_;
+  bool holding_ = false;
+  std::optional<RepoId> hold_only_;
+  int held_ = 0;
 };
 
 }  // namespace modelfs::testing

@@ -1,5 +1,5 @@
 // The cache tools (status, verify, gc) over a real cache directory filled by a real DiskBlobStore
-// and PersistentHubApi, plus the mount options issue 4 added (--cache-size N%, --cache-min-free,
+// and PersistentHubApi, plus the edge-box mount options (--cache-size N%, --cache-min-free,
 // --offline / HF_HUB_OFFLINE, --revision-ttl).
 #include "tools/cmd_cache.h"
 
@@ -170,19 +170,17 @@ TEST_F(CmdCacheTest, GcNeverDropsPinnedBlobs) {
   EXPECT_NE(access(DataPath(refs_[2]).c_str(), F_OK), 0);
 }
 
-// The mount options of issue 4.
+// The edge-box mount options (a quota as a share of the disk, the free-space floor, offline).
+// Hermetic like OptionsTest: only env_'s variables, no machine config file.
 class EdgeOptionsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    for (const char* v : {"HF_HUB_OFFLINE", "MODELFS_CACHE_SIZE", "MODELFS_CACHE_MIN_FREE"}) unsetenv(v);
-    setenv("HOME", home_.path().c_str(), 1);
-  }
-  void TearDown() override { unsetenv("HF_HUB_OFFLINE"); }
   Status Parse(std::vector<std::string> args, MountConfig* cfg) {
     bool help = false;
-    return ParseMount(args, cfg, &help);
+    return ParseMount(args, Environment(env_), cfg, &help);
   }
   modelfs::testing::TempDir home_;
+  std::map<std::string, std::string> env_{{"HOME", home_.path()},
+                                          {"MODELFS_SYSTEM_CONFIG", home_.Sub("no-system-config")}};
 };
 
 TEST_F(EdgeOptionsTest, DefaultsKeepTenPercentFreeAndAreOnline) {
@@ -218,13 +216,13 @@ TEST_F(EdgeOptionsTest, PercentSizesOfflineAndTtl) {
 
 TEST_F(EdgeOptionsTest, HfHubOfflineEnvironmentTurnsOfflineOn) {
   for (const char* v : {"1", "true", "YES", "on"}) {
-    setenv("HF_HUB_OFFLINE", v, 1);
+    env_["HF_HUB_OFFLINE"] = v;
     MountConfig cfg;
     ASSERT_TRUE(Parse({"/m"}, &cfg).ok());
     EXPECT_TRUE(cfg.cache.offline) << v;
   }
   for (const char* v : {"0", "false", ""}) {
-    setenv("HF_HUB_OFFLINE", v, 1);
+    env_["HF_HUB_OFFLINE"] = v;
     MountConfig cfg;
     ASSERT_TRUE(Parse({"/m"}, &cfg).ok());
     EXPECT_FALSE(cfg.cache.offline) << v;

@@ -4,12 +4,18 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 namespace modelfs::cli {
 namespace {
+
+// No caller's variables and no config file: HOME (and so the user config and token paths) and the
+// system config path name nothing that exists.
+Environment NoEnv() {
+  return Environment({{"HOME", "/nonexistent-modelfs-home"},
+                      {"MODELFS_SYSTEM_CONFIG", "/nonexistent-modelfs-home/system-config"}});
+}
 
 TEST(SelectedByGlobs, LikeHfDownload) {
   const std::vector<std::string> none;
@@ -26,13 +32,12 @@ TEST(SelectedByGlobs, LikeHfDownload) {
 }
 
 TEST(ParseDownload, Basics) {
-  unsetenv("MODELFS_LOG_LEVEL");
   DownloadConfig c;
   bool help = false;
   Status s = ParseDownload({"datasets/acme/squad@v1", "--local-dir", "/tmp/x", "--include",
                             "*.json", "--include=*.txt", "--exclude", "a*", "--endpoint",
                             "http://127.0.0.1:9/", "--cache-dir", "/tmp/c", "--format", "json", "-q"},
-                           &c, &help);
+                           NoEnv(), &c, &help);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_FALSE(help);
   EXPECT_EQ(c.repo.type, "dataset");
@@ -61,12 +66,12 @@ TEST(ParseDownload, UsageErrors) {
            {"not-a-repo", "--local-dir", "/tmp/x"},
            {"acme/tiny", "--local-dir", "/tmp/x", "--cache-size", "lots"}}) {
     DownloadConfig c;
-    Status s = ParseDownload(args, &c, &help);
+    Status s = ParseDownload(args, NoEnv(), &c, &help);
     EXPECT_FALSE(s.ok()) << ::testing::PrintToString(args);
     EXPECT_FALSE(help);
   }
   DownloadConfig c;
-  EXPECT_TRUE(ParseDownload({"--help"}, &c, &help).ok());
+  EXPECT_TRUE(ParseDownload({"--help"}, NoEnv(), &c, &help).ok());
   EXPECT_TRUE(help);
 }
 

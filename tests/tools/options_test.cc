@@ -1,33 +1,74 @@
 #include "tools/options.h"
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
-#include <fstream>
-#include <sstream>
+#include <algorithm>
+#include <map>
 
 #include "tests/testing/temp_dir.h"
 
 namespace modelfs::cli {
 namespace {
 
-// Each test starts from an environment without the variables the parser reads.
+// Hermetic: each test parses with its own variables (env_), never the caller's environment, and
+// with config file paths inside its temporary HOME, never the machine's /etc/modelfs/config.
 class OptionsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    for (const char* v : {"HF_ENDPOINT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "HF_HOME",
-                          "MODELFS_CACHE", "MODELFS_CACHE_SIZE", "MODELFS_LOG_FILE", "MODELFS_LOG_LEVEL",
-                          "MODELFS_METRICS_LISTEN", "MODELFS_METRICS_FILE"})
-      unsetenv(v);
-    setenv("HOME", home_.path().c_str(), 1);
-  }
   Status Parse(std::vector<std::string> args, MountConfig* cfg) {
     bool help = false;
-    return ParseMount(args, cfg, &help);
+    return ParseMount(args, Environment(env_), cfg, &help);
   }
   testing::TempDir home_;
+  std::map<std::string, std::string> env_{{"HOME", home_.path()},
+                                          {"MODELFS_SYSTEM_CONFIG", home_.Sub("no-system-config")}};
 };
+
+// The system config file is read from the path the environment names, so a test that names one in
+// its temporary directory never reads the machine's.
+TEST_F(OptionsTest, ConfigFilePathsComeFromTheInjectedEnvironment) {
+  testing::WriteFileOrDie(home_.Sub("system.conf"), "cache-size = 3GiB\n");
+  env_["MODELFS_SYSTEM_CONFIG"] = home_.Sub("system.conf");
+  MountConfig cfg;
+  ASSERT_TRUE(Parse({"/m"}, &cfg).ok());
+  EXPECT_EQ(cfg.cache.max_bytes, 3ull << 30);
+  mkdir(home_.Sub(".config").c_str(), 0700);
+  mkdir(home_.Sub(".config/modelfs").c_str(), 0700);
+  testing::WriteFileOrDie(home_.Sub(".config/modelfs/config"), "cache-size = 4GiB\ncache-dir = /from-file\n");
+  MountConfig user;
+  ASSERT_TRUE(Parse({"/m"}, &user).ok());
+  EXPECT_EQ(user.cache.max_bytes, 4ull << 30);  // the user file (under the injected HOME) wins
+  EXPECT_EQ(user.cache.dir, "/from-file");
+  // Commands other than mount find the same cache directory (and the variable beats the file).
+  EXPECT_EQ(CacheDirSetting(Environment(env_)).value(), "/from-file");
+  env_["MODELFS_CACHE"] = "/from-env";
+  EXPECT_EQ(CacheDirSetting(Environment(env_)).value(), "/from-env");
+  env_.erase("MODELFS_CACHE");
+  testing::WriteFileOrDie(home_.Sub(".config/modelfs/config"), "cache-dri = /typo\n");
+  EXPECT_FALSE(CacheDirSetting(Environment(env_)).ok());
+}
+
+// Every switch with a variable reads it one way (Environment::GetBool).
+TEST_F(OptionsTest, BooleanVariablesReadOneWay) {
+  for (const char* var : {"HF_HUB_OFFLINE", "MODELFS_VERIFY_BEFORE_READ", "MODELFS_FILL_ON_OPEN"}) {
+    for (const char* v : {"1", "true", "YES", "on"}) {
+      env_[var] = v;
+      MountConfig cfg;
+      ASSERT_TRUE(Parse({"/m"}, &cfg).ok());
+      EXPECT_TRUE(std::string(var) == "HF_HUB_OFFLINE" ? cfg.cache.offline
+                  : std::string(var) == "MODELFS_FILL_ON_OPEN" ? cfg.cache.fill_on_open
+                                                                : cfg.cache.verify_before_read)
+          << var << "=" << v;
+    }
+    for (const char* v : {"0", "false", "off", ""}) {
+      env_[var] = v;
+      MountConfig cfg;
+      ASSERT_TRUE(Parse({"/m"}, &cfg).ok());
+      EXPECT_FALSE(cfg.cache.offline || cfg.cache.fill_on_open || cfg.cache.verify_before_read) << var << "=" << v;
+    }
+    env_.erase(var);
+  }
+}
 
 TEST_F(OptionsTest, Sizes) {
   EXPECT_EQ(ParseSize("20GiB").value(), 20ull << 30);
@@ -64,11 +105,11 @@ TEST_F(OptionsTest, MonitorOptions) {
   EXPECT_EQ(c.monitor.min_success_percent, 99.5);
   EXPECT_EQ(c.monitor.max_bandwidth_Bps, 100000000u);
   EXPECT_EQ(c.monitor.status_dir, "/c/run");
-  setenv("MODELFS_METRICS_LISTEN", "[::1]:9102", 1);
+  env_["MODELFS_METRICS_LISTEN"] = "[::1]:9102";
   MountConfig e;
   ASSERT_TRUE(Parse({"/mnt"}, &e).ok());
   EXPECT_EQ(e.monitor.listen, "[::1]:9102");
-  unsetenv("MODELFS_METRICS_LISTEN");
+  env_.erase("MODELFS_METRICS_LISTEN");
   MountConfig bad;
   EXPECT_FALSE(Parse({"--metrics-listen", ":9101", "/mnt"}, &bad).ok());  // host must be explicit
   EXPECT_FALSE(Parse({"--alert-min-success-rate", "90", "/mnt"}, &bad).ok());
@@ -125,7 +166,7 @@ TEST_F(OptionsTest, DefaultsAndPrecedence) {
   EXPECT_FALSE(cfg.mount.foreground);
   EXPECT_EQ(cfg.log_file, cfg.cache.dir + "/modelfs.log");
 
-  setenv("HF_ENDPOINT", "http://mirror.local:8080///", 1);
+  env_["HF_ENDPOINT"] = "http://mirror.local:8080///";
   MountConfig env_cfg;
   ASSERT_TRUE(Parse({"-f", "/mnt/x"}, &env_cfg).ok());
   EXPECT_EQ(env_cfg.fetch.endpoint, "http://mirror.local:8080");
@@ -145,15 +186,15 @@ TEST_F(OptionsTest, TokenSources) {
   std::string hf_home = home_.Sub("hf");
   mkdir(hf_home.c_str(), 0700);
   testing::WriteFileOrDie(hf_home + "/token", "  hf_fromfile\r\n");
-  setenv("HF_HOME", hf_home.c_str(), 1);
+  env_["HF_HOME"] = hf_home;
   MountConfig a;
   ASSERT_TRUE(Parse({"/m"}, &a).ok());
   EXPECT_EQ(a.fetch.token, "hf_fromfile");
-  setenv("HF_TOKEN", "hf_fromenv\n", 1);
+  env_["HF_TOKEN"] = "hf_fromenv\n";
   MountConfig b;
   ASSERT_TRUE(Parse({"/m"}, &b).ok());
   EXPECT_EQ(b.fetch.token, "hf_fromenv");
-  unsetenv("HF_TOKEN");
+  env_.erase("HF_TOKEN");
   testing::WriteFileOrDie(home_.Sub("explicit"), "hf_explicit");
   MountConfig c;
   ASSERT_TRUE(Parse({"--token-file", home_.Sub("explicit"), "/m"}, &c).ok());
@@ -172,25 +213,126 @@ TEST_F(OptionsTest, BadInputIsAClearError) {
   EXPECT_FALSE(Parse({"--cache-size"}, &cfg).ok());
   EXPECT_FALSE(Parse({"a", "b", "c"}, &cfg).ok());
   bool help = false;
-  EXPECT_TRUE(ParseMount({"--help"}, &cfg, &help).ok());
+  EXPECT_TRUE(ParseMount({"--help"}, Environment(env_), &cfg, &help).ok());
   EXPECT_TRUE(help);
 }
 
-// The README documents every option of the table, and --help shows each.
-TEST_F(OptionsTest, ReadmeAndHelpCoverEveryOption) {
-  std::ifstream in(std::string(MODELFS_SOURCE_DIR) + "/README.md");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string readme = ss.str();
+// The README's option table agrees with the one in tools/options.cc, row by row: the flag and its
+// value name, the variable, and the default; and --help shows each option.
+TEST_F(OptionsTest, ReadmeAndHelpAgreeWithTheTable) {
+  const std::string readme = testing::ReadFileOrDie(std::string(MODELFS_SOURCE_DIR) + "/README.md");
   ASSERT_FALSE(readme.empty());
-  std::string help = MountHelp();
+  auto cells = [](const std::string& row) {
+    std::vector<std::string> out;
+    size_t a = row.find('|');
+    while (a != std::string::npos) {
+      size_t b = row.find('|', a + 1);
+      if (b == std::string::npos) break;
+      std::string c = row.substr(a + 1, b - a - 1);
+      c.erase(0, c.find_first_not_of(' '));
+      c.erase(c.find_last_not_of(' ') + 1);
+      out.push_back(c);
+      a = b;
+    }
+    return out;
+  };
+  auto unquoted = [](std::string t) {
+    t.erase(std::remove(t.begin(), t.end(), '`'), t.end());
+    return t;
+  };
+  const std::string help = MountHelp();
   for (const auto& o : MountOptionTable()) {
-    EXPECT_NE(readme.find(std::string("`") + o.flag), std::string::npos) << o.flag << " missing from README";
+    const std::string start = std::string("\n| `") + o.flag;
+    const size_t at = readme.find(start + (o.value_name ? " " : "`"));
+    ASSERT_NE(at, std::string::npos) << o.flag << " has no row in README's option table";
+    const std::vector<std::string> row = cells(readme.substr(at + 1, readme.find('\n', at + 1) - at - 1));
+    ASSERT_GE(row.size(), 4u) << o.flag;
+    std::string flag_cell = std::string("`") + o.flag + (o.value_name ? std::string(" ") + o.value_name : "") + "`";
+    if (o.short_flag) flag_cell += std::string(", `") + o.short_flag + "`";
+    EXPECT_EQ(row[0], flag_cell);
+    if (o.env) {
+      EXPECT_NE(row[1].find(std::string("`") + o.env + "`"), std::string::npos) << o.flag << ": " << row[1];
+    } else {
+      EXPECT_EQ(row[1], "") << o.flag;
+    }
+    EXPECT_EQ(unquoted(row[2]).rfind(o.default_text, 0), 0u) << o.flag << ": README says " << row[2];
     EXPECT_NE(help.find(o.flag), std::string::npos) << o.flag;
     if (o.env) {
       EXPECT_NE(help.find(o.env), std::string::npos) << o.env;
     }
   }
+}
+
+// Every option of the table is wired: a value option either has `apply` or is one ParseMount reads
+// itself, and every default marked as a value is one its own `apply` takes.
+TEST_F(OptionsTest, EveryOptionIsWiredAndEveryDefaultParses) {
+  for (const auto& o : MountOptionTable()) {
+    const std::string flag = o.flag;
+    if (!o.apply) {
+      EXPECT_TRUE(flag == "--endpoint" || flag == "--token-file" || flag == "--help") << flag << " is not applied";
+      continue;
+    }
+    if (o.default_is_value) {
+      MountConfig c;
+      EXPECT_TRUE(o.apply(o.default_text, &c).ok()) << flag << " default " << o.default_text;
+    }
+  }
+}
+
+// The defaults come from the table, and they agree with the structs' own defaults (which tests
+// and other callers of the layers use), so there is one set of numbers. (The cache's quota and
+// free-space floor are not among them: a bare CacheOptions means no limit, a mount means 20GiB
+// and 10%.)
+TEST_F(OptionsTest, TableDefaultsAgreeWithStructDefaults) {
+  MountConfig parsed;
+  ASSERT_TRUE(Parse({"/m"}, &parsed).ok());
+  const MountConfig plain;
+  EXPECT_EQ(parsed.cache.revision_ttl_s, plain.cache.revision_ttl_s);
+  EXPECT_EQ(parsed.cache.fetch_threads, plain.cache.fetch_threads);
+  EXPECT_EQ(parsed.cache.max_inflight_chunks, plain.cache.max_inflight_chunks);
+  EXPECT_EQ(parsed.cache.max_spill_chunks, plain.cache.max_spill_chunks);
+  EXPECT_EQ(parsed.mount.max_threads, plain.mount.max_threads);
+  EXPECT_EQ(parsed.fetch.connect_timeout_ms, plain.fetch.connect_timeout_ms);
+  EXPECT_EQ(parsed.fetch.stall_timeout_s, plain.fetch.stall_timeout_s);
+  EXPECT_EQ(parsed.fetch.max_retries, plain.fetch.max_retries);
+  EXPECT_EQ(parsed.fetch.mirror_retry_after_s, plain.fetch.mirror_retry_after_s);
+  EXPECT_EQ(parsed.fetch.tls_min_version, plain.fetch.tls_min_version);
+  EXPECT_EQ(parsed.monitor.window_s, plain.monitor.window_s);
+  EXPECT_EQ(parsed.monitor.min_success_percent, plain.monitor.min_success_percent);
+  EXPECT_EQ(parsed.monitor.max_bandwidth_Bps, plain.monitor.max_bandwidth_Bps);
+  EXPECT_EQ(parsed.log_level, plain.log_level);
+  EXPECT_EQ(parsed.log_format, plain.log_format);
+}
+
+// A bad value says which option and where it came from.
+TEST_F(OptionsTest, BadValuesNameTheirOptionAndSource) {
+  testing::WriteFileOrDie(home_.Sub("system.conf"), "retries = lots\n");
+  env_["MODELFS_SYSTEM_CONFIG"] = home_.Sub("system.conf");
+  MountConfig cfg;
+  Status s = Parse({"/m"}, &cfg);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("--retries (from " + home_.Sub("system.conf") + ":1)"), std::string::npos) << s.message();
+  env_["MODELFS_CACHE_SIZE"] = "huge";
+  s = Parse({"--retries", "2", "/m"}, &cfg);
+  EXPECT_NE(s.message().find("--cache-size (from MODELFS_CACHE_SIZE)"), std::string::npos) << s.message();
+  s = Parse({"--retries", "99", "--cache-size", "1GiB", "/m"}, &cfg);
+  EXPECT_NE(s.message().find("--retries: "), std::string::npos) << s.message();
+}
+
+TEST(ParseArgsTest, OneTokenizerForEveryCommand) {
+  const std::vector<OptionSpec> table = {
+      {"--name", nullptr, nullptr, "X", "", ""}, {"--on", "-o", nullptr, nullptr, "", ""}};
+  auto p = ParseArgs({"a", "--name", "1", "--name=2", "-o", "-", "b"}, table, "cmd");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->values.at("--name"), (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(*p->Last("--name"), "2");
+  EXPECT_TRUE(p->Has("--on"));
+  EXPECT_EQ(p->positional, (std::vector<std::string>{"a", "-", "b"}));
+  EXPECT_FALSE(ParseArgs({"--bogus"}, table, "cmd").ok());
+  EXPECT_NE(ParseArgs({"--bogus"}, table, "cmd").status().message().find("cmd --help"), std::string::npos);
+  EXPECT_FALSE(ParseArgs({"--name"}, table, "cmd").ok());     // no value
+  EXPECT_FALSE(ParseArgs({"--on=1"}, table, "cmd").ok());     // a switch takes none
+  EXPECT_EQ(ParseArgs({}, table, "cmd")->Last("--name"), nullptr);
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 
 huggingface_hub is not packaged in Debian 12, so this script performs the file-access pattern of its
 offline resolution instead of importing it. Each function below follows huggingface_hub's code
-(file_download.py, _snapshot_download.py; hub-protocol.md section 6.2) line for line in what it
+(file_download.py, _snapshot_download.py) line for line in what it
 touches on disk: os.path.isdir / isfile / exists, os.listdir, and open().read() WITHOUT strip().
 Nothing here writes to the cache (a read-only cache is supported upstream when pointers exist).
 
