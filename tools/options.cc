@@ -137,6 +137,10 @@ const std::vector<OptionSpec>& MountOptionTable() {
       {"--retries", nullptr, nullptr, "N", "4", "Retries of a failed request (with backoff)."},
       {"--mirror-retry", nullptr, nullptr, "SECONDS", "300",
        "How long a failed mirror is left alone before it is tried again."},
+      {"--endpoint-policy", nullptr, "MODELFS_ENDPOINT_POLICY", "POLICY", "fastest",
+       "How several --endpoint share the reads: 'fastest' spreads them over every healthy one by "
+       "speed; 'ordered' uses them in the order given, a later one only while the earlier ones "
+       "are down or failed for a file (a site cache first, mirrors behind it: docs/site-cache.md)."},
       {"--ca-file", nullptr, "MODELFS_CA_FILE", "FILE", "system CA store",
        "CA bundle to verify TLS servers with (verification is always on)."},
       {"--tls-min-version", nullptr, nullptr, "VERSION", "1.2", "Oldest TLS version accepted: 1.2 or 1.3."},
@@ -459,6 +463,12 @@ Status ParseMount(const std::vector<std::string>& args, MountConfig* cfg, bool* 
     auto s = ParseSeconds(vals["--mirror-retry"]);
     if (!s.ok()) return s.status();
     cfg->fetch.mirror_retry_after_s = s.value();
+  }
+  const std::string policy = get("--endpoint-policy", "MODELFS_ENDPOINT_POLICY", "fastest");
+  if (policy == "ordered") {
+    cfg->fetch.endpoint_policy = FetchOptions::EndpointPolicy::kOrdered;
+  } else if (policy != "fastest") {
+    return Status::InvalidArgument("--endpoint-policy must be 'fastest' or 'ordered', not '" + policy + "'");
   }
   cfg->fetch.ca_file = get("--ca-file", "MODELFS_CA_FILE", "");
   if (!cfg->fetch.ca_file.empty() && access(cfg->fetch.ca_file.c_str(), R_OK) != 0)

@@ -301,6 +301,45 @@ TEST_F(MirrorTest, SpreadsParallelReadsOverHealthyMirrors) {
   EXPECT_GT(CdnGets(*b_), 0);
 }
 
+// EndpointPolicy::kOrdered (a site cache first, mirrors behind it): parallel reads never spread;
+// the second mirror takes reads only while the first is down, and the first gets them back after
+// its cool-down.
+TEST_F(MirrorTest, OrderedPolicyKeepsReadsOnTheFirstHealthyMirror) {
+  FetchOptions o = Opts({a_->endpoint(), b_->endpoint()});
+  o.endpoint_policy = FetchOptions::EndpointPolicy::kOrdered;
+  o.mirror_retry_after_s = 1;
+  MirrorSet m(o);
+  auto parallel_read = [&] {
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t) {
+      ts.emplace_back([&, t] {
+        for (uint64_t off = t * kChunk / 8; off + kChunk <= blob_.size; off += kChunk) {
+          std::string buf(kChunk, '\0');
+          if (!m.ReadAt(blob_, off, kChunk, buf.data(), nullptr).ok() || buf != content_.substr(off, kChunk)) bad++;
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    return bad.load();
+  };
+  EXPECT_EQ(parallel_read(), 0);
+  EXPECT_GT(CdnGets(*a_), 0);
+  EXPECT_EQ(CdnGets(*b_), 0);
+  // A fails: B carries the reads.
+  ASSERT_TRUE(a_->SetFaults({{"where", "both"}, {"error_rate", 1.0}}));
+  EXPECT_EQ(parallel_read(), 0);
+  EXPECT_GT(CdnGets(*b_), 0);
+  // A recovers; after the cool-down every read is A's again.
+  ASSERT_TRUE(a_->ClearFaults());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  ASSERT_TRUE(a_->ClearLog());
+  ASSERT_TRUE(b_->ClearLog());
+  EXPECT_EQ(parallel_read(), 0);
+  EXPECT_GT(CdnGets(*a_), 0);
+  EXPECT_EQ(CdnGets(*b_), 0);
+}
+
 // Transfers(): a read in flight is listed with its file, mirror and requested bytes while it
 // runs; afterwards the file's completed bytes, speed and mirror stay visible for the linger time.
 TEST_F(MirrorTest, TransfersShowReadsInFlightAndFinishedBytes) {
