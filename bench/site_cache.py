@@ -8,6 +8,8 @@ front of it, on 127.0.0.1. Every client is a fresh modelfs mount with an empty c
 configured as docs/site-cache.md says: --endpoint SITE --endpoint HUB --endpoint-policy ordered.
 
 Phases:
+  0 (--baseline) one client reads the repo straight from the far hub, no site cache: the speed a
+    machine had before
   1 --at-once clients (8) read the whole repo at the same time (each in its own file order)
   2 --after clients (8) read it one after another, each cold (empty client cache)
 Reported: per phase, seconds and MB/s per client (min/median/max), and for the whole run the
@@ -80,8 +82,8 @@ class SiteBench:
     def start_site(self):
         shutil.rmtree(self.site_dir, ignore_errors=True)
         subprocess.run([RUN_SH, "--upstream", self.hub.endpoint, "--listen", "127.0.0.1:%d" % self.a.site_port,
-                        "--cache-dir", self.site_dir, "--cache-size", self.a.site_cache_size, "--daemon"],
-                       check=True)
+                        "--cache-dir", self.site_dir, "--cache-size", self.a.site_cache_size, "--daemon",
+                        "--cdn", self.hub.cdn_base], check=True)
 
     def stop_site(self):
         pid_file = os.path.join(self.site_dir, "nginx.pid")
@@ -93,13 +95,16 @@ class SiteBench:
                     break
                 time.sleep(0.05)
 
-    def mount(self, tag):
+    def mount(self, tag, direct=False):
         cache = os.path.join(self.work, "cache-" + tag)
         shutil.rmtree(cache, ignore_errors=True)
         mnt = os.path.join(self.work, "mnt-" + tag)
         bench_force_unmount(mnt)
-        m = bench.Mount(self.binary, self.site_ep, cache, mnt,
-                        ["--endpoint", self.hub.endpoint, "--endpoint-policy", "ordered", REPO])
+        if direct:
+            m = bench.Mount(self.binary, self.hub.endpoint, cache, mnt, [REPO])
+        else:
+            m = bench.Mount(self.binary, self.site_ep, cache, mnt,
+                            ["--endpoint", self.hub.endpoint, "--endpoint-policy", "ordered", REPO])
         self.mounts.append(m)
         return m
 
@@ -114,9 +119,16 @@ class SiteBench:
         n = sum(read_and_check(os.path.join(m.mnt, p), want) for p, want, _, _ in order)
         out.append((time.monotonic() - t0, n))
 
-    def phase(self, name, clients, at_once):
+    def phase(self, name, clients, at_once, direct=False):
         results = []
-        if at_once:
+        if direct:
+            t0 = time.monotonic()
+            m = self.mount(name, direct=True)
+            drop_caches()
+            self.client_read(m, 0, results)
+            self.close(m)
+            wall = time.monotonic() - t0
+        elif at_once:
             ms = [self.mount("%s%d" % (name, i)) for i in range(clients)]
             drop_caches()
             errors = []
@@ -173,6 +185,7 @@ def main():
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--at-once", type=int, default=8, help="clients reading at the same time (phase 1)")
     ap.add_argument("--after", type=int, default=8, help="clients reading one after another (phase 2)")
+    ap.add_argument("--baseline", action="store_true", help="phase 0: one client straight from the far hub")
     ap.add_argument("--rtt-ms", type=float, default=200)
     ap.add_argument("--link-mbit", type=float, default=400)
     ap.add_argument("--per-conn-rate", default="8MiB/s")
@@ -193,6 +206,8 @@ def main():
     try:
         sb.hub = bench.Hub(root, sb.work, True, a, ns=NS)
         log("site: far hub %s, CDN %s" % (sb.hub.endpoint, sb.hub.cdn_base))
+        if a.baseline:
+            out["baseline_direct"] = sb.phase("direct", 1, False, direct=True)
         sb.start_site()
         sb.hub.clear()
         out["at_once"] = sb.phase("a", a.at_once, True)

@@ -4,7 +4,7 @@
 #
 #   run.sh --upstream URL [--upstream URL...] --listen ADDR:PORT --cache-dir DIR --cache-size SIZE
 #          [--daemon] [--user USER] [--log-dir DIR] [--resolve-ttl 60s] [--branch-ttl 30s]
-#          [--render-only]
+#          [--cdn URL]... [--render-only]
 #
 # --upstream    the hub or mirror, scheme://host[:port] without a path (https://huggingface.co).
 #               Repeat it for fallbacks, tried in the order given; they must share the scheme and
@@ -15,6 +15,9 @@
 # --cache-size  bytes kept on disk: 500GiB, 2TiB, 800G, 100m ... (nginx evicts LRU beyond it).
 # --user        the user nginx's workers run as when started as root (default www-data, or nobody);
 #               it is given the cache and log directories.
+# --cdn         a CDN origin the hub redirects to (scheme://host[:port]), kept in a pool of
+#               keep-alive connections; any other CDN is still followed, on a fresh connection
+#               per slice. The name is resolved when nginx starts.
 # --render-only print the rendered configuration and exit (nothing is started).
 #
 # Stop: SIGTERM to nginx (systemd does it; with --daemon: kill "$(cat DIR/nginx.pid)").
@@ -23,7 +26,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 die() { echo "site-cache: $*" >&2; exit 2; }
 
-upstreams=() listen="" cache_dir="" cache_size="" daemon=off user="" log_dir="" render_only=0
+upstreams=() cdns=() listen="" cache_dir="" cache_size="" daemon=off user="" log_dir="" render_only=0
 resolve_ttl=60s branch_ttl=30s pinned_ttl=1d bytes_ttl=365d inactive=30d
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -32,12 +35,13 @@ while [ $# -gt 0 ]; do
     --cache-dir) cache_dir="${2:?}"; shift 2 ;;
     --cache-size) cache_size="${2:?}"; shift 2 ;;
     --daemon) daemon=on; shift ;;
+    --cdn) cdns+=("${2:?}"); shift 2 ;;
     --user) user="${2:?}"; shift 2 ;;
     --log-dir) log_dir="${2:?}"; shift 2 ;;
     --resolve-ttl) resolve_ttl="${2:?}"; shift 2 ;;
     --branch-ttl) branch_ttl="${2:?}"; shift 2 ;;
     --render-only) render_only=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -80,6 +84,17 @@ servers="${servers%$'\n'}"
 sni_host="${first_host%:*}"
 [[ "$first_host" =~ ^\[ ]] && sni_host="${first_host%]*}]"
 
+# Known CDN origins: one upstream group each (keep-alive), chosen by the redirect's origin.
+cdn_map="" cdn_upstreams=""
+for i in "${!cdns[@]}"; do
+  c="${cdns[$i]%/}"
+  [[ "$c" =~ ^(https?)://([^/]+)$ ]] || die "--cdn must be scheme://host[:port] without a path: '$c'"
+  cs="${BASH_REMATCH[1]}" chp="${BASH_REMATCH[2]}"
+  [[ "$chp" =~ :[0-9]+$ ]] || chp="$chp:$([ "$cs" = https ] && echo 443 || echo 80)"
+  cdn_map+="        \"$c\" $cs://mfs_cdn_$i;"$'\n'
+  cdn_upstreams+="    upstream mfs_cdn_$i { server $chp; keepalive 32; keepalive_timeout 60s; }"$'\n'
+done
+
 ca=/etc/ssl/certs/ca-certificates.crt
 tls_lines() {  # $1: name expression
   local l="proxy_ssl_server_name on; proxy_ssl_name $1;"
@@ -88,7 +103,7 @@ tls_lines() {  # $1: name expression
 }
 upstream_tls=""
 [ "$scheme" = https ] && upstream_tls="$(tls_lines "$sni_host")"
-cdn_tls="$(tls_lines '$proxy_host')"
+cdn_tls="$(tls_lines '$mfs_cdn_hostname')"
 
 # The CDN host comes from the hub's redirect, so nginx resolves it at run time: use the system's
 # first nameserver (IPv4 answers only unless the site has IPv6).
@@ -123,6 +138,8 @@ render() {
   t="${t//@UPSTREAM_SCHEME@/$scheme}"
   t="${t//@UPSTREAM_TLS@/$upstream_tls}"
   t="${t//@CDN_TLS@/$cdn_tls}"
+  t="${t//@CDN_MAP@/$cdn_map}"
+  t="${t//@CDN_UPSTREAMS@/$cdn_upstreams}"
   t="${t//@RESOLVER_LINE@/$resolver_line}"
   t="${t//@USER_LINE@/$user_line}"
   t="${t//@LISTEN@/$listen}"

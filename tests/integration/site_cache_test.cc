@@ -17,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -134,9 +135,13 @@ FakeHubProcess* SiteCacheTest::hub_ = nullptr;
 
 // 4 clients read the whole repo at once, then 2 more one after another: the hub's CDN sends at
 // most 1.05x the repo's large-file bytes; every byte every client read is right; the mount's
-// status names the site cache as the endpoint that served the bytes, the fallback none.
+// status names the site cache as the endpoint that served the bytes, the fallback none; the
+// CDN saw fewer connections than slice requests (keep-alive through the --cdn pool).
 TEST_F(SiteCacheTest, ConcurrentClientsPullEachByteOnce) {
-  SiteCacheProcess site({hub_->endpoint()}, dir_.Sub("site"));
+  // The CDN named with --cdn: slices come over kept-alive connections (the other tests follow
+  // the redirect to an unnamed CDN).
+  SiteCacheProcess site({hub_->endpoint()}, dir_.Sub("site"),
+                        {"--cdn", "http://127.0.0.1:" + std::to_string(hub_->cdn_port())});
   ASSERT_TRUE(site.ok());
   const std::vector<RepoFile> files = Files();
   std::atomic<int> wrong{0};
@@ -185,6 +190,15 @@ TEST_F(SiteCacheTest, ConcurrentClientsPullEachByteOnce) {
   EXPECT_LE(static_cast<double>(pulled), 1.05 * static_cast<double>(repo))
       << "the upstream sent " << pulled << " bytes for a repo of " << repo;
   EXPECT_NE(site.AccessLog().find("cache=HIT"), std::string::npos);
+  std::set<int> ports;
+  int gets = 0;
+  for (const auto& r : hub_->Log()) {
+    if (r["listener"] == "cdn" && r["method"] == "GET") {
+      ++gets;
+      ports.insert(r["client_port"].get<int>());
+    }
+  }
+  EXPECT_LT(ports.size(), static_cast<size_t>(gets)) << gets << " CDN requests on as many connections";
 }
 
 // The site cache is killed while a client reads a shard over a slow upstream: the read completes

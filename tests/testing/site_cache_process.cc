@@ -54,8 +54,12 @@ int PickFreePort() {
   return port;
 }
 
-SiteCacheProcess::SiteCacheProcess(std::vector<std::string> upstreams, std::string cache_dir, std::string cache_size)
-    : upstreams_(std::move(upstreams)), cache_dir_(std::move(cache_dir)), cache_size_(std::move(cache_size)) {
+SiteCacheProcess::SiteCacheProcess(std::vector<std::string> upstreams, std::string cache_dir,
+                                   std::vector<std::string> extra_args, std::string cache_size)
+    : upstreams_(std::move(upstreams)),
+      extra_args_(std::move(extra_args)),
+      cache_dir_(std::move(cache_dir)),
+      cache_size_(std::move(cache_size)) {
   std::filesystem::create_directories(cache_dir_);
   output_ = cache_dir_ + "/run.out";
   port_ = PickFreePort();
@@ -80,6 +84,7 @@ bool SiteCacheProcess::Start() {
   // Workers as root: the test's temporary directories are private to it.
   if (geteuid() == 0) args.insert(args.end(), {"--user", "root"});
   for (const auto& u : upstreams_) args.insert(args.end(), {"--upstream", u});
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   pid_ = fork();
   if (pid_ == 0) {
     setpgid(0, 0);

@@ -16,8 +16,10 @@ namespace modelfs::testing {
 
 class SiteCacheProcess {
  public:
-  // upstreams: hub endpoints ("http://127.0.0.1:P"); cache_dir: created if missing.
-  SiteCacheProcess(std::vector<std::string> upstreams, std::string cache_dir, std::string cache_size = "1GiB");
+  // upstreams: hub endpoints ("http://127.0.0.1:P"); cache_dir: created if missing; extra_args
+  // go to run.sh as they are (e.g. {"--cdn", "http://127.0.0.1:P2"}).
+  SiteCacheProcess(std::vector<std::string> upstreams, std::string cache_dir,
+                   std::vector<std::string> extra_args = {}, std::string cache_size = "1GiB");
   ~SiteCacheProcess();
   SiteCacheProcess(const SiteCacheProcess&) = delete;
   SiteCacheProcess& operator=(const SiteCacheProcess&) = delete;
@@ -38,7 +40,7 @@ class SiteCacheProcess {
   std::vector<std::string> CachedSlices() const;
 
  private:
-  std::vector<std::string> upstreams_;
+  std::vector<std::string> upstreams_, extra_args_;
   std::string cache_dir_, cache_size_, output_;
   int port_ = 0;
   pid_t pid_ = -1;
