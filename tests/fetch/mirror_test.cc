@@ -130,6 +130,22 @@ class MirrorTest : public ::testing::Test {
     content_ = a_->Content(commit_, path_);
     ASSERT_EQ(content_.size(), blob_.size);
   }
+  // 8 threads reading the blob in whole chunks at once (each from its own start); returns how
+  // many reads failed or returned wrong bytes.
+  int ParallelRead(MirrorSet& m) {
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t) {
+      ts.emplace_back([&, t] {
+        for (uint64_t off = t * kChunk / 8; off + kChunk <= blob_.size; off += kChunk) {
+          std::string buf(kChunk, '\0');
+          if (!m.ReadAt(blob_, off, kChunk, buf.data(), nullptr).ok() || buf != content_.substr(off, kChunk)) bad++;
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    return bad.load();
+  }
   static FakeHubProcess *sa_, *sb_;
   FakeHubProcess *a_ = nullptr, *b_ = nullptr;
   std::string commit_, path_, content_;
@@ -285,18 +301,7 @@ TEST_F(MirrorTest, HashDisagreementIsNeverServed) {
 
 TEST_F(MirrorTest, SpreadsParallelReadsOverHealthyMirrors) {
   MirrorSet m(Opts({a_->endpoint(), b_->endpoint()}));
-  std::atomic<int> bad{0};
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 8; ++t) {
-    ts.emplace_back([&, t] {
-      for (uint64_t off = t * kChunk / 8; off + kChunk <= blob_.size; off += kChunk) {
-        std::string buf(kChunk, '\0');
-        if (!m.ReadAt(blob_, off, kChunk, buf.data(), nullptr).ok() || buf != content_.substr(off, kChunk)) bad++;
-      }
-    });
-  }
-  for (auto& t : ts) t.join();
-  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(ParallelRead(m), 0);
   EXPECT_GT(CdnGets(*a_), 0);
   EXPECT_GT(CdnGets(*b_), 0);
 }
@@ -309,20 +314,7 @@ TEST_F(MirrorTest, OrderedPolicyKeepsReadsOnTheFirstHealthyMirror) {
   o.endpoint_policy = FetchOptions::EndpointPolicy::kOrdered;
   o.mirror_retry_after_s = 1;
   MirrorSet m(o);
-  auto parallel_read = [&] {
-    std::atomic<int> bad{0};
-    std::vector<std::thread> ts;
-    for (int t = 0; t < 8; ++t) {
-      ts.emplace_back([&, t] {
-        for (uint64_t off = t * kChunk / 8; off + kChunk <= blob_.size; off += kChunk) {
-          std::string buf(kChunk, '\0');
-          if (!m.ReadAt(blob_, off, kChunk, buf.data(), nullptr).ok() || buf != content_.substr(off, kChunk)) bad++;
-        }
-      });
-    }
-    for (auto& t : ts) t.join();
-    return bad.load();
-  };
+  auto parallel_read = [&] { return ParallelRead(m); };
   EXPECT_EQ(parallel_read(), 0);
   EXPECT_GT(CdnGets(*a_), 0);
   EXPECT_EQ(CdnGets(*b_), 0);

@@ -33,13 +33,6 @@ constexpr const char* kRepo = "acme/site";
 constexpr const char* kGated = "acme/sitegated";
 constexpr const char* kToken = "hf_site_cache_secret_77";
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 FakeHubOptions Hub() {
   FakeHubOptions o;
   o.repos[0].repo = kRepo;
@@ -149,7 +142,7 @@ TEST_F(SiteCacheTest, ConcurrentClientsPullEachByteOnce) {
     std::vector<RepoFile> order = files;
     std::rotate(order.begin(), order.begin() + rotate % order.size(), order.end());
     for (const auto& f : order)
-      if (Slurp(m.Path(f.path)) != Content(f.path)) {
+      if (ReadFileOrDie(m.Path(f.path)) != Content(f.path)) {
         ADD_FAILURE() << f.path << " differs";
         wrong++;
       }
@@ -217,7 +210,7 @@ TEST_F(SiteCacheTest, KilledSiteCacheIsInvisibleAndUsedAgainWhenBack) {
   // About 2 s per 4 MiB slice, so the kill lands in the middle of the file.
   ASSERT_TRUE(hub_->SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 2 << 20}}));
   std::string got;
-  std::thread reader([&] { got = Slurp(m.Path(first)); });
+  std::thread reader([&] { got = ReadFileOrDie(m.Path(first)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));
   site.Kill();
   reader.join();
@@ -228,7 +221,7 @@ TEST_F(SiteCacheTest, KilledSiteCacheIsInvisibleAndUsedAgainWhenBack) {
   ASSERT_TRUE(site.Start());
   const size_t log_before = site.AccessLog().size();
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // past --mirror-retry 2
-  EXPECT_EQ(Slurp(m.Path(second)), Content(second));
+  EXPECT_EQ(ReadFileOrDie(m.Path(second)), Content(second));
   const std::string after = site.AccessLog().substr(log_before);
   EXPECT_NE(after.find(second), std::string::npos) << "the client did not return to the site cache:\n" << after;
 }
@@ -245,14 +238,14 @@ TEST_F(SiteCacheTest, CorruptSiteCacheBytesAreCaughtAndNeverKept) {
   {
     MountedFs m(ClientSpec(site, dir_.Sub("c1")));
     ASSERT_TRUE(m.mounted()) << m.Log();
-    ASSERT_EQ(Slurp(m.Path(shard)), want);
+    ASSERT_EQ(ReadFileOrDie(m.Path(shard)), want);
   }
   // Flip a byte in the body of the shard's second slice (nginx keeps key, headers, then body).
   const std::string sha = hub_->FileAt(hub_->CommitOf("main"), shard)->at("sha256").get<std::string>();
   const std::string key = "KEY: sha256:" + sha + " bytes=4194304-8388607";
   int corrupted = 0;
   for (const std::string& f : site.CachedSlices()) {
-    std::string data = Slurp(f);
+    std::string data = ReadFileOrDie(f);
     if (data.find(key) == std::string::npos) continue;
     data[data.size() - 1000] ^= 0x5a;
     std::ofstream(f, std::ios::binary | std::ios::trunc) << data;
@@ -265,14 +258,14 @@ TEST_F(SiteCacheTest, CorruptSiteCacheBytesAreCaughtAndNeverKept) {
   {
     MountedFs m(ClientSpec(site, cache2));
     ASSERT_TRUE(m.mounted()) << m.Log();
-    Slurp(m.Path(shard));  // may hold the bad bytes: served as they arrive, verified at the end
+    ReadFileOrDie(m.Path(shard));  // may hold the bad bytes: served as they arrive, verified at the end
     bool caught = false;
     for (int i = 0; i < 100 && !caught; ++i) {
       caught = m.Log().find("failed verification") != std::string::npos;
       if (!caught) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     ASSERT_TRUE(caught) << m.Log();
-    EXPECT_EQ(Slurp(m.Path(shard)), want) << m.Log();
+    EXPECT_EQ(ReadFileOrDie(m.Path(shard)), want) << m.Log();
     EXPECT_GT(CdnGetsOf(shard), 0) << "the file was not fetched from the upstream";
   }
   std::string out;
@@ -291,7 +284,7 @@ TEST_F(SiteCacheTest, TokenNeverReachesTheCdnAndGatedBytesNeedOne) {
   {
     MountedFs m(ClientSpec(site, dir_.Sub("c"), kGated));
     ASSERT_TRUE(m.mounted()) << m.Log();
-    EXPECT_EQ(Slurp(m.Path(shard)), want);
+    EXPECT_EQ(ReadFileOrDie(m.Path(shard)), want);
   }
   EXPECT_GT(hub_->Stats()["requests"]["cdn"].get<int>(), 0);
   EXPECT_EQ(hub_->Stats()["auth_to_cdn"].get<int>(), 0);
@@ -305,7 +298,7 @@ TEST_F(SiteCacheTest, TokenNeverReachesTheCdnAndGatedBytesNeedOne) {
     RunCmd("curl -s -o " + file + " -w '%{http_code}' -r 0-65535 " +
                (auth.empty() ? "" : "-H 'Authorization: Bearer " + auth + "' ") + "'" + url + "'",
            &out);
-    *body = Slurp(file);
+    *body = ReadFileOrDie(file);
     return out;
   };
   std::string body;
@@ -320,7 +313,7 @@ TEST_F(SiteCacheTest, TokenNeverReachesTheCdnAndGatedBytesNeedOne) {
   EXPECT_EQ(site.AllLogs().find(kToken), std::string::npos);
   for (const auto& e : std::filesystem::recursive_directory_iterator(site.cache_dir())) {
     if (e.is_regular_file()) {
-      EXPECT_EQ(Slurp(e.path()).find(kToken), std::string::npos) << e.path();
+      EXPECT_EQ(ReadFileOrDie(e.path()).find(kToken), std::string::npos) << e.path();
     }
   }
 }
