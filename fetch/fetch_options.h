@@ -40,6 +40,14 @@ struct FetchOptions {
   // A mirror that failed (network, 5xx after its retries, 429) is left alone this long before it
   // is tried again, as CernVM-FS does with a failed proxy/server. 5 minutes by default.
   long mirror_retry_after_s = 300;
+  // How healthy mirrors share the reads (fetch/mirror_set.h):
+  //  - kFastest: by expected time x calls in flight, so parallel ranges spread over every healthy
+  //    mirror in proportion to its speed (equal mirrors: more bandwidth).
+  //  - kOrdered: in the order given; a later one takes a call only when every earlier one is down
+  //    (for the cool-down) or bad for that file. For a site cache listed first with the public
+  //    mirrors behind it as fallbacks: its bytes cross the site's uplink once, for everyone.
+  enum class EndpointPolicy { kFastest, kOrdered };
+  EndpointPolicy endpoint_policy = EndpointPolicy::kFastest;
   // On a 429, wait as told and retry here (true), or give up at once so that the caller moves the
   // load elsewhere (false: what MirrorSet sets when it has other mirrors).
   bool wait_on_rate_limit = true;

@@ -99,7 +99,9 @@ std::vector<size_t> MirrorSet::Order(uint64_t bytes, const std::string& file_key
         x.tier = 1;
         x.cost = std::chrono::duration<double, std::milli>(down - now).count();
       }
-      if (x.tier == 0) {
+      if (x.tier == 0 && opts_.endpoint_policy == FetchOptions::EndpointPolicy::kOrdered) {
+        x.cost = static_cast<double>(i);  // configuration order, whatever the load or speed
+      } else if (x.tier == 0) {
         double expect = m.latency_ms;
         if (m.throughput_Bps > 0) expect += 1000.0 * static_cast<double>(bytes) / m.throughput_Bps;
         // An unmeasured mirror counts as kMinExpectMs, so calls in flight still spread the load.
@@ -320,7 +322,10 @@ uint64_t MirrorSet::LatencyHintUs() const {
   std::lock_guard<std::mutex> lock(mu_);
   double best = 0;
   for (const auto& m : mirrors_) {
-    if (m->latency_ms <= 0 || m->down_until > now) continue;
+    if (m->down_until > now) continue;
+    // Ordered: reads go to the first healthy mirror, so its latency is the one that matters.
+    if (opts_.endpoint_policy == FetchOptions::EndpointPolicy::kOrdered) return static_cast<uint64_t>(m->latency_ms * 1000);
+    if (m->latency_ms <= 0) continue;
     if (best == 0 || m->latency_ms < best) best = m->latency_ms;
   }
   return static_cast<uint64_t>(best * 1000);

@@ -15,6 +15,8 @@
 //    tried early, in configuration order. The cost is expected time x (1 + calls in flight on
 //    that mirror), which spreads parallel range requests over the healthy mirrors in proportion
 //    to their speed.
+//    With EndpointPolicy::kOrdered the cost is the configuration index instead: every call goes
+//    to the first healthy mirror (a site cache), the others only take calls it cannot serve.
 //  - Consistency: reads are commit-addressed (/resolve/{commit}/...), so a mirror that does not
 //    serve the pinned commit answers 404 and is skipped for that call; it can never serve bytes of
 //    another commit. A mirror whose endpoint reports a content hash other than the listing's (see
@@ -106,7 +108,8 @@ class MirrorSet : public HubApi, public RangeSource {
                          std::string* served_by, const Progress& progress) override;
   // Prepares the file on the mirror its first read would go to.
   void Prepare(const BlobRef& blob) override;
-  // The lowest measured latency among healthy mirrors (where a read would go first).
+  // The lowest measured latency among healthy mirrors (where a read would go first); ordered:
+  // the first healthy mirror's.
   uint64_t LatencyHintUs() const override;
   void ReportBadSource(const BlobRef& blob, const std::string& served_by) override;
 

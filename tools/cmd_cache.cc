@@ -185,6 +185,18 @@ std::string LiveText(const nlohmann::json& m) {
              a.value("message", "").c_str());
     out += line;
   }
+  // Several endpoints (a site cache and the mirrors behind it): which one served the file bytes.
+  const auto& ms = m.value("mirrors", nlohmann::json::array());
+  if (ms.is_array() && ms.size() > 1) {
+    out += "endpoints (file bytes served, state):\n";
+    for (const auto& e : ms) {
+      std::string state = e.value("healthy", true) ? "healthy" : "down";
+      if (e.value("bad_files", 0) > 0) state += ", bad for " + std::to_string(e.value("bad_files", 0)) + " file(s)";
+      snprintf(line, sizeof line, "  %10s  %-21s  %s\n", Mib(e.value("read_bytes", 0ull)).c_str(),
+               e.value("mirror", "").c_str(), state.c_str());
+      out += line;
+    }
+  }
   const auto& ts = m["transfers"];
   if (ts.empty()) {
     out += "no transfers in the last 10 s\n";

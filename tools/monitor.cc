@@ -466,6 +466,7 @@ void Monitor::SampleNow() {
       ws.failed += m.calls_failed;
       mirrors.push_back({{"mirror", label}, {"healthy", m.healthy}, {"latency_ms", m.latency_ms},
                          {"throughput_Bps", m.throughput_Bps}, {"bytes", m.http.bytes_received},
+                         {"read_bytes", m.bytes_read}, {"bad_files", m.bad_files},
                          {"calls_ok", m.calls_ok}, {"calls_failed", m.calls_failed}});
     }
     ws.failed += total.retries;  // a retried attempt failed, even if the call then succeeded

@@ -244,6 +244,21 @@ const std::vector<OptionSpec>& MountOptionTable() {
        .help = "How long a failed mirror is left alone before it is tried again.",
        .apply = [](const std::string& v, MountConfig* c) { return Set(ParseSeconds(v), &c->fetch.mirror_retry_after_s); },
        .default_is_value = true},
+      {.flag = "--endpoint-policy", .env = "MODELFS_ENDPOINT_POLICY", .value_name = "POLICY", .default_text = "fastest",
+       .help = "How several --endpoint share the reads: 'fastest' spreads them over every healthy one by "
+               "speed; 'ordered' uses them in the order given, a later one only while the earlier ones "
+               "are down or failed for a file (a site cache first, mirrors behind it: docs/site-cache.md).",
+       .apply = [](const std::string& v, MountConfig* c) -> Status {
+         if (v == "ordered") {
+           c->fetch.endpoint_policy = FetchOptions::EndpointPolicy::kOrdered;
+         } else if (v == "fastest") {
+           c->fetch.endpoint_policy = FetchOptions::EndpointPolicy::kFastest;
+         } else {
+           return Status::InvalidArgument("must be 'fastest' or 'ordered', not '" + v + "'");
+         }
+         return Status::Ok();
+       },
+       .default_is_value = true},
       {.flag = "--ca-file", .env = "MODELFS_CA_FILE", .value_name = "FILE", .default_text = "system CA store",
        .help = "CA bundle to verify TLS servers with (verification is always on).",
        .apply = [](const std::string& v, MountConfig* c) -> Status {

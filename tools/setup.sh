@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev
       libxxhash-dev nlohmann-json3-dev libgtest-dev python3 python3-numpy curl ca-certificates
-      python3-torch)  # python3-torch: tests/integration/readers_test.cc (about 140 MB download)
+      python3-torch  # python3-torch: tests/integration/readers_test.cc (about 140 MB download)
+      nginx)         # nginx: the site cache (deploy/site-cache) and tests/integration/site_cache_test.cc
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -130,6 +130,22 @@ class MirrorTest : public ::testing::Test {
     content_ = a_->Content(commit_, path_);
     ASSERT_EQ(content_.size(), blob_.size);
   }
+  // 8 threads reading the blob in whole chunks at once (each from its own start); returns how
+  // many reads failed or returned wrong bytes.
+  int ParallelRead(MirrorSet& m) {
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 8; ++t) {
+      ts.emplace_back([&, t] {
+        for (uint64_t off = t * kChunk / 8; off + kChunk <= blob_.size; off += kChunk) {
+          std::string buf(kChunk, '\0');
+          if (!m.ReadAt(blob_, off, kChunk, buf.data(), nullptr).ok() || buf != content_.substr(off, kChunk)) bad++;
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+    return bad.load();
+  }
   static FakeHubProcess *sa_, *sb_;
   FakeHubProcess *a_ = nullptr, *b_ = nullptr;
   std::string commit_, path_, content_;
@@ -285,20 +301,35 @@ TEST_F(MirrorTest, HashDisagreementIsNeverServed) {
 
 TEST_F(MirrorTest, SpreadsParallelReadsOverHealthyMirrors) {
   MirrorSet m(Opts({a_->endpoint(), b_->endpoint()}));
-  std::atomic<int> bad{0};
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 8; ++t) {
-    ts.emplace_back([&, t] {
-      for (uint64_t off = t * kChunk / 8; off + kChunk <= blob_.size; off += kChunk) {
-        std::string buf(kChunk, '\0');
-        if (!m.ReadAt(blob_, off, kChunk, buf.data(), nullptr).ok() || buf != content_.substr(off, kChunk)) bad++;
-      }
-    });
-  }
-  for (auto& t : ts) t.join();
-  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(ParallelRead(m), 0);
   EXPECT_GT(CdnGets(*a_), 0);
   EXPECT_GT(CdnGets(*b_), 0);
+}
+
+// EndpointPolicy::kOrdered (a site cache first, mirrors behind it): parallel reads never spread;
+// the second mirror takes reads only while the first is down, and the first gets them back after
+// its cool-down.
+TEST_F(MirrorTest, OrderedPolicyKeepsReadsOnTheFirstHealthyMirror) {
+  FetchOptions o = Opts({a_->endpoint(), b_->endpoint()});
+  o.endpoint_policy = FetchOptions::EndpointPolicy::kOrdered;
+  o.mirror_retry_after_s = 1;
+  MirrorSet m(o);
+  auto parallel_read = [&] { return ParallelRead(m); };
+  EXPECT_EQ(parallel_read(), 0);
+  EXPECT_GT(CdnGets(*a_), 0);
+  EXPECT_EQ(CdnGets(*b_), 0);
+  // A fails: B carries the reads.
+  ASSERT_TRUE(a_->SetFaults({{"where", "both"}, {"error_rate", 1.0}}));
+  EXPECT_EQ(parallel_read(), 0);
+  EXPECT_GT(CdnGets(*b_), 0);
+  // A recovers; after the cool-down every read is A's again.
+  ASSERT_TRUE(a_->ClearFaults());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  ASSERT_TRUE(a_->ClearLog());
+  ASSERT_TRUE(b_->ClearLog());
+  EXPECT_EQ(parallel_read(), 0);
+  EXPECT_GT(CdnGets(*a_), 0);
+  EXPECT_EQ(CdnGets(*b_), 0);
 }
 
 // Transfers(): a read in flight is listed with its file, mirror and requested bytes while it
