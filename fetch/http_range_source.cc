@@ -1,5 +1,6 @@
 #include "fetch/http_range_source.h"
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <vector>
@@ -261,8 +262,10 @@ HttpRangeSource::Attempt HttpRangeSource::ResolveUncached(const BlobRef& blob, R
       std::optional<int64_t> expires = protocol::ParseExpires(out->url);
       if (expires) {
         int64_t left = *expires - static_cast<int64_t>(time(nullptr)) - kExpiryMargin.count();
-        // A URL that expires within the margin is used for this read only (valid_until = now).
-        out->valid_until = now + std::chrono::seconds(std::max<int64_t>(left, 0));
+        // A URL that expires within the margin is used for this read only (valid_until = now); one
+        // valid for longer than kMaxUrlTtl is resolved again after it (and a far-future Expires
+        // cannot overflow the clock).
+        out->valid_until = now + std::chrono::seconds(std::clamp<int64_t>(left, 0, kMaxUrlTtl.count()));
       } else {
         out->valid_until = now + kDefaultUrlTtl;
       }

@@ -67,6 +67,8 @@ class HttpRangeSource : public RangeSource {
   static constexpr std::chrono::seconds kExpiryMargin{30};
   // Lifetime of a resolved URL with no Expires (a mirror serving bytes itself, resolve-cache).
   static constexpr std::chrono::seconds kDefaultUrlTtl{600};
+  // Longest a signed URL is kept, whatever its Expires says (a day).
+  static constexpr std::chrono::seconds kMaxUrlTtl{24 * 3600};
   // A 200 answer to a Range request: past our window, drain at most this much to keep the
   // connection reusable; beyond it, close the connection instead. 1 MiB ~ one RTT of bandwidth.
   static constexpr uint64_t kMaxDiscardBytes = 1u << 20;
