@@ -36,6 +36,11 @@ class BlobStore {
   // first read (resolve the file's URL) in the background. Never blocks. Thread-safe.
   virtual void PrepareBlob(const BlobRef& blob) {}
 
+  // A hint: a reader that reads all of `blob` is likely to read `next` after it (the next shard of
+  // a sharded checkpoint). A store may start fetching `next` when a stream over `blob` nears its
+  // end, so a loader walking shard after shard finds the next one on the wire. Thread-safe.
+  virtual void HintNext(const BlobRef& blob, const BlobRef& next) {}
+
   // Registers `cb` (empty: unregisters), called with a content key after the store dropped that
   // content because its whole-file hash did not match, so the filesystem can drop the kernel's
   // cached pages of every file with that content. Called from a background thread; never called

@@ -138,6 +138,11 @@ struct DiskBlobStore::Blob {
   std::mutex mu;                      // guards everything below
   std::map<uint32_t, std::shared_ptr<Inflight>> inflight;  // by first block; never overlapping
   std::map<uint32_t, std::shared_ptr<Inflight>> spill;     // done, not cached, kept in memory
+  // HintNext: the file a reader of all of this one is likely to read next.
+  std::unique_ptr<BlobRef> next;
+  // The file's first kHeadBytes as an open fetched them (RunHeadFetch): memory only, dropped at
+  // the last close and with the blocks after a hash failure.
+  std::shared_ptr<Inflight> head;
   std::vector<Cursor> cursors;
   int opens = 0;
   std::set<std::string> sources;      // hosts that served this blob's bytes since start
@@ -317,19 +322,64 @@ void DiskBlobStore::OpenBlob(const BlobRef& ref) {
     ScheduleFill(b);
   }
   // An open is followed by a read of the head (a safetensors header, a config's first bytes):
-  // start it now, one block of it, so that the first read finds its bytes on the wire. One block
-  // and not a chunk: a loader that reads the header and one tensor must not pay for 4 MiB.
+  // start it now, so that the first read finds its bytes on the wire. kHeadBytes and not a block
+  // or a chunk: a loader that reads the header and one tensor must not pay for more.
   if (opts_.verify_before_read || !b->file || b->file->verified()) return;
   std::shared_ptr<Inflight> head;
   {
     std::lock_guard<std::mutex> l(b->mu);
-    if (ref.size > kBlockSize) head = NewSpanLocked(*b, 0, 0);
+    // Not after a hash failure: every answer may then have to be judged before it is served.
+    if (ref.size > kBlockSize && !b->head && b->suspected.empty() && !b->file->Present(0) &&
+        !CoveringLocked(*b, 0)) {
+      head = std::make_shared<Inflight>();
+      head->end = kHeadBytes;
+      head->data.reset(new char[kHeadBytes]);
+      b->head = head;
+      busy_++;
+    }
   }
   if (head) {
-    Launch(b, head, /*demand=*/true);
+    auto blob = b;
+    if (!demand_pool_->Submit([this, blob, head] { RunHeadFetch(blob, head); })) RunHeadFetch(blob, head);
   } else if (!b->file->AllPresent()) {
     source_->Prepare(ref);
   }
+}
+
+void DiskBlobStore::RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f) {
+  std::string served_by;
+  fetches_++;
+  Status st = source_->ReadAtStreaming(b->ref, 0, f->end, f->data.get(), &served_by,
+                                       [&f](size_t n) { f->Arrived(n); });
+  if (st.ok()) fetched_bytes_ += f->end;
+  {
+    std::lock_guard<std::mutex> l(f->mu);
+    f->status = st;
+    if (st.ok()) f->ready.store(f->end);
+    f->done = true;
+  }
+  f->cv.notify_all();
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (st.ok()) {
+      b->hosts_seen.insert(served_by);
+    } else if (b->head == f) {
+      b->head.reset();  // the next read fetches block 0
+    }
+  }
+  busy_--;
+}
+
+bool DiskBlobStore::ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, char* buf) {
+  std::shared_ptr<Inflight> head;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    head = b->head;
+  }
+  if (!head || end > head->end || !head->WaitFor(end)) return false;
+  memcpy(buf, head->data.get() + offset, end - offset);
+  miss_bytes_ += end - offset;
+  return true;
 }
 
 void DiskBlobStore::PrepareBlob(const BlobRef& ref) {
@@ -344,10 +394,49 @@ void DiskBlobStore::PrepareBlob(const BlobRef& ref) {
   source_->Prepare(ref);
 }
 
+void DiskBlobStore::HintNext(const BlobRef& ref, const BlobRef& next) {
+  if (opts_.verify_before_read || next.key == ref.key) return;
+  auto b = GetBlob(ref);
+  std::lock_guard<std::mutex> l(b->mu);
+  if (!b->next || b->next->key != next.key) b->next = std::make_unique<BlobRef>(next);
+}
+
+void DiskBlobStore::Lookahead(const std::shared_ptr<Blob>& from, uint64_t window, int depth) {
+  BlobRef ref;
+  {
+    std::lock_guard<std::mutex> l(from->mu);
+    if (!from->next) return;
+    ref = *from->next;
+  }
+  if (ref.size <= kBlockSize) return;  // a file of one block is fetched whole by its first read
+  auto n = GetBlob(ref);
+  if (!n->file || n->file->verified() || n->file->AllPresent()) return;
+  std::vector<std::shared_ptr<Inflight>> todo;
+  uint64_t rest = 0;  // of the window, once all of this file is scheduled
+  {
+    std::lock_guard<std::mutex> l(n->mu);
+    if (n->opens > 0) return;  // its reader is there: its own stream drives it
+    if (n->cursors.empty()) {
+      n->cursors.push_back(Cursor{0, window, 0, 1, 0, 0});
+      MODELFS_LOG(kDebug, "lookahead: %s after %s, %llu bytes", ref.path.c_str(), from->ref.path.c_str(),
+                  (unsigned long long)window);
+    }
+    Cursor& cur = n->cursors.front();
+    if (cur.next != 0) return;  // a reader came and went: not a lookahead cursor any more
+    cur.window = std::max(cur.window, window);
+    const uint64_t to = std::min(ref.size, (cur.window + kChunkSize - 1) / kChunkSize * kChunkSize);
+    cur.prefetched_to = std::max(cur.prefetched_to, ScheduleLocked(*n, cur.prefetched_to, to, &todo));
+    if (cur.prefetched_to >= ref.size && window > ref.size) rest = window - ref.size;
+  }
+  for (auto& f : todo) Launch(n, f, /*demand=*/false);
+  if (rest > kChunkSize && depth > 1) Lookahead(n, rest, depth - 1);
+}
+
 void DiskBlobStore::CloseBlob(const BlobRef& ref) {
   auto b = GetBlob(ref);
   std::lock_guard<std::mutex> l(b->mu);
   if (b->opens > 0) b->opens--;
+  if (b->opens == 0) b->head.reset();
 }
 
 Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char* buf, size_t* n) {
@@ -366,6 +455,10 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
     Status s = FillAndVerify(b);
     if (!s.ok()) return s;
   } else {
+    if (ReadHead(b, offset, end, buf)) {  // a header reader's first reads: no cursor, no block 0
+      *n = end - offset;
+      return Status::Ok();
+    }
     demand_last = Prefetch(b, offset, end - offset);
   }
 
@@ -804,7 +897,7 @@ bool DiskBlobStore::Admit(const std::string& key, uint64_t bytes) {
 
 void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
   const BlobRef& ref = b->ref;
-  std::shared_ptr<Inflight> head;  // chunk 0 fetched but maybe not on disk yet
+  std::shared_ptr<Inflight> head;  // the head fetch, or chunk 0 fetched but maybe not on disk yet
   {
     std::lock_guard<std::mutex> l(b->mu);
     if (b->layout_known) return;
@@ -814,7 +907,8 @@ void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
       b->layout_known = true;  // nothing to learn
       return;
     }
-    head = CoveringLocked(*b, 0);
+    head = b->head;
+    if (!head || head->ready.load() < 8) head = CoveringLocked(*b, 0);
   }
   // The head may still be on the wire: what has landed of it is enough once it holds the header.
   const uint64_t landed = head ? head->ready.load() : 0;
@@ -877,6 +971,7 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
   std::vector<std::shared_ptr<Inflight>> todo;
   bool demand = false;
   uint32_t demand_last = UINT32_MAX;
+  uint64_t lookahead = 0;  // > 0: start the next file with this window
   MaybeLoadLayout(b);
   {
     std::lock_guard<std::mutex> l(b->mu);
@@ -958,9 +1053,15 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
       // Past the end of the tensor the stream is capped at: the kernel's readahead, which needs
       // this read's blocks but nothing after them.
       if (off >= cap) demand_last = static_cast<uint32_t>((off + len - 1) / kBlockSize);
+      // A stream from the file's head (its first chunk or its first tensor) that has scheduled it
+      // to its end: a whole-file reader, so the next file (HintNext) starts now and its
+      // connections leave slow start meanwhile.
+      const uint64_t head_end = std::max<uint64_t>(kChunkSize, b->regions.size() > 1 ? b->regions[1] : 0);
+      if (b->next && cur->start < head_end && cur->prefetched_to >= b->ref.size) lookahead = opts_.max_window;
     }
   }
   for (auto& f : todo) Launch(b, f, demand);
+  if (lookahead > 0) Lookahead(b, lookahead);
   return demand_last;
 }
 
@@ -1218,6 +1319,7 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
       std::lock_guard<std::mutex> l(b->mu);
       b->generation++;
       b->spill.clear();
+      b->head.reset();
       for (auto& c : b->cursors) c.prefetched_to = 0;
       if (only.empty()) {
         bad = b->sources;

@@ -80,6 +80,11 @@ namespace modelfs {
 // several in flight, small enough that a random tensor read fetches little extra (anchors.md 13.B).
 constexpr uint64_t kChunkSize = 4ull << 20;
 constexpr uint32_t kBlocksPerChunk = static_cast<uint32_t>(kChunkSize / kBlockSize);
+// What an open fetches of a file's head, kept in memory and never stored (it is not a whole
+// block): a safetensors header and the kernel's first reads of it (16 KiB, then 64 KiB more for
+// a larger header) fit, so a loader that reads a header and one tensor pays 128 KiB for it and
+// not a 1 MiB block. A read that runs past it fetches block 0 as usual.
+constexpr uint64_t kHeadBytes = 128ull << 10;
 
 
 // The first prefetch window of a stream on a source whose time to first byte is latency_us: one
@@ -144,6 +149,7 @@ class DiskBlobStore : public BlobStore {
   Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) override;
   void OpenBlob(const BlobRef& blob) override;
   void PrepareBlob(const BlobRef& blob) override;
+  void HintNext(const BlobRef& blob, const BlobRef& next) override;
   void CloseBlob(const BlobRef& blob) override;
 
   CacheStats Stats() const;
@@ -189,6 +195,16 @@ class DiskBlobStore : public BlobStore {
   // Runs RunFetch on the demand pool (a reader waits for it) or the prefetch pool.
   void Launch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, bool demand);
   void RunFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
+  // Cross-file lookahead (HintNext): a stream that read `from` from its start has scheduled it to
+  // its end, so the next file's first `window` bytes are fetched now, and a cursor at its offset 0
+  // carries the window on to its reader. Tops up on every call until the next file has a reader;
+  // what is left of the window once the next file is all scheduled goes to the one after it
+  // (`depth` files deep at most).
+  void Lookahead(const std::shared_ptr<Blob>& from, uint64_t window, int depth = 2);
+  // The head fetch an open starts (kHeadBytes, memory only), and a read served from it: true if
+  // [offset, end) lies in it and arrived.
+  void RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
+  bool ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, char* buf);
   // Requires b.mu: records who served blocks [first, last] (for Blame).
   static void RecordHostLocked(Blob& b, uint32_t first, uint32_t last, const std::string& host);
   // Writes the range's missing blocks (from block `first`); returns false if any could not be cached.

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -620,6 +621,26 @@ Result<DirListing> ModelFs::ReadDir(uint64_t ino) {
   return out;
 }
 
+std::string NextShardName(const std::string& name) {
+  // <stem>-<i>-of-<n><ext>, i and n of the same width (model-00001-of-00004.safetensors,
+  // pytorch_model-00002-of-00003.bin): the same name with i + 1, or "" after the last.
+  const size_t of = name.rfind("-of-");
+  if (of == std::string::npos) return "";
+  size_t n_end = of + 4;
+  while (n_end < name.size() && isdigit(static_cast<unsigned char>(name[n_end]))) n_end++;
+  size_t i_begin = of;
+  while (i_begin > 0 && isdigit(static_cast<unsigned char>(name[i_begin - 1]))) i_begin--;
+  const size_t width = of - i_begin;
+  if (width == 0 || width > 9 || n_end - (of + 4) != width || i_begin == 0 || name[i_begin - 1] != '-') return "";
+  const unsigned long i = std::stoul(name.substr(i_begin, width));
+  const unsigned long total = std::stoul(name.substr(of + 4, width));
+  if (i + 1 > total) return "";
+  std::string next = std::to_string(i + 1);
+  if (next.size() > width) return "";
+  next.insert(0, width - next.size(), '0');
+  return name.substr(0, i_begin) + next + name.substr(of);
+}
+
 Status ModelFs::Open(uint64_t ino, int flags) {
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)) != 0) {
     return Status::ReadOnly("modelfs is read-only");
@@ -633,6 +654,22 @@ Status ModelFs::Open(uint64_t ino, int flags) {
   if (n->kind == Kind::kRefFile) return Status::Ok();  // content lives in the node
   if (n->kind != Kind::kFile) return Status::InvalidArgument("not a file");
   store_.OpenBlob(n->blob);  // n is an immutable kFile node: safe without the lock
+  // A sharded checkpoint is loaded shard after shard: tell the store which files follow this one
+  // (two deep, so the store can look ahead past the next shard).
+  const Node* cur = n;
+  for (int depth = 0; depth < 2; depth++) {
+    const std::string next_name = NextShardName(cur->name);
+    if (next_name.empty()) break;
+    const Node* next = nullptr;
+    {
+      std::shared_lock lock(table_mu_);
+      auto ino_next = FindChildLocked(cur->parent, next_name);
+      if (ino_next) next = FindLocked(*ino_next);
+    }
+    if (next == nullptr || next->kind != Kind::kFile) break;
+    store_.HintNext(cur->blob, next->blob);
+    cur = next;
+  }
   return Status::Ok();
 }
 

@@ -105,6 +105,10 @@ struct DirListing {
   bool immutable = false;
 };
 
+// The file after `name` in a sharded checkpoint (model-00001-of-00004.safetensors ->
+// model-00002-of-00004.safetensors), or "" when `name` is not a shard or is the last one.
+std::string NextShardName(const std::string& name);
+
 class ModelFs {
  public:
   static constexpr uint64_t kRootIno = 1;  // FUSE_ROOT_ID

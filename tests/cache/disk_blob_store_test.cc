@@ -599,7 +599,7 @@ TEST_F(DiskBlobStoreTest, ABlobOfOneRangeIsNotHandedOverBeforeItsHashMatched) {
   EXPECT_EQ(source_.request_count(), 2u);
 }
 
-TEST_F(DiskBlobStoreTest, OpeningAFileFetchesItsHeadBlockAndALookupFetchesNothing) {
+TEST_F(DiskBlobStoreTest, OpeningAFileFetchesItsHeadAndALookupFetchesNothing) {
   std::string data = RandomBytes(10 * kBlockSize, 42);
   BlobRef ref = source_.Add("a.safetensors", data);
   auto store = NewStore();
@@ -610,13 +610,55 @@ TEST_F(DiskBlobStoreTest, OpeningAFileFetchesItsHeadBlockAndALookupFetchesNothin
   ASSERT_TRUE(store->WaitIdle(10000));
   auto reqs = source_.requests();
   ASSERT_EQ(reqs.size(), 1u);
-  EXPECT_EQ(reqs[0], std::make_pair(uint64_t{0}, size_t{kBlockSize}));
-  // The reader then finds the head on disk.
-  std::vector<char> buf(4096);
+  EXPECT_EQ(reqs[0], std::make_pair(uint64_t{0}, size_t{kHeadBytes}));  // the head, not a block
+  // Reads inside the head are served from it, byte-exact, with no other request.
+  std::vector<char> buf(kHeadBytes);
   size_t n = 0;
-  ASSERT_TRUE(store->Read(ref, 0, buf.size(), buf.data(), &n).ok());
+  ASSERT_TRUE(store->Read(ref, 0, 8, buf.data(), &n).ok());
+  ASSERT_EQ(n, 8u);
+  EXPECT_EQ(std::string(buf.data(), 8), data.substr(0, 8));
+  ASSERT_TRUE(store->Read(ref, 100, kHeadBytes - 100, buf.data(), &n).ok());
+  ASSERT_EQ(n, kHeadBytes - 100);
+  EXPECT_EQ(std::string(buf.data(), n), data.substr(100, n));
   EXPECT_EQ(source_.request_count(), 1u);
+  // The head is not a block: nothing of it is on disk. A read past it fetches block 0 whole.
+  EXPECT_EQ(store->Stats().used_bytes, 0u);
+  ASSERT_TRUE(store->Read(ref, kHeadBytes - 10, 20, buf.data(), &n).ok());
+  ASSERT_EQ(n, 20u);
+  EXPECT_EQ(std::string(buf.data(), 20), data.substr(kHeadBytes - 10, 20));
+  ASSERT_TRUE(store->WaitIdle(10000));
+  reqs = source_.requests();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(reqs[1].first, 0u);
+  EXPECT_GE(reqs[1].second, size_t{kBlockSize});
   store->CloseBlob(ref);
+}
+
+TEST_F(DiskBlobStoreTest, AWholeFileReaderStartsTheNextShardAndALazyReaderDoesNot) {
+  const std::string a_data = RandomBytes(10 * kBlockSize, 50), b_data = RandomBytes(9 * kBlockSize, 51);
+  BlobRef a = source_.Add("model-00001-of-00002.bin", a_data);
+  BlobRef b = source_.Add("model-00002-of-00002.bin", b_data);
+  {
+    // A reader of a's last block only: b is not touched.
+    auto store = NewStore();
+    store->HintNext(a, b);
+    std::vector<char> buf(kBlockSize);
+    size_t n = 0;
+    ASSERT_TRUE(store->Read(a, 9 * kBlockSize, kBlockSize, buf.data(), &n).ok());
+    ASSERT_TRUE(store->WaitIdle(10000));
+    source_.ClearRequests();
+    ASSERT_EQ(ReadAll(store.get(), b), b_data);
+    EXPECT_GT(source_.request_count(), 0u);  // b was not fetched ahead
+  }
+  std::filesystem::remove_all(dir_.path() + "/blobs");
+  source_.ClearRequests();
+  auto store = NewStore();
+  store->HintNext(a, b);
+  ASSERT_EQ(ReadAll(store.get(), a), a_data);  // a stream from a's start to its end
+  ASSERT_TRUE(store->WaitIdle(10000));
+  source_.ClearRequests();
+  ASSERT_EQ(ReadAll(store.get(), b), b_data);
+  EXPECT_EQ(source_.request_count(), 0u);  // all of b came ahead of its reader
 }
 
 TEST_F(DiskBlobStoreTest, AReadAtATensorFetchesThatTensorAtOnceAndNothingPastIt) {

@@ -736,5 +736,17 @@ TEST_F(HfCacheLayoutTest, ConcurrentFirstLookupsShareOneResolution) {
   EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/refs")).size(), 3u);
 }
 
+TEST(NextShardNameTest, NamesTheNextShardOfAShardedCheckpoint) {
+  EXPECT_EQ(NextShardName("model-00001-of-00004.safetensors"), "model-00002-of-00004.safetensors");
+  EXPECT_EQ(NextShardName("pytorch_model-00009-of-00012.bin"), "pytorch_model-00010-of-00012.bin");
+  EXPECT_EQ(NextShardName("diffusion_pytorch_model-1-of-2.safetensors"), "diffusion_pytorch_model-2-of-2.safetensors");
+  EXPECT_EQ(NextShardName("model-00004-of-00004.safetensors"), "");  // the last
+  EXPECT_EQ(NextShardName("model.safetensors"), "");
+  EXPECT_EQ(NextShardName("model-001-of-00004.safetensors"), "");  // widths differ
+  EXPECT_EQ(NextShardName("00001-of-00004.safetensors"), "");      // no stem
+  EXPECT_EQ(NextShardName("model-x1-of-00004.safetensors"), "");
+  EXPECT_EQ(NextShardName("model-99-of-99"), "");
+}
+
 }  // namespace
 }  // namespace modelfs
