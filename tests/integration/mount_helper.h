@@ -54,12 +54,16 @@ struct MountSpec {
   std::vector<std::string> extra;     // more flags
   std::vector<std::string> env;       // "K=V" added to the environment
   bool daemon = false;
+  // Mount here instead of a fresh directory of the test's own; the mount counts as up only once
+  // the mount point answers stat (a dead mount left there by a killed daemon is listed in
+  // /proc/self/mounts too).
+  std::string mountpoint;
 };
 
 class MountedFs {
  public:
   explicit MountedFs(const MountSpec& spec) : spec_(spec) {
-    mountpoint_ = dir_.Sub("mnt");
+    mountpoint_ = spec.mountpoint.empty() ? dir_.Sub("mnt") : spec.mountpoint;
     mkdir(mountpoint_.c_str(), 0755);
     log_ = dir_.Sub("modelfs.log");
     std::vector<std::string> args = {MODELFS_BINARY, "mount", "--endpoint", spec.endpoint,
@@ -90,12 +94,12 @@ class MountedFs {
       waitpid(pid_, &status, 0);
       exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
       pid_ = -1;
-      mounted_ = exit_code_ == 0 && IsMountPoint(mountpoint_);
+      mounted_ = exit_code_ == 0 && IsUp();
       return;
     }
     // Foreground: wait (bounded) for the mount to appear, or for the process to exit.
     for (int i = 0; i < 300; i++) {
-      if (IsMountPoint(mountpoint_)) {
+      if (IsUp()) {
         mounted_ = true;
         return;
       }
@@ -137,10 +141,28 @@ class MountedFs {
     }
   }
 
+  // kill -9 of the foreground daemon, reaped; the dead mount it leaves stays (no unmount on
+  // destruction). Returns false if there was no daemon of ours to kill.
+  bool Crash() {
+    if (pid_ <= 0) return false;
+    kill(pid_, SIGKILL);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    mounted_ = false;
+    return true;
+  }
+
   bool mounted() const { return mounted_; }
+  pid_t pid() const { return pid_; }
   int exit_code() const { return exit_code_; }
   const std::string& path() const { return mountpoint_; }
   std::string Path(const std::string& rel) const { return mountpoint_ + "/" + rel; }
+  bool IsUp() const {
+    if (!IsMountPoint(mountpoint_)) return false;
+    struct stat st;
+    return spec_.mountpoint.empty() || stat(mountpoint_.c_str(), &st) == 0;
+  }
   std::string Log() const {
     std::ifstream in(log_);
     std::ostringstream ss;
