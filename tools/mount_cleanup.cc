@@ -2,7 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,9 +17,12 @@ namespace {
 // keeps mounting there.
 constexpr int kMaxStackedDeadMounts = 8;
 
+// statfs, not stat: the kernel answers stat of a FUSE mount's root from its cached attributes
+// (a day, for modelfs) without asking the dead daemon, while statfs is always a request, which a
+// dead connection fails with ENOTCONN at once.
 bool IsDead(const std::string& mountpoint) {
-  struct stat st;
-  return stat(mountpoint.c_str(), &st) != 0 && errno == ENOTCONN;
+  struct statfs st;
+  return statfs(mountpoint.c_str(), &st) != 0 && errno == ENOTCONN;
 }
 
 }  // namespace

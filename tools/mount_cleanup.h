@@ -20,7 +20,7 @@ namespace modelfs::cli {
 // lazy) when fusermount3 is missing or fails (as root). IoError naming the reason on failure.
 Status UnmountPath(const std::string& mountpoint, bool lazy);
 
-// If `mountpoint` is a dead mount (stat fails with ENOTCONN), detaches it lazily, repeating for
+// If `mountpoint` is a dead mount (statfs fails with ENOTCONN), detaches it lazily, repeating for
 // dead mounts stacked under it, and sets *cleared to how many it detached (0: nothing was dead:
 // a plain directory, a live mount, a path that does not exist). An error if one could not be
 // detached (not root and no fusermount3, or not ours to unmount).

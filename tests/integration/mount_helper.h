@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,8 +56,8 @@ struct MountSpec {
   std::vector<std::string> env;       // "K=V" added to the environment
   bool daemon = false;
   // Mount here instead of a fresh directory of the test's own; the mount counts as up only once
-  // the mount point answers stat (a dead mount left there by a killed daemon is listed in
-  // /proc/self/mounts too).
+  // the mount point answers statfs (a dead mount left there by a killed daemon is listed in
+  // /proc/self/mounts too; stat of its root is answered from the kernel's cached attributes).
   std::string mountpoint;
 };
 
@@ -160,8 +161,8 @@ class MountedFs {
   std::string Path(const std::string& rel) const { return mountpoint_ + "/" + rel; }
   bool IsUp() const {
     if (!IsMountPoint(mountpoint_)) return false;
-    struct stat st;
-    return spec_.mountpoint.empty() || stat(mountpoint_.c_str(), &st) == 0;
+    struct statfs st;
+    return spec_.mountpoint.empty() || statfs(mountpoint_.c_str(), &st) == 0;
   }
   std::string Log() const {
     std::ifstream in(log_);
