@@ -9,7 +9,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -108,29 +107,6 @@ bool WaitFor(Pred pred, double timeout_s) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return pred();
-}
-
-// Runs mount.modelfs as mount(8) does (minimal environment); its exit code, output in *out.
-int RunMountHelper(const std::vector<std::string>& args, const std::string& out_file, std::string* out) {
-  std::vector<std::string> argv_s = {MODELFS_MOUNT_HELPER};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    clearenv();
-    setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  *out = ReadAll(out_file);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 class DeadMountTest : public ::testing::Test {
@@ -233,10 +209,10 @@ TEST_F(DeadMountTest, KilledDaemonUnblocksReadersAndTheNextMountReplacesTheDeadO
   // mount.modelfs (mount(8)'s helper, systemd .mount units) on a dead mount: the same.
   ASSERT_TRUE(again.Crash());
   ASSERT_EQ(StatfsErrno(mnt_), ENOTCONN);
-  std::string out;
-  const int rc = RunMountHelper({kRepo, mnt_, "-o", "ro,_netdev,cache_dir=" + cache_ + ",endpoint=" + hub_->endpoint()},
-                                work_.Sub("helper.out"), &out);
-  ASSERT_EQ(rc, 0) << out << ReadAll(cache_ + "/modelfs.log");
+  const HelperOutcome r =
+      RunMountHelper({kRepo, mnt_, "-o", "ro,_netdev,cache_dir=" + cache_ + ",endpoint=" + hub_->endpoint()},
+                     work_.path());
+  ASSERT_EQ(r.code, 0) << r.out << ReadAll(cache_ + "/modelfs.log");
   EXPECT_EQ(StatfsErrno(mnt_), 0);
   EXPECT_EQ(MountCount(mnt_), 1);
   EXPECT_TRUE(ReadAll(mnt_ + "/" + shards_[1]) == hub_->Content(commit_, shards_[1]));

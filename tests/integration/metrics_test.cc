@@ -62,39 +62,55 @@ bool WaitFor(Pred pred, int timeout_ms) {
   return pred();
 }
 
-TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
+// The daemon's status file (run/status-<pid>.json, the only one) once it holds a JSON object;
+// "" if none appeared within 5 s.
+std::string WaitForStatusFile(const std::string& cache) {
+  std::string path;
+  WaitFor([&] {
+    path.clear();
+    if (DIR* d = opendir((cache + "/run").c_str())) {
+      while (dirent* e = readdir(d))
+        if (std::regex_match(e->d_name, std::regex("status-[0-9]+\\.json"))) path = cache + "/run/" + e->d_name;
+      closedir(d);
+    }
+    return !path.empty() && ReadJson(path).is_object();
+  }, 5000);
+  return path;
+}
+
+// A fake hub with one repo, and the spec of a mount of it on `cache` serving metrics on a free
+// loopback port.
+FakeHubOptions OneRepo(const std::string& repo, uint64_t total_size, int shards) {
   FakeHubOptions o;
-  o.repos[0].repo = "acme/watch";
-  o.repos[0].total_size = 24 << 20;
-  o.repos[0].shards = 3;
-  FakeHubProcess hub(o);
-  ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
-  TempDir dir("modelfs-metrics");
-  const std::string cache = dir.Sub("cache"), prom = dir.Sub("modelfs.prom");
+  o.repos[0].repo = repo;
+  o.repos[0].total_size = total_size;
+  o.repos[0].shards = shards;
+  return o;
+}
+MountSpec ListeningSpec(const FakeHubProcess& hub, const std::string& cache, const std::string& repo) {
   MountSpec spec;
   spec.endpoint = hub.endpoint();
   spec.cache_dir = cache;
-  spec.repo = "acme/watch";
-  spec.extra = {"--metrics-listen", "127.0.0.1:0", "--metrics-file", prom};
+  spec.repo = repo;
+  spec.extra = {"--metrics-listen", "127.0.0.1:0"};
+  return spec;
+}
+
+TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
+  FakeHubProcess hub(OneRepo("acme/watch", 24 << 20, 3));
+  ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
+  TempDir dir("modelfs-metrics");
+  const std::string cache = dir.Sub("cache"), prom = dir.Sub("modelfs.prom");
+  MountSpec spec = ListeningSpec(hub, cache, "acme/watch");
+  spec.extra.insert(spec.extra.end(), {"--metrics-file", prom});
   MountedFs m(spec);
   ASSERT_TRUE(m.mounted()) << m.Log();
 
   // The daemon's status file (run/status-<pid>.json, the only one) names the port the listener
   // bound (port 0 = any free one).
-  std::string status_path;
-  nlohmann::json st;
-  ASSERT_TRUE(WaitFor([&] {
-    std::string name;
-    if (DIR* d = opendir((cache + "/run").c_str())) {
-      while (dirent* e = readdir(d))
-        if (std::regex_match(e->d_name, std::regex("status-[0-9]+\\.json"))) name = e->d_name;
-      closedir(d);
-    }
-    if (name.empty()) return false;
-    status_path = cache + "/run/" + name;
-    st = ReadJson(status_path);
-    return st.is_object();
-  }, 5000)) << m.Log();
+  const std::string status_path = WaitForStatusFile(cache);
+  ASSERT_NE(status_path, "") << m.Log();
+  nlohmann::json st = ReadJson(status_path);
   EXPECT_EQ(status_path, cache + "/run/status-" + std::to_string(st["pid"].get<int>()) + ".json");
   struct stat sb;
   ASSERT_EQ(stat(status_path.c_str(), &sb), 0);
@@ -225,20 +241,11 @@ TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
 // lookup/ENOENT but not logged as a failure. The statistics the layers keep (per-mirror content
 // bytes, peak cache use, refused bytes, distrusted refetches) are exported too.
 TEST(MetricsMountTest, FailedReadIsCountedLoggedAndShownInStatus) {
-  FakeHubOptions o;
-  o.repos[0].repo = "acme/errs";
-  o.repos[0].total_size = 8 << 20;
-  o.repos[0].shards = 2;
-  FakeHubProcess hub(o);
+  FakeHubProcess hub(OneRepo("acme/errs", 8 << 20, 2));
   ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
   TempDir dir("modelfs-errors");
   const std::string cache = dir.Sub("cache");
-  MountSpec spec;
-  spec.endpoint = hub.endpoint();
-  spec.cache_dir = cache;
-  spec.repo = "acme/errs";
-  spec.extra = {"--metrics-listen", "127.0.0.1:0"};
-  MountedFs m(spec);
+  MountedFs m(ListeningSpec(hub, cache, "acme/errs"));
   ASSERT_TRUE(m.mounted()) << m.Log();
   const std::string commit = hub.CommitOf("main");
   std::vector<std::string> lfs;
@@ -261,15 +268,8 @@ TEST(MetricsMountTest, FailedReadIsCountedLoggedAndShownInStatus) {
   EXPECT_EQ(errno, ENOENT);
 
   // The status file names the listener's port.
-  std::string status_path;
-  ASSERT_TRUE(WaitFor([&] {
-    if (DIR* d = opendir((cache + "/run").c_str())) {
-      while (dirent* e = readdir(d))
-        if (std::regex_match(e->d_name, std::regex("status-[0-9]+\\.json"))) status_path = cache + "/run/" + e->d_name;
-      closedir(d);
-    }
-    return !status_path.empty() && ReadJson(status_path).is_object();
-  }, 5000));
+  const std::string status_path = WaitForStatusFile(cache);
+  ASSERT_NE(status_path, "") << m.Log();
   const int port = std::stoi(ReadJson(status_path)["metrics_listen"].get<std::string>().substr(10));
   std::string text;
   ASSERT_TRUE(WaitFor([&] {

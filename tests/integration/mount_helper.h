@@ -1,6 +1,7 @@
 // MountedFs: runs the real `modelfs mount` binary against a fake hub for one test and unmounts on
 // destruction. By default the daemon runs with -f as our child (so a test always knows its pid and
-// can kill it); `daemon = true` exercises the real daemonizing path instead.
+// can kill it); `daemon = true` exercises the real daemonizing path instead. RunMountHelper runs
+// mount.modelfs as mount(8) does.
 #pragma once
 
 #include <fcntl.h>
@@ -46,6 +47,43 @@ inline int RunCmd(const std::string& cmd, std::string* out) {
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out->append(buf, n);
   int st = pclose(p);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+// What a run of mount.modelfs ended with: exit code and stdout+stderr.
+struct HelperOutcome {
+  int code = -1;
+  std::string out;
+};
+
+// Runs mount.modelfs with `args` exactly as mount(8) runs an external helper: a minimal
+// environment (PATH only; HOME is not needed with cache_dir=), output captured through a file in
+// `work` (the helper's daemon keeps no descriptor of ours).
+inline HelperOutcome RunMountHelper(const std::vector<std::string>& args, const std::string& work) {
+  const std::string out = work + "/helper.out";
+  std::vector<std::string> argv_s = {MODELFS_MOUNT_HELPER};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    clearenv();
+    setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  HelperOutcome r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(out);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  r.out = ss.str();
+  return r;
 }
 
 struct MountSpec {
