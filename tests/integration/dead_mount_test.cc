@@ -33,10 +33,12 @@ constexpr const char* kRepo = "acme/dead";
 // them as soon as the daemon's /dev/fuse descriptor closes (at exit), so this is slack for a
 // loaded machine, not a timeout the code waits out.
 constexpr double kUnblockBoundS = 5;
-// The CDN trickles bodies at this rate while readers are blocked: above the stall detector's
-// 1 KiB/s floor (so modelfs itself never gives up on them, and only the kill can end them), far
-// too slow for a 4 MiB chunk to finish during the test.
+// The CDN trickles bodies at this rate while readers are blocked (64 KiB bursts, one every 16 s):
+// far too slow for the 1 MiB a reader waits for to arrive during the test. The first mount's
+// stall timeout (kStallTimeoutS) outlasts the test, so modelfs itself never gives up on them
+// (that would be EIO) and only the kill can end them.
 constexpr int kTrickleBytesPerS = 4096;
+constexpr const char* kStallTimeoutS = "120";
 
 // How many times `dir` is listed in /proc/self/mounts.
 int MountCount(const std::string& dir) {
@@ -151,7 +153,9 @@ TEST_F(DeadMountTest, KilledDaemonUnblocksReadersAndTheNextMountReplacesTheDeadO
   const std::string want = hub_->Content(commit_, shard);
   ASSERT_GE(want.size(), 10u << 20);
   {
-    MountedFs m(Spec());
+    MountSpec spec = Spec();
+    spec.extra = {"--stall-timeout", kStallTimeoutS};  // after mount_helper.h's 3 s: this one counts
+    MountedFs m(spec);
     ASSERT_TRUE(m.mounted()) << m.Log();
     // The first chunk (with the safetensors header) comes in at full speed, so the next mount
     // has something of this file in the cache already.
