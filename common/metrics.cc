@@ -12,7 +12,10 @@ namespace {
 //   mirror  a configured endpoint's host:port (bounded by the configuration)
 //   result  ok | failed
 //   kind    http | rate_limited | bad_source
-//   op      lookup getattr opendir readdir readdirplus open read release statfs (fs/fuse_adapter.cc)
+//   op      lookup getattr opendir readdir readdirplus open read release statfs (fs/fuse_adapter.cc);
+//           for modelfs_fuse_errors_total also getxattr and the refused writes (setattr mknod mkdir
+//           unlink rmdir symlink rename link create write setxattr removexattr fallocate)
+//   errno   the symbolic errno of a FUSE error reply (ENOENT EIO EACCES EROFS ENODATA ...)
 //   alert   low_success_rate | high_bandwidth (tools/monitor.h)
 constexpr MetricDef kMetricTable[] = {
     {"modelfs_fetch_bytes_total", MetricType::kCounter,
@@ -52,12 +55,29 @@ constexpr MetricDef kMetricTable[] = {
      "Block data currently in the cache (charged in 4 KiB pages).", {nullptr, nullptr}},
     {"modelfs_cache_quota_bytes", MetricType::kGauge,
      "The cache's resolved quota for block data (0 = no limit).", {nullptr, nullptr}},
+    {"modelfs_cache_peak_used_bytes", MetricType::kGauge,
+     "Highest block data in the cache since the mount started (never above the quota).", {nullptr, nullptr}},
+    {"modelfs_cache_refused_bytes_total", MetricType::kCounter,
+     "Block bytes not cached because no room could be made (every blob in use or pinned).", {nullptr, nullptr}},
+    {"modelfs_cache_distrusted_refetches_total", MetricType::kCounter,
+     "Chunk answers fetched again because their host was blamed for a whole-file hash mismatch.",
+     {nullptr, nullptr}},
+    {"modelfs_cache_chunk_fetches_total", MetricType::kCounter,
+     "Chunk ranges the cache asked the network for (demand and prefetch).", {nullptr, nullptr}},
+    {"modelfs_mirror_read_bytes_total", MetricType::kCounter,
+     "File content bytes each mirror served to the cache (chunk reads that succeeded there).",
+     {"mirror", nullptr}},
+    {"modelfs_fetch_resolves_total", MetricType::kCounter,
+     "/resolve/ lookups of a file's download URL per mirror (URL cache misses).", {"mirror", nullptr}},
     {"modelfs_verify_passes_total", MetricType::kCounter,
      "Files whose whole-file hash (SHA-256 or git blob SHA-1) matched the hub's.", {nullptr, nullptr}},
     {"modelfs_verify_failures_total", MetricType::kCounter,
      "Files whose whole-file hash did not match (their blocks were dropped).", {nullptr, nullptr}},
     {"modelfs_fuse_request_duration_seconds", MetricType::kHistogram,
      "Time from a FUSE request's arrival to its reply, by operation.", {"op", nullptr}},
+    {"modelfs_fuse_errors_total", MetricType::kCounter,
+     "FUSE requests answered with an error, by operation and errno (a lookup of a missing name "
+     "counts as ENOENT).", {"op", "errno"}},
     {"modelfs_fetch_reads_in_flight", MetricType::kGauge,
      "Chunk reads running against the mirrors now (demand and prefetch): the prefetch window in "
      "effect.", {nullptr, nullptr}},
@@ -157,6 +177,14 @@ double MetricsRegistry::Get(Metric m, const std::vector<std::string>& label_valu
   if (it == map.end()) return 0;
   return GetMetricDef(m).type == MetricType::kHistogram ? static_cast<double>(it->second->hist.count())
                                                          : it->second->value.Get();
+}
+
+std::vector<std::pair<std::vector<std::string>, double>> MetricsRegistry::Values(Metric m) const {
+  if (GetMetricDef(m).type == MetricType::kHistogram) abort();
+  std::vector<std::pair<std::vector<std::string>, double>> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [key, s] : series_[static_cast<int>(m)]) out.emplace_back(s->labels, s->value.Get());
+  return out;
 }
 
 std::string MetricsRegistry::RenderPrometheus() const {

@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace modelfs {
@@ -52,9 +53,16 @@ enum class Metric : int {
   kCacheCorruptBlocks,
   kCacheUsedBytes,
   kCacheQuotaBytes,
+  kCachePeakUsedBytes,
+  kCacheRefusedBytes,
+  kCacheDistrustedRefetches,
+  kCacheChunkFetches,
+  kMirrorReadBytes,
+  kFetchResolves,
   kVerifyPasses,
   kVerifyFailures,
   kFuseRequestDuration,
+  kFuseErrors,
   kReadsInFlight,
   kBytesInFlight,
   kTransferSpeed,
@@ -128,6 +136,9 @@ class MetricsRegistry {
   Histogram* Hist(Metric m, const std::vector<std::string>& label_values = {});
   // The current value of a series, or 0 if it was never created (tests, status output).
   double Get(Metric m, const std::vector<std::string>& label_values = {}) const;
+  // Every series of a counter or gauge created so far: its label values and current value,
+  // ordered by label values (the status JSON lists the FUSE error counts this way).
+  std::vector<std::pair<std::vector<std::string>, double>> Values(Metric m) const;
 
   // Every series in the text exposition format: for each metric of the table that has at least
   // one series, "# HELP" and "# TYPE" lines, then its samples sorted by label values; histograms

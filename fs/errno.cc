@@ -1,6 +1,7 @@
 #include "fs/errno.h"
 
 #include <cerrno>
+#include <cstring>
 
 namespace modelfs {
 
@@ -21,6 +22,12 @@ int ToErrno(const Status& s) {
       return EIO;
   }
   return EIO;  // an out-of-range Code: never hand the kernel 0 for a failure
+}
+
+std::string ErrnoName(int err) {
+  // glibc 2.32+ (Debian 12 has 2.36); a bounded set of names, so safe as a metric label.
+  const char* name = strerrorname_np(err);
+  return name != nullptr ? name : "E" + std::to_string(err);
 }
 
 }  // namespace modelfs

@@ -2,6 +2,8 @@
 // it; every other layer passes Status values around.
 #pragma once
 
+#include <string>
+
 #include "common/status.h"
 
 namespace modelfs {
@@ -12,5 +14,9 @@ namespace modelfs {
 // InvalidArgument is EIO, not EINVAL: by the time it reaches the kernel it means a malformed answer
 // from the hub (or a tree we could not build), which the application could not have avoided.
 int ToErrno(const Status& s);
+
+// The symbolic name of an errno value ("ENOENT", "EIO", ...) for metric labels and log lines;
+// "E<number>" for a value the C library has no name for. Never null.
+std::string ErrnoName(int err);
 
 }  // namespace modelfs

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "fs/errno.h"
+#include "fs/error_reporter.h"
 
 namespace modelfs {
 
@@ -55,20 +56,29 @@ constexpr unsigned kIdleThreads = 16;
 constexpr unsigned kStatfsBlock = 4096;
 constexpr unsigned kNameMax = 255;
 
-// The requests whose latency is measured (the op label of modelfs_fuse_request_duration_seconds).
-// Write-type requests are refused at once and forget has no reply, so they are not timed.
+// The op label of modelfs_fuse_request_duration_seconds (the ops before kOpTimedCount) and of
+// modelfs_fuse_errors_total (all of them). Write-type requests and getxattr are answered at once
+// and forget has no reply, so they are not timed; they can still answer with an error.
 enum FuseOp { kOpLookup, kOpGetattr, kOpOpendir, kOpReaddir, kOpReaddirplus, kOpReleasedir, kOpOpen,
-              kOpRead, kOpRelease, kOpStatfs, kOpCount };
-constexpr const char* kOpNames[kOpCount] = {"lookup", "getattr", "opendir", "readdir", "readdirplus",
-                                            "releasedir", "open", "read", "release", "statfs"};
+              kOpRead, kOpRelease, kOpStatfs, kOpTimedCount,
+              kOpGetxattr = kOpTimedCount, kOpSetattr, kOpMknod, kOpMkdir, kOpUnlink, kOpRmdir,
+              kOpSymlink, kOpRename, kOpLink, kOpCreate, kOpWrite, kOpSetxattr, kOpRemovexattr,
+              kOpFallocate, kOpCount };
+constexpr const char* kOpNames[kOpCount] = {
+    "lookup", "getattr",  "opendir", "readdir", "readdirplus", "releasedir", "open",   "read",
+    "release", "statfs",  "getxattr", "setattr", "mknod",      "mkdir",      "unlink", "rmdir",
+    "symlink", "rename",  "link",     "create",  "write",      "setxattr",   "removexattr",
+    "fallocate"};
 
 // What the session's userdata points to. `fs` is set after the fork, before the loop starts, and
 // stays until the session is destroyed. `latency` is filled before the session exists (all null
-// without a metrics registry) and read-only afterwards.
+// without a metrics registry) and read-only afterwards; `errors` lives as long as the Server.
 struct Server {
+  explicit Server(MetricsRegistry* metrics) : errors(metrics) {}
   std::unique_ptr<ModelFs> fs;
   unsigned max_readahead = 0;  // bytes, from MountOptions
-  std::array<Histogram*, kOpCount> latency{};
+  std::array<Histogram*, kOpTimedCount> latency{};
+  ErrorReporter errors;
 };
 
 Server& Srv(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req)); }
@@ -79,7 +89,7 @@ ModelFs& Fs(fuse_req_t req) { return *Srv(req).fs; }
 // touched in the destructor (it is freed by the reply); the histogram is resolved up front.
 class OpTimer {
  public:
-  OpTimer(fuse_req_t req, FuseOp op) : hist_(Srv(req).latency[op]) {
+  OpTimer(fuse_req_t req, FuseOp op) : hist_(op < kOpTimedCount ? Srv(req).latency[op] : nullptr) {
     if (hist_) t0_ = std::chrono::steady_clock::now();
   }
   ~OpTimer() {
@@ -123,7 +133,32 @@ fuse_entry_param ToEntry(const FsEntry& e) {
   return p;
 }
 
-void ReplyStatus(fuse_req_t req, const Status& s) { fuse_reply_err(req, ToErrno(s)); }
+// Every error answer passes through here: counted by op and errno and, unless it is ordinary
+// traffic, logged (rate limited) with the path (`name` in directory `ino` when given, else `ino`
+// itself) and the cause. NoteError only reports (a negative lookup entry is a reply, not an
+// error); ReplyError reports and sends.
+void NoteError(fuse_req_t req, FuseOp op, int err, fuse_ino_t ino, const char* name, const std::string& cause) {
+  Server& srv = Srv(req);
+  srv.errors.Report(kOpNames[op], err, [&srv, ino, name] {
+    std::string path = srv.fs ? srv.fs->PathOf(ino) : "<inode " + std::to_string(ino) + ">";
+    if (name != nullptr) path += (path == "/" ? "" : "/") + std::string(name);
+    return path;
+  }, cause);
+}
+
+void ReplyError(fuse_req_t req, FuseOp op, int err, fuse_ino_t ino, const char* name, const std::string& cause) {
+  NoteError(req, op, err, ino, name, cause);
+  fuse_reply_err(req, err);
+}
+
+void ReplyStatus(fuse_req_t req, FuseOp op, fuse_ino_t ino, const Status& s, const char* name = nullptr) {
+  ReplyError(req, op, ToErrno(s), ino, name, s.ToString());
+}
+
+// The backstop for write-type requests on a read-only mount.
+void RefuseWrite(fuse_req_t req, FuseOp op, fuse_ino_t ino, const char* name = nullptr) {
+  ReplyError(req, op, EROFS, ino, name, "read-only filesystem");
+}
 
 // ---- callbacks ----
 
@@ -153,9 +188,10 @@ void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_entry_param p;
     std::memset(&p, 0, sizeof p);
     p.entry_timeout = fs.options().negative_timeout_s;
+    NoteError(req, kOpLookup, ENOENT, parent, name, e.status().ToString());
     fuse_reply_entry(req, &p);
   } else {
-    ReplyStatus(req, e.status());
+    ReplyStatus(req, kOpLookup, parent, e.status(), name);
   }
 }
 
@@ -167,7 +203,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   OpTimer timer(req, kOpGetattr);
   ModelFs& fs = Fs(req);
   Result<FsAttr> a = fs.GetAttr(ino);
-  if (!a.ok()) return ReplyStatus(req, a.status());
+  if (!a.ok()) return ReplyStatus(req, kOpGetattr, ino, a.status());
   struct stat st = ToStat(*a);
   fuse_reply_attr(req, &st, fs.options().attr_timeout_s);
 }
@@ -175,7 +211,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   OpTimer timer(req, kOpOpendir);
   Result<DirListing> l = Fs(req).ReadDir(ino);
-  if (!l.ok()) return ReplyStatus(req, l.status());
+  if (!l.ok()) return ReplyStatus(req, kOpOpendir, ino, l.status());
   auto* snapshot = new DirListing(std::move(*l));  // owned by fi->fh until releasedir
   fi->fh = reinterpret_cast<uint64_t>(snapshot);
   if (snapshot->immutable) {
@@ -231,7 +267,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   OpTimer timer(req, kOpOpen);
   ModelFs& fs = Fs(req);
   Status s = fs.Open(ino, fi->flags);
-  if (!s.ok()) return ReplyStatus(req, s);
+  if (!s.ok()) return ReplyStatus(req, kOpOpen, ino, s);
   // Content at a pinned commit never changes: keep the page cache across opens. Never direct_io (it
   // would break mmap, which is how safetensors loads).
   fi->keep_cache = 1;
@@ -257,7 +293,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
               static_cast<long long>(off));
   Status s =
       Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, buf.data(), &n);
-  if (!s.ok()) return ReplyStatus(req, s);
+  if (!s.ok()) return ReplyStatus(req, kOpRead, ino, s);
   fuse_reply_buf(req, buf.data(), n);
 }
 
@@ -273,7 +309,9 @@ void OpStatfs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &st);
 }
 
-void OpGetxattr(fuse_req_t req, fuse_ino_t, const char*, size_t) { fuse_reply_err(req, ENODATA); }
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char*, size_t) {
+  ReplyError(req, kOpGetxattr, ENODATA, ino, nullptr, "no extended attributes");
+}
 
 void OpListxattr(fuse_req_t req, fuse_ino_t, size_t size) {
   if (size == 0) {
@@ -285,30 +323,38 @@ void OpListxattr(fuse_req_t req, fuse_ino_t, size_t size) {
 
 // Every write-type operation: the mount is read-only (the `ro` mount option makes the VFS refuse
 // most of these before they reach us; these replies are the backstop).
-void RoSetattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) {
-  fuse_reply_err(req, EROFS);
+void RoSetattr(fuse_req_t req, fuse_ino_t ino, struct stat*, int, fuse_file_info*) {
+  RefuseWrite(req, kOpSetattr, ino);
 }
-void RoMknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EROFS); }
-void RoMkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { fuse_reply_err(req, EROFS); }
-void RoUnlink(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void RoRmdir(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void RoSymlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void RoRename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned int) {
-  fuse_reply_err(req, EROFS);
+void RoMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, dev_t) {
+  RefuseWrite(req, kOpMknod, parent, name);
 }
-void RoLink(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void RoCreate(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
-  fuse_reply_err(req, EROFS);
+void RoMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t) {
+  RefuseWrite(req, kOpMkdir, parent, name);
 }
-void RoWrite(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) {
-  fuse_reply_err(req, EROFS);
+void RoUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) { RefuseWrite(req, kOpUnlink, parent, name); }
+void RoRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) { RefuseWrite(req, kOpRmdir, parent, name); }
+void RoSymlink(fuse_req_t req, const char*, fuse_ino_t parent, const char* name) {
+  RefuseWrite(req, kOpSymlink, parent, name);
 }
-void RoSetxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) {
-  fuse_reply_err(req, EROFS);
+void RoRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t, const char*, unsigned int) {
+  RefuseWrite(req, kOpRename, parent, name);
 }
-void RoRemovexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void RoFallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) {
-  fuse_reply_err(req, EROFS);
+void RoLink(fuse_req_t req, fuse_ino_t, fuse_ino_t parent, const char* name) {
+  RefuseWrite(req, kOpLink, parent, name);
+}
+void RoCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, fuse_file_info*) {
+  RefuseWrite(req, kOpCreate, parent, name);
+}
+void RoWrite(fuse_req_t req, fuse_ino_t ino, const char*, size_t, off_t, fuse_file_info*) {
+  RefuseWrite(req, kOpWrite, ino);
+}
+void RoSetxattr(fuse_req_t req, fuse_ino_t ino, const char*, const char*, size_t, int) {
+  RefuseWrite(req, kOpSetxattr, ino);
+}
+void RoRemovexattr(fuse_req_t req, fuse_ino_t ino, const char*) { RefuseWrite(req, kOpRemovexattr, ino); }
+void RoFallocate(fuse_req_t req, fuse_ino_t ino, int, off_t, off_t, fuse_file_info*) {
+  RefuseWrite(req, kOpFallocate, ino);
 }
 
 fuse_lowlevel_ops MakeOps() {
@@ -474,10 +520,10 @@ int ServeFuse(const MountOptions& opts,
   for (std::string& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
-  Server server;
+  Server server(opts.metrics);
   server.max_readahead = opts.max_readahead;
   if (opts.metrics) {
-    for (int op = 0; op < kOpCount; ++op)
+    for (int op = 0; op < kOpTimedCount; ++op)
       server.latency[op] = opts.metrics->Hist(Metric::kFuseRequestDuration, {kOpNames[op]});
   }
   const fuse_lowlevel_ops ops = MakeOps();

@@ -29,8 +29,9 @@ struct MountOptions {
   // systemd's $NOTIFY_SOCKET (read by tools/): once the mount is live and the filesystem ready,
   // "READY=1" and "MAINPID=<serving pid>" are sent there, for Type=notify units. "" = none.
   std::string notify_socket;
-  // Where each request's latency goes (modelfs_fuse_request_duration_seconds, by op); null = not
-  // measured. Not owned; must outlive ServeFuse.
+  // Where each request's latency goes (modelfs_fuse_request_duration_seconds, by op) and each
+  // error reply is counted (modelfs_fuse_errors_total, by op and errno; fs/error_reporter.h);
+  // null = neither (error replies are still logged). Not owned; must outlive ServeFuse.
   MetricsRegistry* metrics = nullptr;
   std::string fsname = "modelfs";
   std::string subtype = "modelfs";

@@ -209,6 +209,19 @@ uint64_t ModelFs::InodeCount() const {
   return nodes_.size();
 }
 
+std::string ModelFs::PathOf(uint64_t ino) const {
+  std::shared_lock lock(table_mu_);
+  std::string path;
+  // Bounded walk: parents always exist and lead to the root, but a log line must never loop.
+  for (int depth = 0; ino != kRootIno && depth < 4096; ++depth) {
+    const Node* n = FindLocked(ino);
+    if (n == nullptr) return "<inode " + std::to_string(ino) + ">" + path;
+    path = "/" + n->name + path;
+    ino = n->parent;
+  }
+  return path.empty() ? "/" : path;
+}
+
 Result<FsAttr> ModelFs::GetAttr(uint64_t ino) {
   std::shared_lock lock(table_mu_);
   const Node* n = FindLocked(ino);

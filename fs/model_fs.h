@@ -159,6 +159,10 @@ class ModelFs {
 
   // Number of inodes handed out so far (for statfs).
   uint64_t InodeCount() const;
+  // The path of an inode below the mount root ("/acme/tiny@v1/model.safetensors", "/" for the
+  // root), for log lines; "<inode N>" for an inode never handed out. A hub-cache blob reached
+  // under several names shows the one it was created under. Thread-safe, no I/O.
+  std::string PathOf(uint64_t ino) const;
   // Lookups so far that waited for another lookup's resolution of the same repo dir instead of
   // asking the hub themselves (the single flight at work). Lets a test know that concurrent
   // lookups have all joined a flight before it lets the flight end. Thread-safe, lock-free.

@@ -185,6 +185,16 @@ std::string LiveText(const nlohmann::json& m) {
              a.value("message", "").c_str());
     out += line;
   }
+  // FUSE error replies since the mount started, by op and errno (a lookup's ENOENT is ordinary).
+  const auto& errs = m.value("fuse_errors", nlohmann::json::array());
+  if (errs.is_array() && !errs.empty()) {
+    std::string list;
+    for (const auto& e : errs) {
+      if (!list.empty()) list += ", ";
+      list += e.value("op", "") + " " + e.value("errno", "") + " x" + std::to_string(e.value("count", 0ull));
+    }
+    out += "error replies (op errno x count): " + list + "\n";
+  }
   // Several endpoints (a site cache and the mirrors behind it): which one served the file bytes.
   const auto& ms = m.value("mirrors", nlohmann::json::array());
   if (ms.is_array() && ms.size() > 1) {

@@ -2,9 +2,7 @@
 // together (fetch -> cache -> fs) and hands the filesystem to the FUSE adapter.
 #include <fcntl.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <climits>
@@ -24,6 +22,7 @@
 #include "tools/cmd_download.h"
 #include "tools/engine.h"
 #include "tools/monitor.h"
+#include "tools/mount_cleanup.h"
 #include "tools/options.h"
 
 namespace modelfs {
@@ -50,6 +49,14 @@ int Mount(const std::vector<std::string>& args) {
   ParseLogFormat(cfg.log_format, &format);  // validated by ParseMount
   SetLogFormat(format);
   RegisterLogSecret(cfg.fetch.token);  // belt and braces: fetch/ never logs it anyway
+  // A dead mount left by a daemon that died (kill -9, OOM) answers every access with ENOTCONN:
+  // detach it first, so a restart (systemd's Restart=, mount.modelfs, by hand) just works. Said
+  // in the daemon's log once it is open (make_fs below).
+  int dead_mounts = 0;
+  if (Status c = cli::ClearDeadMount(cfg.mount.mountpoint, &dead_mounts); !c.ok()) {
+    fprintf(stderr, "modelfs mount: %s\n", c.message().c_str());
+    return 1;
+  }
   // Check what can be checked before mounting, so errors reach the user's terminal.
   struct stat st;
   if (stat(cfg.mount.mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
@@ -96,6 +103,10 @@ int Mount(const std::vector<std::string>& args) {
       from += ep;
     }
     if (from.empty()) from = cfg.fetch.endpoint;
+    if (dead_mounts > 0) {
+      MODELFS_LOG(kWarn, "lazily unmounted %d dead mount(s) at %s before mounting (their daemon was gone)",
+                  dead_mounts, cfg.mount.mountpoint.c_str());
+    }
     MODELFS_LOG(kInfo, "modelfs %s mounting %s from %s, cache %s (%llu bytes)", kVersion,
                 cfg.mount.mountpoint.c_str(), from.c_str(), cfg.cache.dir.c_str(),
                 (unsigned long long)cfg.cache.max_bytes);
@@ -125,19 +136,9 @@ int Unmount(const std::vector<std::string>& args) {
             "Exit codes: 0 unmounted; 1 could not unmount (busy, not a mount); 2 usage error.\n");
     return args.size() == 1 ? 0 : 2;
   }
-  const std::string& mp = args[0];
-  pid_t pid = fork();
-  if (pid == 0) {
-    execlp("fusermount3", "fusermount3", "-u", mp.c_str(), (char*)nullptr);
-    _exit(127);
-  }
-  int status = 0;
-  if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-    return 0;
-  }
-  // No fusermount3 (or it failed): as root, unmount directly.
-  if (umount2(mp.c_str(), 0) == 0) return 0;
-  fprintf(stderr, "modelfs unmount: cannot unmount %s: %s\n", mp.c_str(), strerror(errno));
+  Status s = cli::UnmountPath(args[0], /*lazy=*/false);
+  if (s.ok()) return 0;
+  fprintf(stderr, "modelfs unmount: %s\n", s.message().c_str());
   return 1;
 }
 

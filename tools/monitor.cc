@@ -442,8 +442,14 @@ void Monitor::SampleNow() {
     r.Value(Metric::kCacheQuotaBytes)->Set(static_cast<double>(c.quota_bytes));
     r.Value(Metric::kVerifyPasses)->Set(static_cast<double>(c.verified));
     r.Value(Metric::kVerifyFailures)->Set(static_cast<double>(c.verify_failures));
+    r.Value(Metric::kCachePeakUsedBytes)->Set(static_cast<double>(c.peak_used_bytes));
+    r.Value(Metric::kCacheRefusedBytes)->Set(static_cast<double>(c.refused_bytes));
+    r.Value(Metric::kCacheDistrustedRefetches)->Set(static_cast<double>(c.distrusted_refetches));
+    r.Value(Metric::kCacheChunkFetches)->Set(static_cast<double>(c.fetches));
     j["cache"] = {{"hit_bytes", c.hit_bytes},   {"miss_bytes", c.miss_bytes}, {"used_bytes", c.used_bytes},
-                  {"quota_bytes", c.quota_bytes}, {"verified", c.verified}, {"verify_failures", c.verify_failures}};
+                  {"quota_bytes", c.quota_bytes}, {"verified", c.verified}, {"verify_failures", c.verify_failures},
+                  {"peak_used_bytes", c.peak_used_bytes}, {"refused_bytes", c.refused_bytes},
+                  {"distrusted_refetches", c.distrusted_refetches}};
   }
 
   WindowSample ws;
@@ -462,6 +468,8 @@ void Monitor::SampleNow() {
       r.Value(Metric::kMirrorHealthy, {label})->Set(m.healthy ? 1 : 0);
       r.Value(Metric::kMirrorLatency, {label})->Set(m.latency_ms / 1000.0);
       r.Value(Metric::kMirrorThroughput, {label})->Set(m.throughput_Bps);
+      r.Value(Metric::kMirrorReadBytes, {label})->Set(static_cast<double>(m.bytes_read));
+      r.Value(Metric::kFetchResolves, {label})->Set(static_cast<double>(m.http.resolves));
       ws.ok += m.calls_ok;
       ws.failed += m.calls_failed;
       mirrors.push_back({{"mirror", label}, {"healthy", m.healthy}, {"latency_ms", m.latency_ms},
@@ -513,6 +521,12 @@ void Monitor::SampleNow() {
     alerts.push_back({{"alert", a.name}, {"active", a.active}, {"message", a.message},
                       {"for_s", a.since_s > 0 ? now - a.since_s : 0.0}});
   }
+  // Error replies are counted by the FUSE adapter as they happen (fs/error_reporter.h), not
+  // sampled: list the series it created.
+  nlohmann::json errors = nlohmann::json::array();
+  for (const auto& [labels, count] : r.Values(Metric::kFuseErrors))
+    errors.push_back({{"op", labels[0]}, {"errno", labels[1]}, {"count", static_cast<uint64_t>(count)}});
+  j["fuse_errors"] = errors;
   j["speed_Bps"] = speed;
   j["window"] = {{"window_s", opts_.window_s}, {"span_s", rates.span_s}, {"attempts", rates.attempts},
                  {"success_ratio", rates.success_ratio}, {"speed_Bps", rates.speed_Bps}};

@@ -18,6 +18,9 @@
 //   -f     fake: print the command instead of running it.  -v: print it, then run it.
 //   -n     ignored (no /etc/mtab to write).
 //
+// A dead mount at DIR (its daemon was killed) is detached by `modelfs mount` itself before it
+// mounts (tools/mount_cleanup.h), so `mount DIR` after a crash needs no manual step here either.
+//
 // Exit codes follow mount(8): 0 mounted, 1 incorrect invocation or options, 32 mount failure.
 // The modelfs binary is found next to this helper, then in ../bin (sbin and bin of one prefix),
 // then on PATH.

@@ -62,39 +62,55 @@ bool WaitFor(Pred pred, int timeout_ms) {
   return pred();
 }
 
-TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
+// The daemon's status file (run/status-<pid>.json, the only one) once it holds a JSON object;
+// "" if none appeared within 5 s.
+std::string WaitForStatusFile(const std::string& cache) {
+  std::string path;
+  WaitFor([&] {
+    path.clear();
+    if (DIR* d = opendir((cache + "/run").c_str())) {
+      while (dirent* e = readdir(d))
+        if (std::regex_match(e->d_name, std::regex("status-[0-9]+\\.json"))) path = cache + "/run/" + e->d_name;
+      closedir(d);
+    }
+    return !path.empty() && ReadJson(path).is_object();
+  }, 5000);
+  return path;
+}
+
+// A fake hub with one repo, and the spec of a mount of it on `cache` serving metrics on a free
+// loopback port.
+FakeHubOptions OneRepo(const std::string& repo, uint64_t total_size, int shards) {
   FakeHubOptions o;
-  o.repos[0].repo = "acme/watch";
-  o.repos[0].total_size = 24 << 20;
-  o.repos[0].shards = 3;
-  FakeHubProcess hub(o);
-  ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
-  TempDir dir("modelfs-metrics");
-  const std::string cache = dir.Sub("cache"), prom = dir.Sub("modelfs.prom");
+  o.repos[0].repo = repo;
+  o.repos[0].total_size = total_size;
+  o.repos[0].shards = shards;
+  return o;
+}
+MountSpec ListeningSpec(const FakeHubProcess& hub, const std::string& cache, const std::string& repo) {
   MountSpec spec;
   spec.endpoint = hub.endpoint();
   spec.cache_dir = cache;
-  spec.repo = "acme/watch";
-  spec.extra = {"--metrics-listen", "127.0.0.1:0", "--metrics-file", prom};
+  spec.repo = repo;
+  spec.extra = {"--metrics-listen", "127.0.0.1:0"};
+  return spec;
+}
+
+TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
+  FakeHubProcess hub(OneRepo("acme/watch", 24 << 20, 3));
+  ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
+  TempDir dir("modelfs-metrics");
+  const std::string cache = dir.Sub("cache"), prom = dir.Sub("modelfs.prom");
+  MountSpec spec = ListeningSpec(hub, cache, "acme/watch");
+  spec.extra.insert(spec.extra.end(), {"--metrics-file", prom});
   MountedFs m(spec);
   ASSERT_TRUE(m.mounted()) << m.Log();
 
   // The daemon's status file (run/status-<pid>.json, the only one) names the port the listener
   // bound (port 0 = any free one).
-  std::string status_path;
-  nlohmann::json st;
-  ASSERT_TRUE(WaitFor([&] {
-    std::string name;
-    if (DIR* d = opendir((cache + "/run").c_str())) {
-      while (dirent* e = readdir(d))
-        if (std::regex_match(e->d_name, std::regex("status-[0-9]+\\.json"))) name = e->d_name;
-      closedir(d);
-    }
-    if (name.empty()) return false;
-    status_path = cache + "/run/" + name;
-    st = ReadJson(status_path);
-    return st.is_object();
-  }, 5000)) << m.Log();
+  const std::string status_path = WaitForStatusFile(cache);
+  ASSERT_NE(status_path, "") << m.Log();
+  nlohmann::json st = ReadJson(status_path);
   EXPECT_EQ(status_path, cache + "/run/status-" + std::to_string(st["pid"].get<int>()) + ".json");
   struct stat sb;
   ASSERT_EQ(stat(status_path.c_str(), &sb), 0);
@@ -217,6 +233,78 @@ TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
   std::string out;
   ASSERT_EQ(RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out), 0) << out;
   EXPECT_TRUE(nlohmann::json::parse(out)["mounts"].empty()) << out;
+}
+
+// Every error reply is seen: a read that fails (the only mirror answers 503 for that file) shows
+// in modelfs_fuse_errors_total{op="read",errno="EIO"}, in `modelfs status` (text and JSON) and in
+// one log line naming the file and the cause; a lookup of a missing name is counted as
+// lookup/ENOENT but not logged as a failure. The statistics the layers keep (per-mirror content
+// bytes, peak cache use, refused bytes, distrusted refetches) are exported too.
+TEST(MetricsMountTest, FailedReadIsCountedLoggedAndShownInStatus) {
+  FakeHubProcess hub(OneRepo("acme/errs", 8 << 20, 2));
+  ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
+  TempDir dir("modelfs-errors");
+  const std::string cache = dir.Sub("cache");
+  MountedFs m(ListeningSpec(hub, cache, "acme/errs"));
+  ASSERT_TRUE(m.mounted()) << m.Log();
+  const std::string commit = hub.CommitOf("main");
+  std::vector<std::string> lfs;
+  for (const auto& f : hub.manifest()["commits"][commit]["files"])
+    if (f.value("lfs", false)) lfs.push_back(f["path"]);
+  ASSERT_EQ(lfs.size(), 2u);
+
+  // One good read, one that fails: every CDN answer for the second shard is a 503.
+  ASSERT_EQ(ReadCount(m.Path(lfs[0])), static_cast<long long>(hub.Content(commit, lfs[0]).size()));
+  ASSERT_TRUE(hub.SetFaults({{"where", "cdn"}, {"error_rate", 1.0}, {"only_paths", {lfs[1]}}}));
+  int fd = open(m.Path(lfs[1]).c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  std::vector<char> buf(1 << 20);
+  errno = 0;
+  EXPECT_EQ(read(fd, buf.data(), buf.size()), -1);
+  EXPECT_EQ(errno, EIO);
+  close(fd);
+  struct stat sb;
+  EXPECT_NE(stat(m.Path("no-such-file.txt").c_str(), &sb), 0);
+  EXPECT_EQ(errno, ENOENT);
+
+  // The status file names the listener's port.
+  const std::string status_path = WaitForStatusFile(cache);
+  ASSERT_NE(status_path, "") << m.Log();
+  const int port = std::stoi(ReadJson(status_path)["metrics_listen"].get<std::string>().substr(10));
+  std::string text;
+  ASSERT_TRUE(WaitFor([&] {
+    LocalHttpResponse r;
+    if (!LocalHttp(port, "GET", "/metrics", "", &r)) return false;
+    text = r.body;
+    return Sample(text, "modelfs_fuse_errors_total{op=\"read\",errno=\"EIO\"}") >= 1 &&
+           Sample(text, "modelfs_cache_peak_used_bytes") > 0;
+  }, 5000)) << text;
+  EXPECT_GE(Sample(text, "modelfs_fuse_errors_total{op=\"lookup\",errno=\"ENOENT\"}"), 1) << text;
+  const std::string mirror = "127.0.0.1:" + std::to_string(hub.hub_port());
+  EXPECT_GE(Sample(text, "modelfs_mirror_read_bytes_total{mirror=\"" + mirror + "\"}"),
+            static_cast<double>(hub.Content(commit, lfs[0]).size())) << text;
+  EXPECT_GE(Sample(text, "modelfs_fetch_resolves_total{mirror=\"" + mirror + "\"}"), 1) << text;
+  EXPECT_GE(Sample(text, "modelfs_cache_chunk_fetches_total"), 1) << text;
+  EXPECT_EQ(Sample(text, "modelfs_cache_refused_bytes_total"), 0) << text;
+  EXPECT_EQ(Sample(text, "modelfs_cache_distrusted_refetches_total"), 0) << text;
+
+  // `modelfs status`: the counts by op and errno, in JSON and in text.
+  std::string out;
+  ASSERT_EQ(RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out), 0) << out;
+  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j["mounts"].size() == 1) << out;
+  bool read_eio = false;
+  for (const auto& e : j["mounts"][0]["fuse_errors"])
+    if (e["op"] == "read" && e["errno"] == "EIO" && e["count"].get<uint64_t>() >= 1) read_eio = true;
+  EXPECT_TRUE(read_eio) << out;
+  out.clear();
+  ASSERT_EQ(RunCmd(std::string(MODELFS_BINARY) + " status --cache-dir " + cache, &out), 0) << out;
+  EXPECT_TRUE(std::regex_search(out, std::regex("error replies \\(op errno x count\\): .*read EIO x[0-9]+"))) << out;
+
+  // The log: the failed read with its path and cause; the missing name is not a failure.
+  const std::string log = m.Log();
+  EXPECT_TRUE(std::regex_search(log, std::regex("read /" + lfs[1] + " failed with EIO: .+"))) << log;
+  EXPECT_EQ(log.find("no-such-file.txt"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -23,40 +23,6 @@
 namespace modelfs::testing {
 namespace {
 
-struct Outcome {
-  int code = -1;
-  std::string out;
-};
-
-Outcome RunHelper(const std::vector<std::string>& args, const std::string& work) {
-  const std::string out = work + "/helper.out";
-  std::vector<std::string> argv_s = {MODELFS_MOUNT_HELPER};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    // mount(8) runs helpers with a minimal environment; HOME is not needed with cache_dir=.
-    clearenv();
-    setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1);
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  Outcome r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(out);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  r.out = ss.str();
-  return r;
-}
-
 // The mount's line in /proc/self/mounts ("" if none).
 std::string MountLine(const std::string& dir) {
   std::ifstream in("/proc/self/mounts");
@@ -113,7 +79,7 @@ class MountHelperTest : public ::testing::Test {
 FakeHubProcess* MountHelperTest::hub_ = nullptr;
 
 TEST_F(MountHelperTest, FakeModeShowsTheMappedCommand) {
-  Outcome r = RunHelper({"acme/tiny@v1.0", "/mnt/x", "-f", "-n", "-o",
+  HelperOutcome r = RunMountHelper({"acme/tiny@v1.0", "/mnt/x", "-f", "-n", "-o",
                          "ro,allow_other,cache_dir=/var/cache/modelfs,cache_size=10GiB,"
                          "endpoint=http://127.0.0.1:1,_netdev,nofail,noauto,x-systemd.automount,"
                          "nodev,nosuid,noatime,log_level=debug,token_file=/etc/a\\,b"},
@@ -123,20 +89,20 @@ TEST_F(MountHelperTest, FakeModeShowsTheMappedCommand) {
                        " mount --allow-other --cache-dir /var/cache/modelfs --cache-size 10GiB "
                        "--endpoint http://127.0.0.1:1 --log-level debug --token-file /etc/a,b "
                        "acme/tiny@v1.0 /mnt/x\n");
-  r = RunHelper({"none", "/mnt/x", "-f", "-o", "hf_cache"}, dir_.path());
+  r = RunMountHelper({"none", "/mnt/x", "-f", "-o", "hf_cache"}, dir_.path());
   EXPECT_EQ(r.out, std::string(MODELFS_BINARY) + " mount --hf-cache /mnt/x\n");
   // Unknown options are an error (exit 1), unless sloppy (-s); so are a flag given a value and a
   // missing DIR.
-  EXPECT_EQ(RunHelper({"none", "/mnt/x", "-f", "-o", "bogus"}, dir_.path()).code, 1);
-  EXPECT_EQ(RunHelper({"none", "/mnt/x", "-f", "-o", "allow_other=1"}, dir_.path()).code, 1);
-  EXPECT_EQ(RunHelper({"none", "/mnt/x", "-f", "-s", "-o", "bogus"}, dir_.path()).code, 0);
-  EXPECT_EQ(RunHelper({"none"}, dir_.path()).code, 1);
+  EXPECT_EQ(RunMountHelper({"none", "/mnt/x", "-f", "-o", "bogus"}, dir_.path()).code, 1);
+  EXPECT_EQ(RunMountHelper({"none", "/mnt/x", "-f", "-o", "allow_other=1"}, dir_.path()).code, 1);
+  EXPECT_EQ(RunMountHelper({"none", "/mnt/x", "-f", "-s", "-o", "bogus"}, dir_.path()).code, 0);
+  EXPECT_EQ(RunMountHelper({"none"}, dir_.path()).code, 1);
 }
 
 TEST_F(MountHelperTest, MountsLikeMount8AndUnmounts) {
   const std::string opts = "ro,allow_other,cache_dir=" + dir_.Sub("cache") +
                            ",cache_size=1GiB,endpoint=" + hub_->endpoint() + ",_netdev,nofail";
-  Outcome r = RunHelper({"acme/tiny", mnt_, "-o", opts}, dir_.path());
+  HelperOutcome r = RunMountHelper({"acme/tiny", mnt_, "-o", opts}, dir_.path());
   ASSERT_EQ(r.code, 0) << r.out;
   // Live as soon as the helper returned (the daemon reported readiness).
   const std::string line = MountLine(mnt_);
@@ -156,7 +122,7 @@ TEST_F(MountHelperTest, FstabLineWithHfCache) {
   std::string spec, file, type, options;
   ss >> spec >> file >> type >> options;
   ASSERT_EQ(type, "modelfs");
-  Outcome r = RunHelper({spec, file, "-o", options}, dir_.path());
+  HelperOutcome r = RunMountHelper({spec, file, "-o", options}, dir_.path());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(ReadFile(mnt_ + "/models--acme--tiny/refs/main"), hub_->CommitOf("main"));
   EXPECT_TRUE(Umount());
@@ -164,13 +130,13 @@ TEST_F(MountHelperTest, FstabLineWithHfCache) {
 
 TEST_F(MountHelperTest, FailuresUseMount8ExitCodes) {
   // A repo that does not exist: the mount fails (32) and nothing is left mounted.
-  Outcome r = RunHelper({"acme/missing", mnt_, "-o",
+  HelperOutcome r = RunMountHelper({"acme/missing", mnt_, "-o",
                          "cache_dir=" + dir_.Sub("cache") + ",endpoint=" + hub_->endpoint()},
                         dir_.path());
   EXPECT_EQ(r.code, 32) << r.out;
   EXPECT_FALSE(IsMountPoint(mnt_));
   // A bad value: modelfs's usage error becomes mount(8)'s "incorrect invocation" (1).
-  r = RunHelper({"none", mnt_, "-o", "cache_size=lots,cache_dir=" + dir_.Sub("cache")}, dir_.path());
+  r = RunMountHelper({"none", mnt_, "-o", "cache_size=lots,cache_dir=" + dir_.Sub("cache")}, dir_.path());
   EXPECT_EQ(r.code, 1) << r.out;
 }
 

@@ -361,6 +361,29 @@ TEST(MonitorTest, StatusCommandShowsOnlyLiveMounts) {
   EXPECT_TRUE(nlohmann::json::parse(out)["mounts"].empty()) << out;
 }
 
+// The FUSE error counts the adapter records (modelfs_fuse_errors_total) reach the status JSON and
+// the text of `modelfs status`, by op and errno.
+TEST(MonitorTest, StatusListsFuseErrorReplies) {
+  testing::TempDir cache("modelfs-monitor-errors");
+  MetricsRegistry registry;
+  MonitorOptions o;
+  o.status_dir = cache.Sub("run");
+  o.interval_ms = 100000;  // only the samples this test takes
+  auto m = Monitor::Start(o, &registry, nullptr, nullptr);
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE(nlohmann::json::parse((*m)->StatusJson())["fuse_errors"].empty());
+  registry.Value(Metric::kFuseErrors, {"read", "EIO"})->Add(3);
+  registry.Value(Metric::kFuseErrors, {"lookup", "ENOENT"})->Add(12);
+  (*m)->SampleNow();
+  const nlohmann::json errors = nlohmann::json::parse((*m)->StatusJson())["fuse_errors"];
+  ASSERT_EQ(errors.size(), 2u) << errors.dump();
+  EXPECT_EQ(errors[0], nlohmann::json({{"op", "lookup"}, {"errno", "ENOENT"}, {"count", 12}}));
+  EXPECT_EQ(errors[1], nlohmann::json({{"op", "read"}, {"errno", "EIO"}, {"count", 3}}));
+  std::string out, err;
+  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path()}, &out, &err), 0) << err;
+  EXPECT_NE(out.find("error replies (op errno x count): lookup ENOENT x12, read EIO x3\n"), std::string::npos) << out;
+}
+
 TEST(MonitorTest, PortInUseFailsStart) {
   MetricsRegistry registry;
   auto h = [](const std::string&, std::string*, std::string*) { return false; };
