@@ -26,9 +26,9 @@ class BlobStore {
   virtual Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) = 0;
 
   // A file handle on `blob` was opened / released. Open blobs are not evicted. A store that
-  // fetches may start fetching the file's head on open (DiskBlobStore fetches its first block, the
-  // safetensors header, in the background, so the first read finds it on the wire). Calls nest
-  // (counted). Thread-safe.
+  // fetches may start fetching the file's head on open (DiskBlobStore fetches its first 128 KiB,
+  // the safetensors header, in the background, so the first read finds it on the wire). Calls
+  // nest (counted). Thread-safe.
   virtual void OpenBlob(const BlobRef& blob) = 0;
   virtual void CloseBlob(const BlobRef& blob) = 0;
 

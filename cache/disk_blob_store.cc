@@ -541,7 +541,10 @@ std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::NewSpanLocked(Blob& b, u
   if (first > hi) return nullptr;
   const uint32_t chunk_last = static_cast<uint32_t>((static_cast<uint64_t>(first) / kBlocksPerChunk + 1) * kBlocksPerChunk - 1);
   uint32_t last = first;
-  const uint32_t cap = std::min(hi, std::min(chunk_last, first + std::max(1u, max_blocks) - 1));
+  uint32_t cap = std::min(hi, std::min(chunk_last, first + std::max(1u, max_blocks) - 1));
+  // Block 0 while the head fetch has (or brings) its first kHeadBytes: a range of its own, which
+  // takes the head's bytes and asks only for the rest (RunFetch); the blocks after it do not wait.
+  if (first == 0 && b.head) cap = 0;
   while (last < cap && missing(last + 1)) last++;
   auto f = std::make_shared<Inflight>();
   f->first = first;
@@ -602,21 +605,34 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
   auto t0 = std::chrono::steady_clock::now();
   bool first_byte = false;
   RangeSource::Progress progress;
+  // Block 0 after a head fetch: its first kHeadBytes are in memory already (or on the wire, sent
+  // before this range), so only the rest is asked for. A failed head means the whole range.
+  uint64_t reuse = 0;
+  std::shared_ptr<Inflight> head;
+  if (f->first == 0) {
+    std::lock_guard<std::mutex> l(b->mu);
+    head = b->head;
+  }
+  if (head && head->end < len && head->WaitFor(head->end)) {
+    reuse = head->end;
+    memcpy(data, head->data.get(), reuse);
+    if (stream) f->Arrived(reuse);
+  }
   if (stream) {
     progress = [&](size_t n) {
       if (!first_byte) {
         first_byte = true;
         NoteLatency(std::chrono::steady_clock::now() - t0);
       }
-      f->Arrived(n);
+      f->Arrived(reuse + n);
     };
   }
   int distrusted = 0;  // answers refetched because their host is blamed for this blob
   bool untrusted_stream = false;
   for (int attempt = 0;; attempt++) {
     fetches_++;
-    st = source_->ReadAtStreaming(ref, start, len, data, &served_by, progress);
-    if (st.ok()) fetched_bytes_ += len;
+    st = source_->ReadAtStreaming(ref, start + reuse, len - reuse, data + reuse, &served_by, progress);
+    if (st.ok()) fetched_bytes_ += len - reuse;
     // A host blamed for a hash failure of this blob, while another that served it is blamed
     // less: ask again (the source now puts that host last) rather than serve what it sent. Bytes
     // already streamed to readers cannot be asked again: they are just not cached.
@@ -626,6 +642,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
       } else if (distrusted < kDistrustedRefetches) {
         distrusted++;
         distrusted_refetches_++;
+        reuse = 0;  // all of it again: the head came from the same mirrors
         continue;
       }
     }
