@@ -1072,9 +1072,11 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
       if (off >= cap) demand_last = static_cast<uint32_t>((off + len - 1) / kBlockSize);
       // A stream from the file's head (its first chunk or its first tensor) that has scheduled it
       // to its end: a whole-file reader, so the next file (HintNext) starts now and its
-      // connections leave slow start meanwhile.
+      // connections leave slow start meanwhile. As much of it as the link's latency calls for
+      // (StartWindow): all of max_window on a far link, two chunks on a near one, where a reader
+      // of one shard should not pay for the next.
       const uint64_t head_end = std::max<uint64_t>(kChunkSize, b->regions.size() > 1 ? b->regions[1] : 0);
-      if (b->next && cur->start < head_end && cur->prefetched_to >= b->ref.size) lookahead = opts_.max_window;
+      if (b->next && cur->start < head_end && cur->prefetched_to >= b->ref.size) lookahead = StartWindow();
     }
   }
   for (auto& f : todo) Launch(b, f, demand);

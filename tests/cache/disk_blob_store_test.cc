@@ -638,7 +638,8 @@ TEST_F(DiskBlobStoreTest, OpeningAFileFetchesItsHeadAndALookupFetchesNothing) {
 }
 
 TEST_F(DiskBlobStoreTest, AWholeFileReaderStartsTheNextShardAndALazyReaderDoesNot) {
-  const std::string a_data = RandomBytes(10 * kBlockSize, 50), b_data = RandomBytes(9 * kBlockSize, 51);
+  // b is the lookahead on a near source: one start window (8 MiB, two chunks), all of it.
+  const std::string a_data = RandomBytes(10 * kBlockSize, 50), b_data = RandomBytes(8 * kBlockSize, 51);
   BlobRef a = source_.Add("model-00001-of-00002.bin", a_data);
   BlobRef b = source_.Add("model-00002-of-00002.bin", b_data);
   {
