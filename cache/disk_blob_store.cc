@@ -1053,6 +1053,9 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
                   (unsigned long long)to, span, cursor_was_new ? "new stream" : "jump");
       cur->prefetched_to = ScheduleLocked(*b, off, to, &todo, span);
       demand = true;  // the reader is about to wait for these
+      // A loader in its own tensor order (mmap, random) that has half the file already reads all
+      // of it: the next file (HintNext) starts now, as for a whole-file stream below.
+      if (b->next && b->file && b->file->PresentBytes() >= b->ref.size / 2) lookahead = StartWindow();
     } else {
       cur->hits++;
       // The latency may have been measured since the cursor began (its first fetch gave it).

@@ -665,6 +665,44 @@ TEST_F(DiskBlobStoreTest, AWholeFileReaderStartsTheNextShardAndALazyReaderDoesNo
   EXPECT_EQ(source_.request_count(), 0u);  // all of b came ahead of its reader
 }
 
+TEST_F(DiskBlobStoreTest, ALoaderInItsOwnTensorOrderStartsTheNextShardOnceItHasHalfTheFile) {
+  // Six 3 MiB tensors after a 1 KiB header (19 blocks), read in the order t5, t2, t0 (a
+  // random-order loader). The header read brings chunk 0 (blocks 0-3).
+  const uint64_t t = 3 * kBlockSize;
+  std::string h = "{";
+  for (int i = 0; i < 6; i++) {
+    h += std::string(i ? "," : "") + "\"t" + std::to_string(i) + "\":{\"dtype\":\"U8\",\"shape\":[" +
+         std::to_string(t) + "],\"data_offsets\":[" + std::to_string(i * t) + "," + std::to_string((i + 1) * t) + "]}";
+  }
+  h += "}";
+  h.append(1024 - 8 - h.size(), ' ');
+  std::string le(8, '\0');
+  for (int i = 0; i < 8; i++) le[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+  const std::string a_data = le + h + RandomBytes(6 * t, 52);
+  const std::string b_data = RandomBytes(8 * kBlockSize, 53);
+  BlobRef a = source_.Add("model-00001-of-00002.safetensors", a_data);
+  BlobRef b = source_.Add("model-00002-of-00002.safetensors", b_data);
+  auto store = NewStore();
+  store->HintNext(a, b);
+  std::vector<char> buf(t);
+  size_t n = 0;
+  auto read_tensor = [&](int i) {
+    ASSERT_TRUE(store->Read(a, 1024 + i * t, t, buf.data(), &n).ok());
+    ASSERT_EQ(std::string(buf.data(), n), a_data.substr(1024 + i * t, t));
+    ASSERT_TRUE(store->WaitIdle(10000));
+  };
+  ASSERT_TRUE(store->Read(a, 0, 8, buf.data(), &n).ok());  // the header: layout learnt
+  ASSERT_TRUE(store->WaitIdle(10000));
+  read_tensor(5);
+  source_.ClearRequests();
+  read_tensor(2);  // 8 of 19 MiB on disk when it starts: b is not started
+  for (const auto& r : source_.requests()) EXPECT_GE(r.first, 6 * kBlockSize) << "a request for b";
+  read_tensor(0);  // 12 of 19: b comes ahead
+  source_.ClearRequests();
+  ASSERT_EQ(ReadAll(store.get(), b), b_data);
+  EXPECT_EQ(source_.request_count(), 0u);
+}
+
 TEST_F(DiskBlobStoreTest, AReadAtATensorFetchesThatTensorAtOnceAndNothingPastIt) {
   // Tensor b spans blocks 5-15 of the file (a 10 MiB tensor starting 5.5 MiB in; the header
   // read brings chunk 0).
