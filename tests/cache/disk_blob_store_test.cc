@@ -22,6 +22,23 @@ using testing::FakeRangeSource;
 using testing::RandomBytes;
 using testing::TempDir;
 
+// A safetensors file: the named U8 tensors of the given lengths one after another, their data
+// starting at 1 KiB (the header padded with spaces), random bytes.
+std::string SafetensorsAt1KiB(const std::vector<std::pair<std::string, uint64_t>>& tensors, uint32_t seed) {
+  std::string h = "{";
+  uint64_t off = 0;
+  for (const auto& [name, len] : tensors) {
+    h += std::string(off ? "," : "") + "\"" + name + "\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(len) +
+         "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + len) + "]}";
+    off += len;
+  }
+  h += "}";
+  h.append(1024 - 8 - h.size(), ' ');
+  std::string le(8, '\0');
+  for (int i = 0; i < 8; i++) le[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
+  return le + h + RandomBytes(off, seed);
+}
+
 class DiskBlobStoreTest : public ::testing::Test {
  protected:
   std::unique_ptr<DiskBlobStore> NewStore(uint64_t max_bytes = 0, bool verify_before_read = false) {
@@ -669,16 +686,8 @@ TEST_F(DiskBlobStoreTest, ALoaderInItsOwnTensorOrderStartsTheNextShardOnceItHasH
   // Six 3 MiB tensors after a 1 KiB header (19 blocks), read in the order t5, t2, t0 (a
   // random-order loader). The header read brings chunk 0 (blocks 0-3).
   const uint64_t t = 3 * kBlockSize;
-  std::string h = "{";
-  for (int i = 0; i < 6; i++) {
-    h += std::string(i ? "," : "") + "\"t" + std::to_string(i) + "\":{\"dtype\":\"U8\",\"shape\":[" +
-         std::to_string(t) + "],\"data_offsets\":[" + std::to_string(i * t) + "," + std::to_string((i + 1) * t) + "]}";
-  }
-  h += "}";
-  h.append(1024 - 8 - h.size(), ' ');
-  std::string le(8, '\0');
-  for (int i = 0; i < 8; i++) le[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-  const std::string a_data = le + h + RandomBytes(6 * t, 52);
+  const std::string a_data =
+      SafetensorsAt1KiB({{"t0", t}, {"t1", t}, {"t2", t}, {"t3", t}, {"t4", t}, {"t5", t}}, 52);
   const std::string b_data = RandomBytes(8 * kBlockSize, 53);
   BlobRef a = source_.Add("model-00001-of-00002.safetensors", a_data);
   BlobRef b = source_.Add("model-00002-of-00002.safetensors", b_data);
@@ -707,15 +716,7 @@ TEST_F(DiskBlobStoreTest, AReadAtATensorFetchesThatTensorAtOnceAndNothingPastIt)
   // Tensor b spans blocks 5-15 of the file (a 10 MiB tensor starting 5.5 MiB in; the header
   // read brings chunk 0).
   const uint64_t a_len = 5 * kBlockSize + kBlockSize / 2, b_len = 10 * kBlockSize, c_len = 20 * kBlockSize;
-  std::string h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(a_len) + "],\"data_offsets\":[0," +
-                  std::to_string(a_len) + "]},\"b\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(b_len) +
-                  "],\"data_offsets\":[" + std::to_string(a_len) + "," + std::to_string(a_len + b_len) +
-                  "]},\"c\":{\"dtype\":\"U8\",\"shape\":[" + std::to_string(c_len) + "],\"data_offsets\":[" +
-                  std::to_string(a_len + b_len) + "," + std::to_string(a_len + b_len + c_len) + "]}}";
-  h.append(1024 - 8 - h.size(), ' ');  // data starts at 1 KiB
-  std::string le(8, '\0');
-  for (int i = 0; i < 8; i++) le[i] = static_cast<char>((h.size() >> (8 * i)) & 0xff);
-  std::string data = le + h + RandomBytes(a_len + b_len + c_len, 43);
+  std::string data = SafetensorsAt1KiB({{"a", a_len}, {"b", b_len}, {"c", c_len}}, 43);
   BlobRef ref = source_.Add("model.safetensors", data);
   auto store = NewStore();
   std::vector<char> buf(4096);
