@@ -904,18 +904,10 @@ bool DiskBlobStore::EvictUntil(const std::string& key,
   // verified files go first (a partial file is likely being filled and would be fetched again at
   // once), least recently used first within each class.
   std::vector<std::tuple<bool, uint64_t, std::string>> lru;
-  // A blob nobody holds has its files unlinked, which frees their charge too: one not touched
-  // in this run, or one whose Blob only blobs_ holds (every other holder got it from blobs_ under
-  // mu_, which we hold; the spill's weak pointers never touch its files). A blob held elsewhere
-  // keeps its files (its BlockFile is open), so one without blocks frees nothing.
-  // A Blob that remembers a hash failure (whom to blame) stays.
-  auto detachable = [&](const std::string& k) {
-    auto it = blobs_.find(k);
-    if (it == blobs_.end()) return true;
-    if (it->second.use_count() != 1) return false;
-    std::lock_guard<std::mutex> bl(it->second->mu);
-    return it->second->suspected.empty() && it->second->bad_sources.empty();
-  };
+  // A blob not used in this run has its files unlinked, which frees their charge too. One in
+  // blobs_ keeps them (its BlockFile is open, and its Blob holds the stream and blame state that
+  // later reads of the file rely on), so one without blocks frees nothing.
+  auto detachable = [&](const std::string& k) { return blobs_.find(k) == blobs_.end(); };
   auto frees = [&](const std::string& k, const Usage& u) { return u.bytes + (detachable(k) ? u.files : 0); };
   for (auto& [k, u] : usage_) {
     if (k == key || frees(k, u) == 0 || pinned_.count(k)) continue;
@@ -945,10 +937,9 @@ bool DiskBlobStore::EvictUntil(const std::string& key,
     u.bytes = 0;
     u.verified = false;
     auto it = blobs_.find(k);
-    if (!detachable(k)) {
+    if (it != blobs_.end()) {
       if (it->second->file) it->second->file->DropAll();
     } else {
-      if (it != blobs_.end()) blobs_.erase(it);  // closes its files; a later use opens them anew
       std::string base = BlobDir(k) + "/" + k;
       unlink((base + ".idx").c_str());  // index first: a data file without one is never read
       unlink((base + ".data").c_str());
