@@ -145,6 +145,9 @@ TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
   for (const auto& f : hub.manifest()["commits"][commit]["files"])
     if (f.value("lfs", false)) lfs.push_back(f["path"]);
   ASSERT_GE(lfs.size(), 2u);
+  // The slow read below needs lfs[1] uncached; a whole-file read of lfs[0] starts fetching the
+  // next shard (cross-file lookahead), which could finish it first: throttle it from now on.
+  ASSERT_TRUE(hub.SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 1 << 20}, {"only_paths", {lfs[1]}}}));
   size0 = ReadCount(m.Path(lfs[0]));
   ASSERT_EQ(size0, static_cast<long long>(hub.Content(commit, lfs[0]).size()));
 
@@ -253,9 +256,10 @@ TEST(MetricsMountTest, FailedReadIsCountedLoggedAndShownInStatus) {
     if (f.value("lfs", false)) lfs.push_back(f["path"]);
   ASSERT_EQ(lfs.size(), 2u);
 
-  // One good read, one that fails: every CDN answer for the second shard is a 503.
-  ASSERT_EQ(ReadCount(m.Path(lfs[0])), static_cast<long long>(hub.Content(commit, lfs[0]).size()));
+  // One good read, one that fails: every CDN answer for the second shard is a 503 (from before
+  // the first read: a whole-file read of lfs[0] starts fetching the next shard).
   ASSERT_TRUE(hub.SetFaults({{"where", "cdn"}, {"error_rate", 1.0}, {"only_paths", {lfs[1]}}}));
+  ASSERT_EQ(ReadCount(m.Path(lfs[0])), static_cast<long long>(hub.Content(commit, lfs[0]).size()));
   int fd = open(m.Path(lfs[1]).c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
   std::vector<char> buf(1 << 20);
