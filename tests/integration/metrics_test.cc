@@ -293,13 +293,18 @@ TEST(MetricsMountTest, FailedReadIsCountedLoggedAndShownInStatus) {
   EXPECT_EQ(Sample(text, "modelfs_cache_distrusted_refetches_total"), 0) << text;
 
   // `modelfs status`: the counts by op and errno, in JSON and in text.
+  // The status file is rewritten each second: wait for the one written after the error.
   std::string out;
-  ASSERT_EQ(RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out), 0) << out;
-  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
-  ASSERT_TRUE(j.is_object() && j["mounts"].size() == 1) << out;
   bool read_eio = false;
-  for (const auto& e : j["mounts"][0]["fuse_errors"])
-    if (e["op"] == "read" && e["errno"] == "EIO" && e["count"].get<uint64_t>() >= 1) read_eio = true;
+  WaitFor([&] {
+    out.clear();
+    if (RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out) != 0) return false;
+    nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+    if (!j.is_object() || j["mounts"].size() != 1) return false;
+    for (const auto& e : j["mounts"][0]["fuse_errors"])
+      if (e["op"] == "read" && e["errno"] == "EIO" && e["count"].get<uint64_t>() >= 1) read_eio = true;
+    return read_eio;
+  }, 5000);
   EXPECT_TRUE(read_eio) << out;
   out.clear();
   ASSERT_EQ(RunCmd(std::string(MODELFS_BINARY) + " status --cache-dir " + cache, &out), 0) << out;
