@@ -50,6 +50,31 @@ constexpr int kFillStallSeconds = 300;
 // of a blob's present bytes is the page-rounded sum.
 constexpr uint64_t kDiskPage = 4096;
 uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskPage * kDiskPage; }
+// An ext4 inode holds 4 extents; more need a 4 KiB leaf of 340. A sparse data file has at most
+// one extent per present block (1 MiB, under ext4's 128 MiB extent limit), so a leaf page per
+// 340 blocks bounds its extent tree (a file that big has a page for its index node too).
+constexpr uint64_t kExtentsPerPage = 340;
+// The disk a blob's files take besides block data: its index (64-byte header, 16 bytes per block)
+// and its data file's extent pages.
+uint64_t FilesCharge(uint64_t size) {
+  const uint64_t blocks = (size + kBlockSize - 1) / kBlockSize;
+  return Charge(64 + 16 * blocks) + kDiskPage * ((blocks + kExtentsPerPage - 1) / kExtentsPerPage);
+}
+// Allocated bytes of a path (st_blocks), and of everything under it if it is a directory.
+uint64_t AllocatedTree(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return 0;
+  uint64_t total = static_cast<uint64_t>(st.st_blocks) * 512;
+  if (!S_ISDIR(st.st_mode)) return total;
+  DIR* d = opendir(path.c_str());
+  if (!d) return total;
+  while (dirent* e = readdir(d)) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    total += AllocatedTree(path + "/" + e->d_name);
+  }
+  closedir(d);
+  return total;
+}
 
 }  // namespace
 
@@ -200,9 +225,21 @@ Result<std::unique_ptr<DiskBlobStore>> DiskBlobStore::Open(const CacheOptions& o
     store->min_free_bytes_ = static_cast<uint64_t>(fs_size * std::min(opts.min_free_percent, 100.0) / 100);
   }
   store->ScanExisting();
-  MODELFS_LOG(kInfo, "cache %s: quota %llu bytes (0 = none), keeping %llu bytes of its filesystem "
-              "free, %llu bytes cached", opts.dir.c_str(), (unsigned long long)store->quota_bytes_,
-              (unsigned long long)store->min_free_bytes_, (unsigned long long)store->used_bytes_);
+  {
+    std::lock_guard<std::mutex> l(store->mu_);
+    store->overhead_bytes_ += opts.reserved_bytes + store->MeasureOtherLocked();
+  }
+  MODELFS_LOG(kInfo, "cache %s: quota %llu bytes (0 = none) for the whole directory, keeping %llu "
+              "bytes of its filesystem free, %llu bytes cached, %llu bytes of index files, "
+              "directories, metadata and reserve (log, status)", opts.dir.c_str(),
+              (unsigned long long)store->quota_bytes_, (unsigned long long)store->min_free_bytes_,
+              (unsigned long long)store->used_bytes_, (unsigned long long)store->overhead_bytes_);
+  if (store->quota_bytes_ && store->overhead_bytes_ >= store->quota_bytes_) {
+    MODELFS_LOG(kWarn, "cache quota %llu bytes leaves no room for blocks after %llu bytes of index "
+                "files, metadata and reserve (the log's --log-max-size, status files): reads are "
+                "served uncached", (unsigned long long)store->quota_bytes_,
+                (unsigned long long)store->overhead_bytes_);
+  }
   return store;
 }
 
@@ -256,19 +293,68 @@ void DiskBlobStore::ScanExisting() {
       std::string key = name.substr(0, name.size() - 4);
       std::string path = sub + "/" + name;
       BlockFileSummary sum;
-      if (!BlockFile::Peek(path, &sum)) continue;
-      uint64_t bytes = Charge(sum.present_bytes);
       struct stat st;
-      uint64_t mtime = stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_mtime) : 0;
+      const bool have_stat = stat(path.c_str(), &st) == 0;
+      uint64_t mtime = have_stat ? static_cast<uint64_t>(st.st_mtime) : 0;
+      if (!BlockFile::Peek(path, &sum)) {
+        // Not an index (Open will reset it): its pages are charged until it is evicted or reset.
+        const uint64_t files = have_stat ? Charge(static_cast<uint64_t>(st.st_blocks) * 512) : kDiskPage;
+        usage_[key] = Usage{0, mtime, false, files};
+        overhead_bytes_ += files;
+        continue;
+      }
+      uint64_t bytes = Charge(sum.present_bytes);
       // Older runs sort before anything touched now.
-      usage_[key] = Usage{bytes, mtime, sum.verified && sum.present_blocks == sum.num_blocks};
+      usage_[key] = Usage{bytes, mtime, sum.verified && sum.present_blocks == sum.num_blocks,
+                          FilesCharge(sum.size)};
       used_bytes_ += bytes;
+      overhead_bytes_ += usage_[key].files;
     }
     closedir(dd);
   }
   closedir(top);
   // Logical clock starts above every mtime so blobs used in this run are newer.
   clock_ = static_cast<uint64_t>(time(nullptr)) + 1;
+}
+
+uint64_t DiskBlobStore::MeasureOtherLocked() {
+  // The directories themselves (the root, blobs/ and its fan-out) and everything under meta/ and
+  // pins/. Not run/ nor the log: their bound is in reserved_bytes.
+  uint64_t total = 0;
+  struct stat st;
+  for (const std::string& d : {opts_.dir, opts_.dir + "/blobs"}) {
+    if (stat(d.c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  if (DIR* top = opendir((opts_.dir + "/blobs").c_str())) {
+    while (dirent* e = readdir(top)) {
+      if (e->d_name[0] == '.') continue;
+      std::string sub = opts_.dir + "/blobs/" + e->d_name;
+      if (stat(sub.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) total += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+    closedir(top);
+  }
+  return total + AllocatedTree(opts_.dir + "/meta") + AllocatedTree(opts_.dir + "/pins");
+}
+
+bool DiskBlobStore::ChargeNewFilesLocked(const std::string& key, uint64_t size, const std::string& dir) {
+  // What is charged already (files found by ScanExisting) counts; an index of another size is
+  // reset on open to this size's.
+  const uint64_t have = usage_[key].files, files = FilesCharge(size);
+  const uint64_t bytes = files - std::min(have, files) + (access(dir.c_str(), F_OK) != 0 ? kDiskPage : 0);
+  if (bytes == 0) return true;
+  if (!MakeRoomLocked(key, bytes)) return false;
+  overhead_bytes_ += bytes;
+  usage_[key].files = std::max(have, files);
+  peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_ + overhead_bytes_);
+  return true;
+}
+
+bool DiskBlobStore::ChargeOther(uint64_t bytes) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!MakeRoomLocked("", bytes)) return false;
+  overhead_bytes_ += bytes;
+  peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_ + overhead_bytes_);
+  return true;
 }
 
 std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) {
@@ -283,7 +369,11 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
     b = std::make_shared<Blob>();
     b->ref = ref;
     std::string dir = BlobDir(ref.key);
-    Status s = MkdirP(dir);
+    // The quota covers the blob's own files: charged before they are created (the index is
+    // written at once) unless they are on disk and charged already.
+    Status s = ChargeNewFilesLocked(ref.key, ref.size, dir)
+                   ? MkdirP(dir)
+                   : Status::IoError("no room in the cache quota for its index");
     if (s.ok()) {
       auto f = BlockFile::Open(dir, ref.key, ref.size);
       if (f.ok()) {
@@ -292,8 +382,15 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
         s = f.status();
       }
     }
-    if (!s.ok()) MODELFS_LOG(kWarn, "cache unusable for %s, serving uncached: %s", ref.key.c_str(),
-                             s.ToString().c_str());
+    if (!s.ok()) {
+      MODELFS_LOG(kWarn, "cache unusable for %s, serving uncached: %s", ref.key.c_str(),
+                  s.ToString().c_str());
+      if (access((dir + "/" + ref.key + ".idx").c_str(), F_OK) != 0) {  // nothing created: refund
+        overhead_bytes_ -= usage_[ref.key].files;
+        usage_[ref.key].files = 0;
+      }
+      // (A new directory's page stays charged: the directory may exist now.)
+    }
     blobs_[ref.key] = b;
     Usage& u = usage_[ref.key];
     u.last_access = ++clock_;
@@ -824,8 +921,13 @@ bool DiskBlobStore::EvictUntil(const std::string& key,
   // verified files go first (a partial file is likely being filled and would be fetched again at
   // once), least recently used first within each class.
   std::vector<std::tuple<bool, uint64_t, std::string>> lru;
+  // A blob not used in this run has its files unlinked, which frees their charge too. One in
+  // blobs_ keeps them (its BlockFile is open, and its Blob holds the stream and blame state that
+  // later reads of the file rely on), so one without blocks frees nothing.
+  auto detachable = [&](const std::string& k) { return blobs_.find(k) == blobs_.end(); };
+  auto frees = [&](const std::string& k, const Usage& u) { return u.bytes + (detachable(k) ? u.files : 0); };
   for (auto& [k, u] : usage_) {
-    if (k == key || u.bytes == 0 || pinned_.count(k)) continue;
+    if (k == key || frees(k, u) == 0 || pinned_.count(k)) continue;
     auto it = blobs_.find(k);
     if (it != blobs_.end()) {
       std::lock_guard<std::mutex> bl(it->second->mu);
@@ -838,7 +940,7 @@ bool DiskBlobStore::EvictUntil(const std::string& key,
   uint64_t freed = 0;
   for (auto& [partial, t, k] : lru) {
     if (fits(freed)) break;
-    freed += usage_[k].bytes;
+    freed += frees(k, usage_[k]);
     victims.push_back(k);
   }
   if (!fits(freed)) return false;
@@ -852,12 +954,14 @@ bool DiskBlobStore::EvictUntil(const std::string& key,
     u.bytes = 0;
     u.verified = false;
     auto it = blobs_.find(k);
-    if (it != blobs_.end() && it->second->file) {
-      it->second->file->DropAll();
+    if (it != blobs_.end()) {
+      if (it->second->file) it->second->file->DropAll();
     } else {
       std::string base = BlobDir(k) + "/" + k;
       unlink((base + ".idx").c_str());  // index first: a data file without one is never read
       unlink((base + ".data").c_str());
+      overhead_bytes_ -= u.files;
+      u.files = 0;
     }
   }
   return true;
@@ -878,9 +982,21 @@ void DiskBlobStore::RefreshPins() {
 
 bool DiskBlobStore::Admit(const std::string& key, uint64_t bytes) {
   std::lock_guard<std::mutex> l(mu_);
+  if (!MakeRoomLocked(key, bytes)) return false;
+  used_bytes_ += bytes;
+  pending_bytes_ += bytes;
+  peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_ + overhead_bytes_);
+  usage_[key].bytes += bytes;
+  return true;
+}
+
+bool DiskBlobStore::MakeRoomLocked(const std::string& key, uint64_t bytes) {
   bool ok = true;
   if (quota_bytes_) {
-    ok = EvictUntil(key, [&](uint64_t freed) { return used_bytes_ - freed + bytes <= quota_bytes_; });
+    // Whatever was charged, block data or not, counts: the quota is the directory's.
+    ok = EvictUntil(key, [&](uint64_t freed) {
+      return used_bytes_ + overhead_bytes_ - freed + bytes <= quota_bytes_;
+    });
   }
   if (ok && min_free_bytes_) {
     struct statvfs vfs;
@@ -898,17 +1014,13 @@ bool DiskBlobStore::Admit(const std::string& key, uint64_t bytes) {
       MODELFS_LOG(kWarn,
                   "cache full (%llu of %llu bytes used, everything else in use or the filesystem "
                   "below its free-space floor of %llu bytes): serving uncached",
-                  (unsigned long long)used_bytes_, (unsigned long long)quota_bytes_,
+                  (unsigned long long)(used_bytes_ + overhead_bytes_), (unsigned long long)quota_bytes_,
                   (unsigned long long)min_free_bytes_);
       full_logged_ = true;
     }
     return false;
   }
   full_logged_ = false;
-  used_bytes_ += bytes;
-  pending_bytes_ += bytes;
-  peak_used_bytes_ = std::max(peak_used_bytes_, used_bytes_);
-  usage_[key].bytes += bytes;
   return true;
 }
 
@@ -1453,6 +1565,7 @@ CacheStats DiskBlobStore::Stats() const {
   std::lock_guard<std::mutex> l(mu_);
   s.used_bytes = used_bytes_;
   s.peak_used_bytes = peak_used_bytes_;
+  s.overhead_bytes = overhead_bytes_;
   s.quota_bytes = quota_bytes_;
   s.refused_bytes = refused_bytes_;
   s.distrusted_refetches = distrusted_refetches_;

@@ -49,12 +49,20 @@
 // When nothing can be evicted the block is served without being cached; the chunk is then kept in
 // memory (the "spill", at most max_spill_chunks across all blobs, oldest dropped first) so that the
 // next reads of that chunk and a prefetch ahead of a reader do not fetch it again: a sequential
-// reader of a file larger than the cache streams at network speed with each chunk fetched once. Block data is charged in
-// 4 KiB pages (what a filesystem allocates); the index files (16 bytes per MiB) are not charged.
+// reader of a file larger than the cache streams at network speed with each chunk fetched once.
+//
+// The quota covers the whole cache directory, in 4 KiB pages (what a filesystem allocates): block
+// data, charged as above; each blob's index file and an extent page of its data file per 340
+// blocks (FilesCharge), charged before BlockFile::Open creates them and refunded when an eviction
+// unlinks them; a page per new fan-out directory; the stored metadata (measured at open, then
+// charged before each write through ChargeOther); and CacheOptions::reserved_bytes, which tools/
+// computes for the files it writes there (the rotated log's bound, the status files). So block
+// data gets the quota minus everything else, and `du` of the directory stays within the quota.
 //
 // Locks: mu_ (store) guards blobs_, usage_ and used_bytes_. Blob::mu guards the blob's inflight
 // and spill maps, cursors, opens, sources and verifying flag; Blob::drop_mu orders chunk writes against
 // drops. Order: Blob::drop_mu, then mu_, then Blob::mu, then BlockFile's own lock. Neither is held across network I/O; mu_ is held while a blob's files are opened.
+// mu_ also guards overhead_bytes_.
 #pragma once
 
 #include <atomic>
@@ -94,10 +102,13 @@ uint64_t PrefetchStartWindow(uint64_t latency_us, uint64_t initial, uint64_t max
 
 struct CacheOptions {
   std::string dir;                        // blobs live in dir/blobs/
-  uint64_t max_bytes = 0;                 // quota for cached block data; 0 = no limit
+  uint64_t max_bytes = 0;                 // quota for the whole cache directory; 0 = no limit
   double max_fs_percent = 0;              // if > 0: quota = this % of the cache filesystem's size
                                           // (overrides max_bytes), resolved when the store opens
   double min_free_percent = 0;            // keep this % of the cache filesystem free; 0 = no check
+  // Of the quota, bytes kept for files in dir that others write (the log, the status files):
+  // the most they can take, computed by tools/ (see "The quota covers the whole cache directory").
+  uint64_t reserved_bytes = 0;
   unsigned fetch_threads = 16;            // prefetch workers = parallel range requests
   uint64_t initial_window = 8ull << 20;   // first prefetch window: 2 chunks
   uint64_t max_window = 128ull << 20;     // per-stream cap: 32 chunks in flight
@@ -135,7 +146,10 @@ struct CacheStats {
   uint64_t uncached_bytes = 0;  // fetched but not stored (quota or disk error)
   uint64_t used_bytes = 0;      // block data currently cached (4 KiB pages)
   uint64_t quota_bytes = 0;     // the resolved quota (0 = none)
-  uint64_t peak_used_bytes = 0; // highest used_bytes since open (never above quota_bytes)
+  uint64_t overhead_bytes = 0;  // charged besides block data: index files, directories,
+                                // stored metadata, reserved_bytes
+  uint64_t peak_used_bytes = 0; // highest used_bytes + overhead_bytes since open (never above
+                                // quota_bytes)
   uint64_t refused_bytes = 0;   // blocks not cached because no room could be made
   uint64_t distrusted_refetches = 0;  // answers fetched again: their host was blamed for the blob
 };
@@ -155,6 +169,10 @@ class DiskBlobStore : public BlobStore {
   CacheStats Stats() const;
   // True if the blob with this content key is fully cached and its whole-file hash matched.
   bool IsVerified(const std::string& key);
+  // Charges `bytes` of a file that the caller is about to write into the cache directory (stored
+  // metadata) against the quota, evicting blocks to make room; never refunded. False (nothing
+  // charged) if no room can be made: the caller does not write. Thread-safe.
+  bool ChargeOther(uint64_t bytes);
   // Blocks until no fetch or verification is queued or running, or timeout; true if idle.
   bool WaitIdle(int timeout_ms);
   // Called (from a background thread) after a blob's blocks were dropped because its hash did
@@ -234,6 +252,15 @@ class DiskBlobStore : public BlobStore {
   void ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok);
   void Verify(const std::shared_ptr<Blob>& b);
   bool Admit(const std::string& key, uint64_t bytes);
+  // Requires mu_: evicts (blobs other than `key`) until `bytes` more fit within the quota and the
+  // free-space floor; false (and a log line) if they cannot.
+  bool MakeRoomLocked(const std::string& key, uint64_t bytes);
+  // Requires mu_: charges the index and data files of a blob not on disk yet (and its fan-out
+  // directory if new), before they are created; false if there is no room for them.
+  bool ChargeNewFilesLocked(const std::string& key, uint64_t size, const std::string& dir);
+  // Requires mu_: allocated bytes of the cache directory outside the blob files (directories,
+  // stored metadata, pins), measured at open.
+  uint64_t MeasureOtherLocked();
   void NoteCorruption(const std::shared_ptr<Blob>& b);  // logs newly found bad blocks
   void RefreshPins();  // requires mu_
   // After a hash mismatch: the hosts whose chunks to drop (empty = all), recording the blame;
@@ -264,11 +291,13 @@ class DiskBlobStore : public BlobStore {
     uint64_t bytes = 0;        // charged bytes (pages) of present blocks
     uint64_t last_access = 0;  // LRU clock
     bool verified = false;     // whole file present and hash matched: evicted before partial ones
+    uint64_t files = 0;        // FilesCharge of its .idx/.data (in overhead_bytes_); 0 = none
   };
   // Evicts (under mu_) LRU blobs other than `key` until `fits` holds; false if it cannot.
   bool EvictUntil(const std::string& key, const std::function<bool(uint64_t freed)>& fits);
   std::map<std::string, Usage> usage_;  // every blob on disk
   uint64_t used_bytes_ = 0;
+  uint64_t overhead_bytes_ = 0;  // charged besides block data (see CacheStats::overhead_bytes)
   uint64_t peak_used_bytes_ = 0;
   uint64_t quota_bytes_ = 0;     // resolved at Open
   uint64_t min_free_bytes_ = 0;  // resolved at Open

@@ -38,13 +38,26 @@ bool IsCommit(const std::string& s) {
   return true;
 }
 
-// Stored metadata is read by later runs, offline ones included: it must survive a power cut.
-Status Store(const std::string& path, const std::string& data) {
-  Status s = MkdirP(path.substr(0, path.rfind('/')));
-  return s.ok() ? WriteFileAtomic(path, data, Durability::kPowerCut) : s;
-}
+// A filesystem's allocation unit: files and directories are charged in whole pages.
+constexpr uint64_t kDiskPage = 4096;
 
 }  // namespace
+
+// Stored metadata is read by later runs, offline ones included: it must survive a power cut.
+Status PersistentHubApi::Store(const std::string& path, const std::string& data) {
+  const std::string dir = path.substr(0, path.rfind('/'));
+  if (charge_) {
+    // The file's pages (the temporary copy while a replaced file's old pages still exist is the
+    // same size: charged, never refunded, as the quota errs high) and a page per new directory.
+    uint64_t bytes = (data.size() + kDiskPage - 1) / kDiskPage * kDiskPage;
+    for (std::string d = dir; d.size() > dir_.size() && access(d.c_str(), F_OK) != 0; d = d.substr(0, d.rfind('/'))) {
+      bytes += kDiskPage;
+    }
+    if (!charge_(bytes)) return Status::IoError("no room in the cache quota for " + path);
+  }
+  Status s = MkdirP(dir);
+  return s.ok() ? WriteFileAtomic(path, data, Durability::kPowerCut) : s;
+}
 
 PersistentHubApi::PersistentHubApi(HubApi* inner, std::string dir, int64_t revision_ttl_s)
     : inner_(inner), dir_(std::move(dir)), revision_ttl_s_(revision_ttl_s) {}

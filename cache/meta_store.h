@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "fetch/hub_api.h"
@@ -34,11 +35,18 @@ class PersistentHubApi : public HubApi {
   Result<std::string> ResolveRevision(const RepoId& repo, const std::string& rev) override;
   Result<std::vector<FileEntry>> ListTree(const RepoId& repo, const std::string& commit) override;
 
+  // The cache quota covers the stored metadata: before a file is written, `charge` is asked for
+  // the disk it takes (its pages and those of the directories it creates); when it says no, the
+  // answer is not stored (it is still returned). Unset: everything is stored. Call before use.
+  void SetSpaceCharge(std::function<bool(uint64_t bytes)> charge) { charge_ = std::move(charge); }
+
  private:
+  Status Store(const std::string& path, const std::string& data);
   std::string RepoDir(const RepoId& repo) const;
   HubApi* const inner_;
   const std::string dir_;
   const int64_t revision_ttl_s_;
+  std::function<bool(uint64_t)> charge_;
 };
 
 }  // namespace modelfs

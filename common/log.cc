@@ -1,13 +1,17 @@
 #include "common/log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cctype>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,6 +25,45 @@ std::vector<std::string>& Secrets() {
   static std::vector<std::string> s;
   return s;
 }
+// The log file (LogToFile): where stderr points, its rotation size and the bytes in it. Guarded by
+// mu; `on` is read without it to keep the stderr-only path lock-free.
+struct LogFile {
+  std::mutex mu;
+  std::string path;
+  uint64_t max_bytes = 0;
+  uint64_t bytes = 0;
+  std::atomic<bool> on{false};
+};
+LogFile& TheLogFile() {
+  static LogFile f;
+  return f;
+}
+// Bytes others (libfuse, the C library) may write to stderr between two of our lines and before
+// a rotation notices them: a few short lines. Part of LogDiskBound, not enforced.
+constexpr uint64_t kForeignBytes = 4096;
+constexpr uint64_t kDiskPage = 4096;
+
+// Points stderr at `path`, appended; sets *size to what the file already holds.
+bool OpenOnStderr(const std::string& path, uint64_t* size) {
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  struct stat st;
+  *size = fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  if (fd != STDERR_FILENO) {
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+  }
+  return true;
+}
+
+// Requires f.mu: FILE -> FILE.1, a new FILE on stderr. On failure the log goes on in the old file
+// (it then grows past max_bytes: a full or read-only disk is logged about elsewhere).
+void RotateLocked(LogFile& f) {
+  if (rename(f.path.c_str(), (f.path + ".1").c_str()) != 0) return;
+  uint64_t size = 0;
+  if (OpenOnStderr(f.path, &size)) f.bytes = size;
+}
+
 // Shortest registered secret: shorter strings would redact ordinary words.
 constexpr size_t kMinSecretLen = 8;
 // An "hf_" word at least this long after the prefix is taken for a token (real ones have 34).
@@ -206,9 +249,48 @@ void LogMessage(LogLevel level, const char* file, int line, const char* fmt, ...
       out = std::string(when) + " " + LevelChar(level) + " " + src + "] " + clean + "\n";
       break;
   }
-  // A single write(2) per line keeps lines whole across threads without a mutex.
+  if (out.size() > kMaxLogLine) {  // quoting can grow a message: keep LogDiskBound's line bound
+    out.resize(kMaxLogLine - 1);
+    out.push_back('\n');
+  }
+  LogFile& lf = TheLogFile();
+  if (!lf.on.load(std::memory_order_acquire)) {
+    // A single write(2) per line keeps lines whole across threads without a mutex.
+    ssize_t w = write(STDERR_FILENO, out.data(), out.size());
+    (void)w;
+    return;
+  }
+  // With a log file the write and the size check are one step, so a file never holds more than
+  // max_bytes plus one line (LogDiskBound).
+  std::lock_guard<std::mutex> l(lf.mu);
   ssize_t w = write(STDERR_FILENO, out.data(), out.size());
-  (void)w;
+  if (w > 0) lf.bytes += static_cast<uint64_t>(w);
+  if (lf.max_bytes > 0 && lf.bytes >= lf.max_bytes) RotateLocked(lf);
+}
+
+Status LogToFile(const std::string& path, uint64_t max_bytes) {
+  LogFile& lf = TheLogFile();
+  std::lock_guard<std::mutex> l(lf.mu);
+  if (path.empty()) {
+    lf.on.store(false, std::memory_order_release);
+    return Status::Ok();
+  }
+  uint64_t size = 0;
+  if (!OpenOnStderr(path, &size)) return Status::IoError("open " + path + ": " + strerror(errno));
+  lf.path = path;
+  lf.max_bytes = max_bytes;
+  lf.bytes = size;
+  lf.on.store(true, std::memory_order_release);
+  if (max_bytes > 0 && size >= max_bytes) RotateLocked(lf);  // a full file from an earlier run
+  return Status::Ok();
+}
+
+uint64_t LogDiskBound(uint64_t max_bytes) {
+  if (max_bytes == 0) return UINT64_MAX;
+  // A file is rotated as soon as a line takes it to max_bytes, so it holds at most
+  // max_bytes - 1 + one line + what others wrote meanwhile; two such files (FILE and FILE.1).
+  const uint64_t file = max_bytes - 1 + kMaxLogLine + kForeignBytes;
+  return 2 * ((file + kDiskPage - 1) / kDiskPage * kDiskPage);
 }
 
 }  // namespace modelfs

@@ -2,7 +2,12 @@
 //   text    2024-05-01T12:00:00.123Z W file.cc:42] msg
 //   logfmt  ts=2024-05-01T12:00:00.123Z level=warn src=file.cc:42 msg="msg"
 //   json    {"ts":"2024-05-01T12:00:00.123Z","level":"warn","src":"file.cc:42","msg":"msg"}
-// Thread-safe (one write(2) per line, so concurrent lines never interleave). The minimum level and
+// Thread-safe (one write(2) per line, so concurrent lines never interleave).
+//
+// Log file (LogToFile): stderr is pointed at a file, and the file is rotated when a line takes it
+// to max_bytes or past: FILE becomes FILE.1 (replacing the previous one) and a new FILE is opened,
+// so the log never takes more disk than LogDiskBound(max_bytes) (the cache quota reserves that when
+// the log lives in the cache directory). Writes and rotation share one mutex in that mode. The minimum level and
 // the format are process-wide atomics that tools/ sets from flags; a disabled level costs one
 // relaxed load.
 //
@@ -13,7 +18,10 @@
 // RegisterLogSecret (the configured token).
 #pragma once
 
+#include <cstdint>
 #include <string>
+
+#include "common/status.h"
 
 namespace modelfs {
 
@@ -37,6 +45,18 @@ bool ParseLogFormat(const std::string& name, LogFormat* out);
 void RegisterLogSecret(const std::string& secret);
 // The scrubbing LogMessage applies (exposed for tests).
 std::string RedactSecrets(const std::string& msg);
+
+// Sends every later line (and anything else written to stderr: libfuse's messages) to `path`,
+// appended, rotated at max_bytes (0: never). Call once, before threads start logging. An error if
+// the file cannot be opened (the log stays where it was). An empty path ends rotation (stderr is
+// left where it points).
+Status LogToFile(const std::string& path, uint64_t max_bytes);
+// The most disk space (allocated, in 4 KiB pages) the log file and its one rotated copy can take
+// with LogToFile(path, max_bytes): each holds less than max_bytes plus one line (at most
+// kMaxLogLine bytes) and a few lines others write to stderr between two of ours.
+uint64_t LogDiskBound(uint64_t max_bytes);
+// The longest line LogMessage writes: a 2 KiB message, framed and quoted.
+constexpr uint64_t kMaxLogLine = 8192;
 
 // Formats (printf-style) and writes one line. Prefer the MODELFS_LOG macro, which skips argument
 // evaluation when the level is disabled.

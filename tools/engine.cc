@@ -22,6 +22,8 @@ Result<std::unique_ptr<Engine>> OpenEngine(const FetchOptions& fetch, const Cach
   auto store = DiskBlobStore::Open(cache, source);
   if (!store.ok()) return store.status();
   e->store = std::move(store).value();
+  // The quota covers the stored metadata too (docs/ARCHITECTURE.md, "Quota and eviction").
+  e->hub->SetSpaceCharge([s = e->store.get()](uint64_t bytes) { return s->ChargeOther(bytes); });
   return e;
 }
 

@@ -91,11 +91,9 @@ int Mount(const std::vector<std::string>& args) {
   auto make_fs = [&]() -> Result<std::unique_ptr<ModelFs>> {
     if (!cfg.log_file.empty()) {
       // fuse_daemonize pointed stderr at /dev/null; the daemon logs to its file instead.
-      int fd = open(cfg.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-      if (fd >= 0) {
-        dup2(fd, STDERR_FILENO);
-        close(fd);
-      }
+      // Rotated at --log-max-size, so a log inside the cache stays within the quota's reserve.
+      Status ls = LogToFile(cfg.log_file, cfg.log_max_bytes);
+      if (!ls.ok()) MODELFS_LOG(kWarn, "cannot log to %s: %s", cfg.log_file.c_str(), ls.message().c_str());
     }
     std::string from;
     for (const auto& ep : cfg.fetch.endpoints) {

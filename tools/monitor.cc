@@ -449,7 +449,7 @@ void Monitor::SampleNow() {
     j["cache"] = {{"hit_bytes", c.hit_bytes},   {"miss_bytes", c.miss_bytes}, {"used_bytes", c.used_bytes},
                   {"quota_bytes", c.quota_bytes}, {"verified", c.verified}, {"verify_failures", c.verify_failures},
                   {"peak_used_bytes", c.peak_used_bytes}, {"refused_bytes", c.refused_bytes},
-                  {"distrusted_refetches", c.distrusted_refetches}};
+                  {"distrusted_refetches", c.distrusted_refetches}, {"overhead_bytes", c.overhead_bytes}};
   }
 
   WindowSample ws;
@@ -535,6 +535,14 @@ void Monitor::SampleNow() {
   j["reads_in_flight"] = reads_in_flight;
   j["transfers"] = transfers;
   std::string text = j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  if (text.size() > kStatusFileMax) {
+    // Held to kStatusFileMax so the run directory stays within the quota's reserve for it
+    // (kStatusDiskBound): the transfers (up to 64) go first, then the indentation.
+    j["transfers"] = nlohmann::json::array();
+    j["transfers_dropped"] = transfers.size();
+    text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (text.size() > kStatusFileMax) text = "{\"error\":\"status larger than its bound\"}\n";
+  }
   {
     std::lock_guard<std::mutex> lock(status_mu_);
     status_json_ = text;

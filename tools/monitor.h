@@ -42,6 +42,13 @@ class MirrorSet;
 
 namespace modelfs::cli {
 
+// The status file's largest size, bytes: a status with every transfer listed (64) and a few
+// mirrors is about 20 KiB; a larger one drops its transfers (and indentation).
+constexpr uint64_t kStatusFileMax = 64ull << 10;
+// Disk the status directory can take (it lives in the cache directory, so the quota keeps room
+// for it): the directory's page, the file, and its temporary copy during WriteFileAtomic's rename.
+constexpr uint64_t kStatusDiskBound = 4096 + 2 * kStatusFileMax;
+
 struct MonitorOptions {
   std::string listen;        // "ADDR:PORT" for GET /metrics and /status; "" = no listener
   std::string metrics_file;  // Prometheus text written here each interval; "" = none

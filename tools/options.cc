@@ -77,9 +77,11 @@ const std::vector<OptionSpec>& MountOptionTable() {
          return Status::Ok();
        }},
       {.flag = "--cache-size", .env = "MODELFS_CACHE_SIZE", .value_name = "SIZE", .default_text = "20GiB",
-       .help = "Most block data the cache keeps (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), or a "
-               "percentage of the cache filesystem (25%). Space is reserved before a block is written, so "
-               "it is never exceeded; least recently used files not in use are evicted first.",
+       .help = "Most disk the cache directory takes (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), or a "
+               "percentage of the cache filesystem (25%): block data, index files, directories, stored "
+               "metadata, and room for the status file and a log kept there. Space is reserved before a "
+               "block is written, so it is never exceeded; least recently used files not in use are "
+               "evicted first.",
        .apply = [](const std::string& v, MountConfig* c) -> Status {
          if (!v.empty() && v.back() == '%') {
            auto pct = ParsePercent(v);
@@ -129,6 +131,12 @@ const std::vector<OptionSpec>& MountOptionTable() {
          c->log_file = v;
          return Status::Ok();
        }},
+      {.flag = "--log-max-size", .env = "MODELFS_LOG_MAX_SIZE", .value_name = "SIZE", .default_text = "2MiB",
+       .help = "Rotate the log file when it reaches this size: FILE becomes FILE.1 (the one before is "
+               "deleted), so the log takes at most about twice this. A log inside the cache directory "
+               "(the default) counts against --cache-size. 0 = never rotate.",
+       .apply = [](const std::string& v, MountConfig* c) { return Set(ParseSize(v), &c->log_max_bytes); },
+       .default_is_value = true},
       {.flag = "--log-level", .env = "MODELFS_LOG_LEVEL", .value_name = "LEVEL", .default_text = "info",
        .help = "debug, info, warn or error.",
        .apply = [](const std::string& v, MountConfig* c) -> Status {
@@ -596,6 +604,16 @@ Status ParseMount(const std::vector<std::string>& args, const Environment& env, 
   if (cfg->cache.dir.empty()) cfg->cache.dir = DefaultCacheDir(env);
   cfg->mount.foreground = cfg->mount.foreground || cfg->mount.debug;
   if (!cfg->mount.foreground && cfg->log_file.empty()) cfg->log_file = cfg->cache.dir + "/modelfs.log";
+  // The quota covers the whole cache directory: the store keeps room for the files it does not
+  // write itself (docs/ARCHITECTURE.md, "Quota and eviction").
+  cfg->cache.reserved_bytes = kStatusDiskBound;
+  if (!cfg->log_file.empty() && cfg->log_file.rfind(cfg->cache.dir + "/", 0) == 0) {
+    if (cfg->log_max_bytes == 0 && (cfg->cache.max_bytes > 0 || cfg->cache.max_fs_percent > 0)) {
+      return Status::InvalidArgument("--log-max-size 0 (a log that grows without bound) inside the cache "
+                                     "directory cannot be held to --cache-size; give a size or a --log-file elsewhere");
+    }
+    cfg->cache.reserved_bytes += LogDiskBound(cfg->log_max_bytes);
+  }
   if (cfg->fs.layout == FsLayout::kHfCache && cfg->fs.single_repo) {
     return Status::InvalidArgument("--hf-cache shows every repo; it takes no ORG/NAME");
   }

@@ -76,6 +76,7 @@ struct MountConfig {
   FsOptions fs;
   MonitorOptions monitor;     // metrics, alerts, status file (tools/monitor.h)
   std::string log_file;       // daemon's log; "" = <cache-dir>/modelfs.log when daemonized
+  uint64_t log_max_bytes = 2ull << 20;  // rotate the log file at this size (common/log.h LogToFile)
   std::string log_level = "info";
   std::string log_format = "text";  // text | logfmt | json (common/log.h)
 };

@@ -370,6 +370,75 @@ TEST_F(DiskBlobStoreTest, QuotaHoldsUnderConcurrentRandomReaders) {
   EXPECT_LE(AllocatedDataBytes(dir_.path()), quota + kFsMetadataSlack);
 }
 
+// Disk space allocated to everything under `dir`, itself included (du -B1 --apparent-size=no).
+uint64_t AllocatedDirBytes(const std::string& dir) {
+  uint64_t total = 0;
+  struct stat st;
+  if (stat(dir.c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  std::error_code ec;
+  for (auto& e : std::filesystem::recursive_directory_iterator(dir, ec)) {
+    if (lstat(e.path().c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+// The quota covers the whole directory: with many small files the index files and fan-out
+// directories weigh more than the data, and still the directory stays within the quota; evicting
+// a file not used in this run takes its index with it.
+TEST_F(DiskBlobStoreTest, IndexFilesAndDirectoriesAreChargedToTheQuota) {
+  const uint64_t quota = 512ull << 10;
+  auto store = NewStore(quota);
+  constexpr int kFiles = 60;
+  uint64_t peak = 0;
+  for (int i = 0; i < kFiles; i++) {
+    std::string d = RandomBytes(1000, 100 + i);
+    BlobRef r = source_.Add("f" + std::to_string(i) + ".json", d);
+    EXPECT_EQ(ReadAll(store.get(), r), d);
+    ASSERT_TRUE(store->WaitIdle(10000));
+    peak = std::max(peak, AllocatedDirBytes(dir_.path()));
+  }
+  CacheStats st = store->Stats();
+  // Uncharged, 60 files of one data page each (240 KiB) would fit and the directory would reach
+  // about 60 x 16 KiB (data, index, a fan-out directory each).
+  EXPECT_LE(peak, quota);
+  EXPECT_GE(peak, quota / 2);
+  EXPECT_LE(st.peak_used_bytes, quota);
+  EXPECT_GT(st.overhead_bytes, st.used_bytes);
+  EXPECT_GT(st.evicted_bytes, 0u);
+  // Files used in this run keep their index (and its charge) once the quota holds them all: the
+  // later files are served uncached rather than pass the quota.
+  EXPECT_GT(st.refused_bytes, 0u);
+  // A new store finds them all charged, and evicting files not used in that run unlinks their
+  // index files: room for new ones.
+  store.reset();
+  auto again = NewStore(quota);
+  EXPECT_EQ(again->Stats().overhead_bytes, st.overhead_bytes);
+  std::string d = RandomBytes(20000, 99);
+  BlobRef r = source_.Add("new.json", d);
+  EXPECT_EQ(ReadAll(again.get(), r), d);
+  ASSERT_TRUE(again->WaitIdle(10000));
+  EXPECT_GE(again->Stats().used_bytes, 20480u);  // cached, in 5 pages
+  EXPECT_LT(again->Stats().overhead_bytes, st.overhead_bytes);
+  EXPECT_LE(AllocatedDirBytes(dir_.path()), quota);
+}
+
+// Metadata written beside the blocks (ChargeOther) is charged too: it evicts blocks to make room,
+// and is refused when nothing can be evicted.
+TEST_F(DiskBlobStoreTest, ChargeOtherEvictsBlocksAndRefusesWhenNothingCanGo) {
+  std::string a = RandomBytes(3 * kBlockSize, 120);
+  BlobRef ra = source_.Add("a.safetensors", a);
+  auto store = NewStore(4 * kBlockSize);
+  EXPECT_EQ(ReadAll(store.get(), ra), a);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  ASSERT_EQ(store->Stats().used_bytes, 3 * kBlockSize);
+  EXPECT_TRUE(store->ChargeOther(kBlockSize / 2));  // fits beside a
+  EXPECT_EQ(store->Stats().evicted_bytes, 0u);
+  EXPECT_TRUE(store->ChargeOther(kBlockSize));  // only by evicting a
+  EXPECT_EQ(store->Stats().evicted_bytes, 3 * kBlockSize);
+  EXPECT_FALSE(store->ChargeOther(4 * kBlockSize));  // more than the quota
+  EXPECT_LE(store->Stats().peak_used_bytes, 4 * kBlockSize);
+}
+
 TEST_F(DiskBlobStoreTest, PercentQuotaIsResolvedAgainstTheCacheFilesystem) {
   CacheOptions o;
   o.dir = dir_.path();

@@ -3,13 +3,17 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "common/file_util.h"
 #include "tests/testing/temp_dir.h"
 
 namespace modelfs {
@@ -109,6 +113,57 @@ TEST_F(LogTest, SecretsAndSignedQueriesNeverReachTheLog) {
   EXPECT_EQ(out.find("zzz"), std::string::npos) << out;
   EXPECT_EQ(out.find("s3cr3t"), std::string::npos) << out;
   EXPECT_NE(out.find("https://cdn/a?[redacted]"), std::string::npos) << out;
+}
+
+uint64_t FileSize(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+uint64_t Allocated(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+}
+
+// The log file is rotated at --log-max-size: never more than two files, each under the size plus
+// one line, the newest lines in the current file, and both within LogDiskBound.
+TEST_F(LogTest, LogFileRotatesAtMaxSizeAndKeepsOneOldFile) {
+  testing::TempDir dir("modelfs-logrot");
+  const std::string path = dir.Sub("modelfs.log");
+  constexpr uint64_t kMax = 16 << 10;
+  fflush(stderr);
+  const int saved = dup(STDERR_FILENO);
+  ASSERT_TRUE(LogToFile(path, kMax).ok());
+  const std::string pad(300, 'x');
+  uint64_t peak = 0, peak_disk = 0;
+  for (int i = 0; i < 1000; i++) {
+    MODELFS_LOG(kInfo, "line %d %s", i, pad.c_str());
+    peak = std::max({peak, FileSize(path), FileSize(path + ".1")});
+    peak_disk = std::max(peak_disk, Allocated(path) + Allocated(path + ".1"));
+  }
+  MODELFS_LOG(kInfo, "the last line");
+  ASSERT_TRUE(LogToFile("", 0).ok());
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  // 1000 lines of ~350 bytes: ~20 rotations; without them the file would be 350 KiB.
+  EXPECT_LT(peak, kMax + kMaxLogLine);
+  EXPECT_GE(peak, kMax - 1000);
+  EXPECT_LE(peak_disk, LogDiskBound(kMax));
+  EXPECT_GT(FileSize(path + ".1"), kMax / 2);
+  EXPECT_NE(access((path + ".2").c_str(), F_OK), 0);
+  std::string cur;
+  ASSERT_TRUE(ReadFile(path, &cur));
+  EXPECT_NE(cur.find("the last line"), std::string::npos);
+  EXPECT_EQ(cur.find("line 0 "), std::string::npos);
+  // A file already over the size when the log is opened is rotated at once.
+  std::string full(kMax + 10, 'y');
+  ASSERT_TRUE(WriteFileAtomic(path, full, Durability::kProcess).ok());
+  const int saved2 = dup(STDERR_FILENO);
+  ASSERT_TRUE(LogToFile(path, kMax).ok());
+  ASSERT_TRUE(LogToFile("", 0).ok());
+  dup2(saved2, STDERR_FILENO);
+  close(saved2);
+  EXPECT_EQ(FileSize(path), 0u);
+  EXPECT_EQ(FileSize(path + ".1"), kMax + 10);
 }
 
 }  // namespace

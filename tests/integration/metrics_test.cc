@@ -149,6 +149,9 @@ TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
   // file read below must still be on the wire when it is read.
   std::sort(lfs.rbegin(), lfs.rend());
   ASSERT_GE(lfs.size(), 2u);
+  // The slow read below needs lfs[1] uncached; a whole-file read of lfs[0] starts fetching the
+  // next shard (cross-file lookahead), which could finish it first: throttle it from now on.
+  ASSERT_TRUE(hub.SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 1 << 20}, {"only_paths", {lfs[1]}}}));
   size0 = ReadCount(m.Path(lfs[0]));
   ASSERT_EQ(size0, static_cast<long long>(hub.Content(commit, lfs[0]).size()));
 
@@ -260,9 +263,10 @@ TEST(MetricsMountTest, FailedReadIsCountedLoggedAndShownInStatus) {
   std::sort(lfs.rbegin(), lfs.rend());
   ASSERT_EQ(lfs.size(), 2u);
 
-  // One good read, one that fails: every CDN answer for the second shard is a 503.
-  ASSERT_EQ(ReadCount(m.Path(lfs[0])), static_cast<long long>(hub.Content(commit, lfs[0]).size()));
+  // One good read, one that fails: every CDN answer for the second shard is a 503 (from before
+  // the first read: a whole-file read of lfs[0] starts fetching the next shard).
   ASSERT_TRUE(hub.SetFaults({{"where", "cdn"}, {"error_rate", 1.0}, {"only_paths", {lfs[1]}}}));
+  ASSERT_EQ(ReadCount(m.Path(lfs[0])), static_cast<long long>(hub.Content(commit, lfs[0]).size()));
   int fd = open(m.Path(lfs[1]).c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
   std::vector<char> buf(1 << 20);
@@ -296,13 +300,18 @@ TEST(MetricsMountTest, FailedReadIsCountedLoggedAndShownInStatus) {
   EXPECT_EQ(Sample(text, "modelfs_cache_distrusted_refetches_total"), 0) << text;
 
   // `modelfs status`: the counts by op and errno, in JSON and in text.
+  // The status file is rewritten each second: wait for the one written after the error.
   std::string out;
-  ASSERT_EQ(RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out), 0) << out;
-  nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
-  ASSERT_TRUE(j.is_object() && j["mounts"].size() == 1) << out;
   bool read_eio = false;
-  for (const auto& e : j["mounts"][0]["fuse_errors"])
-    if (e["op"] == "read" && e["errno"] == "EIO" && e["count"].get<uint64_t>() >= 1) read_eio = true;
+  WaitFor([&] {
+    out.clear();
+    if (RunCmd(std::string(MODELFS_BINARY) + " status --format json --cache-dir " + cache, &out) != 0) return false;
+    nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
+    if (!j.is_object() || j["mounts"].size() != 1) return false;
+    for (const auto& e : j["mounts"][0]["fuse_errors"])
+      if (e["op"] == "read" && e["errno"] == "EIO" && e["count"].get<uint64_t>() >= 1) read_eio = true;
+    return read_eio;
+  }, 5000);
   EXPECT_TRUE(read_eio) << out;
   out.clear();
   ASSERT_EQ(RunCmd(std::string(MODELFS_BINARY) + " status --cache-dir " + cache, &out), 0) << out;
