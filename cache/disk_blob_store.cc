@@ -506,6 +506,14 @@ void DiskBlobStore::Lookahead(const std::shared_ptr<Blob>& from, uint64_t window
     ref = *from->next;
   }
   if (ref.size <= kBlockSize) return;  // a file of one block is fetched whole by its first read
+  if (quota_bytes_ > 0) {
+    // Only into free room, half of it at most: a lookahead must never evict what the reader of
+    // this file (or anyone) still needs, or a full cache refetches.
+    std::lock_guard<std::mutex> l(mu_);
+    const uint64_t used = used_bytes_ + overhead_bytes_ + pending_bytes_;
+    window = std::min(window, used < quota_bytes_ ? (quota_bytes_ - used) / 2 : 0);
+  }
+  if (window < kChunkSize) return;
   auto n = GetBlob(ref);
   if (!n->file || n->file->verified() || n->file->AllPresent()) return;
   std::vector<std::shared_ptr<Inflight>> todo;
