@@ -46,6 +46,11 @@ class BlobStore {
   // cached pages of every file with that content. Called from a background thread; never called
   // after Set...(nullptr) has returned. The default store never drops verified content.
   virtual void SetInvalidateCallback(std::function<void(const std::string& key)> cb) {}
+
+  // Times `blob`'s whole-file hash failed since the store opened; grows just before its bytes
+  // are dropped. A reader that was given bytes of the blob and then sees this grow was given
+  // bytes that may be wrong (fs/ answers it EIO from then on). Thread-safe, no I/O.
+  virtual uint64_t HashFailures(const BlobRef& blob) { return 0; }
 };
 
 }  // namespace modelfs

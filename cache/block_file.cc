@@ -182,6 +182,11 @@ uint64_t BlockFile::corrupt_blocks() const {
   return corrupt_;
 }
 
+uint64_t BlockFile::drops() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return drops_;
+}
+
 bool BlockFile::ReadBlock(uint32_t i, char* buf) {
   uint64_t want;
   {
@@ -200,6 +205,7 @@ bool BlockFile::ReadBlock(uint32_t i, char* buf) {
       PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));
     }
     corrupt_++;
+    drops_++;
     // Clearing the entry on disk only saves the next open a re-hash: if the write fails, the
     // stale entry still mismatches the block's bytes, so the block reads as the same miss.
     if (!WriteEntry(i).ok()) MODELFS_LOG(kDebug, "cannot clear the index entry of corrupt block %u", i);
@@ -240,6 +246,7 @@ Status BlockFile::MarkVerified() {
 
 void BlockFile::DropAll() {
   std::lock_guard<std::mutex> l(mu_);
+  drops_++;
   for (auto& e : entries_) e = Entry{};
   bool was_verified = flags_ & kFlagVerified;
   flags_ = 0;
@@ -258,6 +265,7 @@ void BlockFile::DropAll() {
 uint64_t BlockFile::DropBlocks(uint32_t first, uint32_t last) {
   std::lock_guard<std::mutex> l(mu_);
   if (entries_.empty() || first > last) return 0;
+  drops_++;
   last = std::min<uint32_t>(last, static_cast<uint32_t>(entries_.size()) - 1);
   bool was_verified = flags_ & kFlagVerified;
   flags_ = 0;

@@ -76,6 +76,10 @@ class BlockFile {
   uint64_t DropBlocks(uint32_t first, uint32_t last);
   // Corrupt blocks found by ReadBlock since open.
   uint64_t corrupt_blocks() const;
+  // Counts every event that took blocks away since open (DropAll, DropBlocks, a corrupt block
+  // found by ReadBlock): a reader of the blocks (the running whole-file hash) that saw the same
+  // count before and after knows every block it read is still the one on disk.
+  uint64_t drops() const;
 
  private:
   BlockFile(std::string base, uint64_t size, int data_fd, int idx_fd);
@@ -94,6 +98,7 @@ class BlockFile {
   std::vector<Entry> entries_;
   uint32_t flags_ = 0;
   uint64_t corrupt_ = 0;
+  uint64_t drops_ = 0;
 };
 
 }  // namespace modelfs

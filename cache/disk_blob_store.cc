@@ -181,7 +181,18 @@ struct DiskBlobStore::Blob {
   // bytes cannot linger in the cache until the file completes and fails once more.
   std::set<std::string> bad_sources;
   uint64_t generation = 0;            // bumped when blocks are dropped; older fetches are not stored
-  bool verifying = false;
+  bool verifying = false;             // a HashAhead task is queued or running
+  // Hash as bytes arrive (HashAhead): the whole-file hash of blocks [0, hashed), fed in file order
+  // as they land, so the file is verified moments after its last byte, not after a re-read of all
+  // of it. Valid while the BlockFile's drops() equals hashed_drops; otherwise it starts over.
+  std::unique_ptr<FileHasher> hasher;
+  uint32_t hashed = 0;
+  uint64_t hashed_drops = 0;
+  bool hash_again = false;            // blocks landed while HashAhead ran: it looks once more
+  // The whole-file hash matched with the blocks as of this drops() count (UINT64_MAX: not yet);
+  // set before the durable flag (BlockFile::MarkVerified syncs the file first), so a reader at
+  // the end of the file waits for the hash, not for the disk.
+  uint64_t matched_drops = UINT64_MAX;
   // For readers that wait for the whole file to verify (CacheOptions::verify_before_read):
   // notified (with mu) whenever a fetch of this blob ends or a verification ends.
   std::condition_variable changed;
@@ -190,7 +201,7 @@ struct DiskBlobStore::Blob {
   Status last_failure;                // the latest of those
   uint64_t refused = 0;               // fetched chunks that found no room in the cache
   uint64_t untrusted = 0;             // fetched chunks not kept: a proven liar served them
-  uint64_t hash_failures = 0;         // whole-file hash mismatches since start
+  std::atomic<uint64_t> hash_failures{0};  // whole-file hash mismatches since start
   uint64_t verify_rounds = 0;         // verifications ended, whatever the outcome
   // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
   bool filling = false;               // a fill_on_open fill is running: RunFetch keeps it going
@@ -549,6 +560,7 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
   if (offset >= ref.size || len == 0) return Status::Ok();
   uint64_t end = std::min<uint64_t>(ref.size, offset + len);
   auto b = GetBlob(ref);
+  const uint64_t failures0 = b->hash_failures.load();
   // Verify before read: a blob larger than one chunk is filled and hashed before any byte of it
   // is returned, and then served only from its verified blocks (one chunk is verified inline by
   // RunFetch anyway). A block that went missing since (evicted, corrupt on disk) sends the read
@@ -620,8 +632,57 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
     pos += take;
   }
   if (waited) GrowWindow(b, end);
+  // Fail closed at the end of a file: a reader that brought in all of it gets its last bytes only
+  // once its hash matched (a one-chunk blob was hashed before any byte of it was served).
+  if (!strict && end == ref.size && ref.size > kChunkSize && b->file && !b->file->verified()) {
+    Status s = WaitForHashAtEnd(b, failures0);
+    if (!s.ok()) return s;
+  }
   *n = end - offset;
   return Status::Ok();
+}
+
+Status DiskBlobStore::WaitForHashAtEnd(const std::shared_ptr<Blob>& b, uint64_t failures0) {
+  const BlobRef& ref = b->ref;
+  BlockFile* const file = b->file.get();
+  const uint32_t n = file->num_blocks();
+  std::unique_lock<std::mutex> l(b->mu);
+  uint64_t seen = b->progress;
+  auto last_progress = std::chrono::steady_clock::now();
+  for (;;) {
+    if (b->hash_failures.load() != failures0) {
+      return Status::Corruption(ref.repo.Id() + " " + ref.path +
+                                " failed its hash: bytes already read from it may be wrong");
+    }
+    if (file->verified() || b->matched_drops == file->drops()) return Status::Ok();
+    // Is every block on disk or on the wire? If not, this reader did not bring the whole file in
+    // (a header and a few tensors), or the cache could not keep it: nothing to wait for.
+    uint64_t coming = file->PresentBytes();
+    for (const auto& [first, f] : b->inflight) coming += f->end - f->begin;
+    if (coming < ref.size) return Status::Ok();
+    for (uint32_t i = 0; i < n; i++) {
+      if (file->Present(i)) continue;
+      auto it = b->inflight.upper_bound(i);  // a spilled range is never stored: never hashed
+      if (it == b->inflight.begin() || !std::prev(it)->second->Covers(i)) return Status::Ok();
+    }
+    if (b->progress != seen) {
+      seen = b->progress;
+      last_progress = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - last_progress > std::chrono::seconds(kFillStallSeconds)) {
+      return Status::Unavailable("no progress verifying " + ref.repo.Id() + " " + ref.path + " for " +
+                                 std::to_string(kFillStallSeconds) + " s");
+    }
+    if (!b->verifying) {  // e.g. blocks on disk from an earlier run: nothing queued the hash
+      l.unlock();
+      MaybeScheduleVerify(b);
+      l.lock();
+    }
+    b->changed.wait_for(l, std::chrono::milliseconds(200));
+  }
+}
+
+uint64_t DiskBlobStore::HashFailures(const BlobRef& ref) {
+  return GetBlob(ref)->hash_failures.load();
 }
 
 std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::CoveringLocked(Blob& b, uint32_t block) {
@@ -1243,38 +1304,86 @@ void DiskBlobStore::GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end) {
 }
 
 void DiskBlobStore::MaybeScheduleVerify(const std::shared_ptr<Blob>& b) {
-  if (!b->file || b->file->verified() || !b->file->AllPresent()) return;
+  if (!b->file || b->file->verified()) return;
   {
     std::lock_guard<std::mutex> l(b->mu);
-    if (b->verifying) return;
+    if (b->verifying) {
+      b->hash_again = true;
+      return;
+    }
+    // Nothing to do unless the block at the hash's frontier landed (or blocks were dropped, and
+    // the hash starts over): a range that lands ahead of it waits for the ones before it.
+    const uint32_t n = b->file->num_blocks();
+    const bool stale = b->hashed_drops != b->file->drops();  // also after a match: blocks evicted
+    const bool done = b->matched_drops != UINT64_MAX && b->matched_drops == b->file->drops();
+    if (done) return;
+    if (!stale && n > 0 && (b->hashed >= n || !b->file->Present(b->hashed))) return;  // (empty: hash it)
     b->verifying = true;
   }
   busy_++;
   auto blob = b;
-  if (!verify_pool_->Submit([this, blob] { Verify(blob); })) busy_--;
+  if (!verify_pool_->Submit([this, blob] { HashAhead(blob); })) {
+    std::lock_guard<std::mutex> l(b->mu);
+    b->verifying = false;
+    busy_--;
+  }
 }
 
-void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
+void DiskBlobStore::HashAhead(const std::shared_ptr<Blob>& b) {
   const BlobRef ref = b->ref;
-  FileHasher hasher(ref.hash_kind, ref.size);
-  std::vector<char> buf(kBlockSize);
-  bool complete = true;
-  for (uint32_t i = 0; i < b->file->num_blocks(); i++) {
-    if (!b->file->ReadBlock(i, buf.data())) {  // vanished or corrupt: refetched on a later read
-      complete = false;
+  BlockFile* const file = b->file.get();
+  const uint32_t n = file->num_blocks();
+  thread_local std::unique_ptr<char[]> buf;  // the verify pool's one thread
+  if (!buf) buf.reset(new char[kBlockSize]);
+  bool mismatch = false, compared = false, ended_complete = false;
+  for (;;) {
+    std::unique_ptr<FileHasher> hasher;
+    uint32_t i;
+    uint64_t drops;
+    {
+      std::lock_guard<std::mutex> l(b->mu);
+      b->hash_again = false;
+      drops = file->drops();
+      if (!b->hasher || b->hashed_drops != drops) {  // first pass, or blocks were dropped since
+        b->hasher = std::make_unique<FileHasher>(ref.hash_kind, ref.size);
+        b->hashed = 0;
+        b->hashed_drops = drops;
+      }
+      hasher = std::move(b->hasher);
+      i = b->hashed;
+    }
+    ended_complete = file->AllPresent();
+    // In file order, as far as the blocks on disk reach. They were written moments ago, so the
+    // reads come from the page cache: the file is not read from disk a second time.
+    const uint32_t from = i;
+    while (i < n && file->ReadBlock(i, buf.get())) {
+      hasher->Update(buf.get(), file->BlockLen(i));
+      hashed_bytes_ += file->BlockLen(i);
+      if (++i - from >= 64 && (i - from) % 64 == 0) {  // a strict reader waiting sees the hash advance
+        std::lock_guard<std::mutex> l(b->mu);
+        b->progress++;
+      }
+    }
+    if (i < n || file->drops() != drops) {  // not all there yet, or something changed under us
+      std::lock_guard<std::mutex> l(b->mu);
+      b->hasher = std::move(hasher);
+      b->hashed = i;
+      if (b->hash_again || file->drops() != drops) continue;
       break;
     }
-    hasher.Update(buf.data(), b->file->BlockLen(i));
-    if (i % 64 == 63) {  // a strict reader waiting on a large file sees the hash advance
-      std::lock_guard<std::mutex> l(b->mu);
-      b->progress++;
-    }
-  }
-  bool mismatch = false;
-  if (complete) {
-    std::string got = hasher.FinishHex();
+    compared = true;
+    const std::string got = hasher->FinishHex();
     if (got == ref.hash) {
-      Status s = b->file->MarkVerified();
+      // No block may be dropped and refetched between the check below and the durable flag.
+      std::shared_lock<std::shared_mutex> drop(b->drop_mu);
+      {
+        std::lock_guard<std::mutex> l(b->mu);
+        b->hashed = n;
+        if (file->drops() != drops) continue;  // hashed bytes that are gone: once more
+        b->matched_drops = drops;
+      }
+      b->changed.notify_all();  // readers at the end of the file go on now, not after the sync
+      Status s = file->MarkVerified();
       if (s.ok()) {
         verified_++;
         {
@@ -1290,8 +1399,15 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
       std::set<std::string> suspects = Blame(b, &sources);
       verify_failures_++;
       mismatch = true;
+      {
+        std::lock_guard<std::mutex> l(b->mu);
+        b->hashed = 0;  // the hasher is spent; the next pass starts over (the drop below forces it)
+      }
       std::string blamed;
       for (auto& h : suspects) blamed += (blamed.empty() ? "" : ",") + h;
+      // Counted before the drop, so a reader that was given any of these bytes sees the failure
+      // no later than the bytes are gone (HashFailures).
+      b->hash_failures++;
       ForgetBlocks(b, suspects);  // first, so that once the line below is logged the bad bytes are gone
       MODELFS_LOG(kError,
                   "hash mismatch for %s %s: expected %s, got %s; served by %s; dropped %s",
@@ -1299,15 +1415,19 @@ void DiskBlobStore::Verify(const std::shared_ptr<Blob>& b) {
                   sources.empty() ? "(earlier run)" : sources.c_str(),
                   suspects.empty() ? "all its blocks" : ("the chunks served by " + blamed).c_str());
     }
+    break;
   }
   {
     std::lock_guard<std::mutex> l(b->mu);
     b->verifying = false;
     b->progress++;
-    b->hash_failures += mismatch;
-    b->verify_rounds++;
+    // A round: the whole-file hash was compared, or a pass over a file that was all on disk
+    // stopped at a block that vanished (verify before read counts these).
+    if (compared || ended_complete) b->verify_rounds++;
   }
   b->changed.notify_all();
+  // Blocks that landed after the last look, once this task had decided to stop.
+  if (!mismatch) MaybeScheduleVerify(b);
   busy_--;
 }
 
@@ -1577,6 +1697,7 @@ CacheStats DiskBlobStore::Stats() const {
   s.quota_bytes = quota_bytes_;
   s.refused_bytes = refused_bytes_;
   s.distrusted_refetches = distrusted_refetches_;
+  s.hashed_bytes = hashed_bytes_;
   uint64_t corrupt = 0;
   for (auto& [k, b] : blobs_)
     if (b->file) corrupt += b->file->corrupt_blocks();

@@ -21,10 +21,13 @@
 // separate HTTP request, so a large file streams over up to fetch_threads connections at once on a
 // slow far link, and over few on a fast near one.
 //
-// Verification: when every block of a blob is present, a background task re-reads it, computes the
-// hub's hash (SHA-256 or git blob SHA-1) and compares: a match marks the blob verified (durably); a
-// mismatch drops blocks and logs which host(s) served them. Small blobs (one chunk) are
-// verified inline before any byte is returned, so a corrupt small file is never served.
+// Verification, as bytes arrive: the hub's hash (SHA-256 or git blob SHA-1) of a blob is computed
+// in file order while it streams in (HashAhead, on the verify thread, from blocks just written);
+// after the last block, a match marks the blob verified (durably), a mismatch drops blocks and
+// logs which host(s) served them. Small blobs (one chunk) are verified inline before any byte is
+// returned, so a corrupt small file is never served. A read of a larger blob's last block, when
+// every other block is on disk or on the wire, waits for the hash (fail closed at the end of a
+// file, see WaitForHashAtEnd): a reader of a whole file never gets its end before its hash matched.
 //
 // Blame: each stored chunk records the host that served it. After a mismatch, if one host served
 // every chunk it is proven bad for the blob and everything is dropped; if several did, the one
@@ -152,6 +155,7 @@ struct CacheStats {
                                 // quota_bytes)
   uint64_t refused_bytes = 0;   // blocks not cached because no room could be made
   uint64_t distrusted_refetches = 0;  // answers fetched again: their host was blamed for the blob
+  uint64_t hashed_bytes = 0;    // bytes fed to whole-file hashes (once per byte per pass)
 };
 
 class DiskBlobStore : public BlobStore {
@@ -178,6 +182,7 @@ class DiskBlobStore : public BlobStore {
   // Called (from a background thread) after a blob's blocks were dropped because its hash did
   // not match, so the filesystem can drop the kernel's cached pages of that content.
   void SetInvalidateCallback(std::function<void(const std::string& key)> cb) override;
+  uint64_t HashFailures(const BlobRef& blob) override;
 
  private:
   class BufferPool;
@@ -250,7 +255,16 @@ class DiskBlobStore : public BlobStore {
   void ScheduleFill(const std::shared_ptr<Blob>& b);
   // After a fetch of b ended: keeps a fill_on_open fill going (see CacheOptions::fill_on_open).
   void ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok);
-  void Verify(const std::shared_ptr<Blob>& b);
+  // Hash as bytes arrive: feeds the blocks on disk from the hash's frontier on, in file order,
+  // into the blob's running whole-file hash, and compares once the last one is in (then as Verify
+  // always did: mark verified, or blame and drop). Runs on verify_pool_; MaybeScheduleVerify
+  // queues it when the block at the frontier lands.
+  void HashAhead(const std::shared_ptr<Blob>& b);
+  // Fail closed at the end of a file: a read of the last block of a blob whose every block is on
+  // disk or on the wire waits until the whole-file hash matched; an error if it failed since
+  // `failures0` (the blob's hash failures when the read began) or nothing moved for
+  // kFillStallSeconds. Returns at once for a reader that did not bring the whole file in.
+  Status WaitForHashAtEnd(const std::shared_ptr<Blob>& b, uint64_t failures0);
   bool Admit(const std::string& key, uint64_t bytes);
   // Requires mu_: evicts (blobs other than `key`) until `bytes` more fit within the quota and the
   // free-space floor; false (and a log line) if they cannot.
@@ -318,7 +332,7 @@ class DiskBlobStore : public BlobStore {
 
   std::atomic<uint64_t> hit_bytes_{0}, miss_bytes_{0}, fetched_bytes_{0}, fetches_{0},
       verified_{0}, verify_failures_{0}, evicted_bytes_{0}, uncached_bytes_{0}, corrupt_{0},
-      refused_bytes_{0}, distrusted_refetches_{0};
+      refused_bytes_{0}, distrusted_refetches_{0}, hashed_bytes_{0};
 };
 
 }  // namespace modelfs

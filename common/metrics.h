@@ -56,6 +56,7 @@ enum class Metric : int {
   kCachePeakUsedBytes,
   kCacheRefusedBytes,
   kCacheDistrustedRefetches,
+  kCacheHashedBytes,
   kCacheChunkFetches,
   kMirrorReadBytes,
   kFetchResolves,

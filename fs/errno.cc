@@ -27,7 +27,11 @@ int ToErrno(const Status& s) {
 std::string ErrnoName(int err) {
   // glibc 2.32+ (Debian 12 has 2.36); a bounded set of names, so safe as a metric label.
   const char* name = strerrorname_np(err);
-  return name != nullptr ? name : "E" + std::to_string(err);
+  if (name != nullptr) return name;
+  // Appended, not "E" + to_string(): GCC 12 -O3 reports a false -Wrestrict on operator+.
+  std::string unknown = "E";
+  unknown += std::to_string(err);
+  return unknown;
 }
 
 }  // namespace modelfs

@@ -654,7 +654,8 @@ std::string NextShardName(const std::string& name) {
   return name.substr(0, i_begin) + next + name.substr(of);
 }
 
-Status ModelFs::Open(uint64_t ino, int flags) {
+Status ModelFs::Open(uint64_t ino, int flags, uint64_t* fh) {
+  if (fh != nullptr) *fh = 0;
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)) != 0) {
     return Status::ReadOnly("modelfs is read-only");
   }
@@ -667,6 +668,7 @@ Status ModelFs::Open(uint64_t ino, int flags) {
   if (n->kind == Kind::kRefFile) return Status::Ok();  // content lives in the node
   if (n->kind != Kind::kFile) return Status::InvalidArgument("not a file");
   store_.OpenBlob(n->blob);  // n is an immutable kFile node: safe without the lock
+  if (fh != nullptr) *fh = reinterpret_cast<uint64_t>(new OpenFile);
   // A sharded checkpoint is loaded shard after shard: tell the store which files follow this one
   // (two deep, so the store can look ahead past the next shard).
   const Node* cur = n;
@@ -686,7 +688,8 @@ Status ModelFs::Open(uint64_t ino, int flags) {
   return Status::Ok();
 }
 
-void ModelFs::Release(uint64_t ino) {
+void ModelFs::Release(uint64_t ino, uint64_t fh) {
+  delete reinterpret_cast<OpenFile*>(fh);
   const Node* n;
   {
     std::shared_lock lock(table_mu_);
@@ -695,7 +698,7 @@ void ModelFs::Release(uint64_t ino) {
   if (n != nullptr && n->kind == Kind::kFile) store_.CloseBlob(n->blob);
 }
 
-Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n) {
+Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n, uint64_t fh) {
   *n = 0;
   const Node* node;
   {
@@ -711,10 +714,28 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
     return Status::Ok();
   }
   if (node->kind != Kind::kFile) return Status::InvalidArgument("not a file");
+  // A reader given bytes of a file whose hash failed since: every later read fails, EOF included.
+  auto* const handle = reinterpret_cast<OpenFile*>(fh);
+  const uint64_t failures = handle != nullptr ? store_.HashFailures(node->blob) : 0;
+  if (handle != nullptr) {
+    std::lock_guard<std::mutex> l(handle->mu);
+    if (handle->served && handle->failures != failures) {
+      return Status::Corruption(node->blob.repo.Id() + " " + node->blob.path +
+                                " failed its hash after this reader was given bytes of it; "
+                                "open it again to read the refetched file");
+    }
+  }
   const uint64_t file_size = node->blob.size;
   if (offset >= file_size || size == 0) return Status::Ok();
   const size_t len = static_cast<size_t>(std::min<uint64_t>(size, file_size - offset));
   Status s = store_.Read(node->blob, offset, len, buf, n);
+  if (s.ok() && *n > 0 && handle != nullptr) {
+    std::lock_guard<std::mutex> l(handle->mu);
+    if (!handle->served) {
+      handle->served = true;
+      handle->failures = failures;  // as of before this read: a failure during it counts
+    }
+  }
   if (!s.ok()) {
     MODELFS_LOG(kWarn, "read %s %s [%llu, +%zu): %s", node->blob.repo.Id().c_str(), node->blob.path.c_str(),
                 (unsigned long long)offset, len, s.ToString().c_str());

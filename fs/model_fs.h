@@ -44,6 +44,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -147,15 +148,21 @@ class ModelFs {
 
   // Opens a file for reading: ReadOnly for any write access (O_WRONLY, O_RDWR, O_TRUNC, O_APPEND,
   // O_CREAT); InvalidArgument for a directory; NotFound for an unknown inode. On success the blob
-  // is opened in the store (BlobStore::OpenBlob) and must be matched by one Release. Thread-safe.
-  Status Open(uint64_t ino, int flags);
-  // Ends one successful Open of `ino` (BlobStore::CloseBlob). Thread-safe.
-  void Release(uint64_t ino);
+  // is opened in the store (BlobStore::OpenBlob) and must be matched by one Release. With `fh`,
+  // a handle for this reader is returned there (the FUSE file handle), to pass to Read and
+  // Release: it remembers what the reader was given (see Read). Thread-safe.
+  Status Open(uint64_t ino, int flags, uint64_t* fh = nullptr);
+  // Ends one successful Open of `ino` (BlobStore::CloseBlob) and frees its handle. Thread-safe.
+  void Release(uint64_t ino, uint64_t fh = 0);
 
   // Copies bytes [offset, offset+size) of file `ino` into buf (caller-owned, room for size bytes)
   // and sets *n to the count copied: size, or less only at EOF (0 at or past EOF). Errors come from
-  // the store (network failures for uncached bytes). Thread-safe; many reads run concurrently.
-  Status Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n);
+  // the store (network failures for uncached bytes). With the handle from Open: once the reader
+  // was given bytes of a file whose whole-file hash then failed (BlobStore::HashFailures), every
+  // later read of that handle is a Corruption error (EIO), at or past EOF too: such a reader
+  // never sees a clean end of a file it may have read wrong. A new open reads the refetched
+  // bytes. Thread-safe; many reads run concurrently.
+  Status Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n, uint64_t fh = 0);
 
   // Number of inodes handed out so far (for statfs).
   uint64_t InodeCount() const;
@@ -182,6 +189,12 @@ class ModelFs {
   static std::string HfCacheDirName(const RepoId& repo);
 
  private:
+  // What one open file handle was given (Open's fh points at one).
+  struct OpenFile {
+    std::mutex mu;
+    bool served = false;    // some bytes of the file were returned to this reader
+    uint64_t failures = 0;  // the blob's HashFailures when it was first served
+  };
   struct Node;
   // kHf*: the hub-cache layout's fixed dirs; kRefFile: a refs/<rev> file (content in the node).
   enum class Kind {

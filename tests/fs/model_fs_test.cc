@@ -411,6 +411,37 @@ TEST_F(ModelFsTest, OpenAndRelease) {
   EXPECT_EQ(ToErrno(fs->Open(424242, O_RDONLY)), ENOENT);
 }
 
+TEST_F(ModelFsTest, AReaderGivenBytesOfAFileThatThenFailedItsHashGetsErrorsNeverEof) {
+  auto fs = MakeFs();
+  const uint64_t ino = Walk(*fs, "acme/gpt/config.json");
+  const std::string key = config_.ContentKey();
+  uint64_t given = 0, idle = 0, fresh = 0;
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY, &given).ok());
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY, &idle).ok());
+  ASSERT_NE(given, 0u);
+  ASSERT_NE(idle, given);
+  char buf[4];
+  size_t n = 0;
+  ASSERT_TRUE(fs->Read(ino, 0, sizeof buf, buf, &n, given).ok());
+  ASSERT_EQ(n, sizeof buf);
+  store_.FailHash(key);
+  // The reader that was given bytes: an error for any later read, at or past the end too.
+  EXPECT_EQ(ToErrno(fs->Read(ino, 0, sizeof buf, buf, &n, given)), EIO);
+  EXPECT_EQ(ToErrno(fs->Read(ino, config_.size, sizeof buf, buf, &n, given)), EIO);
+  EXPECT_EQ(ToErrno(fs->Read(ino, config_.size + 100, sizeof buf, buf, &n, given)), EIO);
+  // A reader that had opened but read nothing, and one that opens now, read the file.
+  EXPECT_TRUE(fs->Read(ino, 0, sizeof buf, buf, &n, idle).ok());
+  EXPECT_EQ(n, sizeof buf);
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY, &fresh).ok());
+  EXPECT_TRUE(fs->Read(ino, 0, sizeof buf, buf, &n, fresh).ok());
+  // Without a handle (internal readers) nothing is remembered.
+  EXPECT_TRUE(fs->Read(ino, 0, sizeof buf, buf, &n).ok());
+  fs->Release(ino, given);
+  fs->Release(ino, idle);
+  fs->Release(ino, fresh);
+  EXPECT_EQ(store_.closes(key), 3);
+}
+
 // Runs `lookup` on n threads while the hub holds resolutions at its gate, and lets the gate open
 // only once one lookup is at the hub and the other n - 1 have joined its flight, so a test of the
 // single flight sees every lookup overlap, whatever the scheduler does. False if that state was

@@ -3,7 +3,7 @@
 // share bytes. Counts reads and open/close calls per key; an error can be injected for reads.
 // MakeFile builds a FileEntry for test content and stores the bytes in one step; its hashes are
 // deterministic stand-ins (FNV-based hex), not real git/SHA-256 digests, which is enough for a
-// store that never verifies. Thread-safe.
+// store that never verifies; FailHash makes HashFailures grow as a failed hash would. Thread-safe.
 #pragma once
 
 #include <algorithm>
@@ -85,6 +85,12 @@ class MemoryBlobStore : public BlobStore {
     std::lock_guard<std::mutex> l(mu_);
     ++closes_[blob.key];
   }
+  // As the disk store does when a whole-file hash fails (its bytes stay: the test decides).
+  void FailHash(const std::string& key) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++hash_failures_[key];
+  }
+  uint64_t HashFailures(const BlobRef& blob) override { return Get(hash_failures_, blob.key); }
 
  private:
   static std::string FakeHex(const std::string& s, size_t len) {
@@ -106,7 +112,7 @@ class MemoryBlobStore : public BlobStore {
 
   mutable std::mutex mu_;  // guards everything below
   std::map<std::string, std::string> blobs_;
-  std::map<std::string, int> opens_, closes_;
+  std::map<std::string, int> opens_, closes_, hash_failures_;
   int reads_ = 0;
   BlobRef last_read_;
   Status read_error_;
