@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Time from a file's last byte to "verified", and what the whole-file hash costs the daemon, for
+# a cold sequential read (cat) of the largest shard through a fresh mount, against the fake hub on
+# loopback. Run it for two builds to compare (e.g. an older commit's binary as BEFORE_BIN).
+# Prints one row per run and build:
+#   cat s         the cat, open to EOF
+#   verified-EOF  the "verified" log line's time minus the moment cat saw EOF (negative: the file
+#                 was verified before its reader got its last bytes)
+#   cpu s         the daemon's user+system CPU from mount to verified
+#   file reads    bytes the daemon read from files (rchar), and from the disk device (read_bytes)
+# Usage: bash bench/verify_latency.sh
+#   env: SIZE=1GiB SHARDS=1 RUNS=3 DIR=/tmp/modelfs-verify MODELFS_BIN= (default: this tree's build)
+#        BEFORE_BIN=path/to/older/modelfs (adds rows for it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -n "${MODELFS_BIN:-}" ]; then BIN=$MODELFS_BIN; else
+  bash tools/setup.sh >/dev/null
+  BIN="$(pwd)/${BUILD_DIR:-build}/bin/modelfs"
+fi
+SIZE=${SIZE:-1GiB}; SHARDS=${SHARDS:-1}; DIR=${DIR:-/tmp/modelfs-verify}; RUNS=${RUNS:-3}
+REPO=bench-org/verify-model; MNT="$DIR/mnt"; HUB_PID=""; CUR_BIN=$BIN
+cleanup() {
+  mountpoint -q "$MNT" 2>/dev/null && "$CUR_BIN" unmount "$MNT" || true
+  [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null || true
+}
+trap cleanup EXIT
+mkdir -p "$DIR" "$MNT"
+python3 tests/testing/gen_repo.py --root "$DIR/hub" --repo "$REPO" --total-size "$SIZE" --shards "$SHARDS" --quiet
+rm -f "$DIR/ready.json"
+python3 tests/testing/fake_hub.py --root "$DIR/hub" --ready-file "$DIR/ready.json" >"$DIR/hub.log" 2>&1 &
+HUB_PID=$!
+for _ in $(seq 100); do [ -s "$DIR/ready.json" ] && break; sleep 0.1; done
+EP="http://127.0.0.1:$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hub_port'])" "$DIR/ready.json")"
+MANIFEST="$DIR/hub/models/$REPO/manifest.json"
+SHARD=$(python3 -c "
+import json,sys
+m=json.load(open(sys.argv[1])); c=m['refs']['main']
+print(max(m['commits'][c]['files'], key=lambda f: f['size'])['path'])" "$MANIFEST")
+F="$MNT/$REPO/$SHARD"
+# user+system ticks, rchar and read_bytes of a process
+sample() { python3 - "$1" <<'PY'
+import os, sys
+pid = sys.argv[1]
+st = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+ticks = int(st[11]) + int(st[12])
+io = dict(l.split(": ") for l in open("/proc/%s/io" % pid).read().splitlines())
+print(ticks / os.sysconf("SC_CLK_TCK"), io["rchar"], io["read_bytes"])
+PY
+}
+one_run() {  # bin label
+  local bin=$1 label=$2
+  CUR_BIN=$bin
+  mountpoint -q "$MNT" && "$bin" unmount "$MNT"
+  rm -rf "$DIR/cache" "$DIR/modelfs.log"
+  "$bin" mount --endpoint "$EP" --cache-dir "$DIR/cache" --log-file "$DIR/modelfs.log" --log-level info "$MNT"
+  stat "$F" >/dev/null
+  local pid
+  pid=$(pgrep -n -f "mount .*$MNT") || { echo "no daemon for $MNT" >&2; exit 1; }
+  read -r c0 r0 d0 < <(sample "$pid")
+  sync; echo 3 >/proc/sys/vm/drop_caches
+  local t0 t1
+  t0=$(date +%s.%N); cat "$F" >/dev/null; t1=$(date +%s.%N)
+  for _ in $(seq 600); do grep -q "verified .*$SHARD" "$DIR/modelfs.log" && break; sleep 0.05; done
+  read -r c1 r1 d1 < <(sample "$pid")
+  python3 - "$DIR/modelfs.log" "$SHARD" "$t0" "$t1" "$c0" "$c1" "$r0" "$r1" "$d0" "$d1" "$label" <<'PY'
+import datetime, re, sys
+log, shard = sys.argv[1], sys.argv[2]
+t0, t1, c0, c1 = map(float, sys.argv[3:7])
+r0, r1, d0, d1 = map(int, sys.argv[7:11])
+ts = None
+for line in open(log, errors="replace"):
+    if "verified" in line and shard in line:
+        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)Z", line)
+        if m:
+            ts = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+v = "%+.3f" % (ts - t1) if ts else "never"
+print("%-10s %7.2f %13s %7.2f %12.0f %12.0f" % (sys.argv[11], t1 - t0, v, c1 - c0, (r1 - r0) / 2**20,
+                                                 (d1 - d0) / 2**20))
+PY
+}
+echo "file: $SHARD ($SIZE repo, $SHARDS shard(s)); cold cat through a fresh mount; page cache dropped first"
+printf '%-10s %7s %13s %7s %12s %12s\n' build "cat s" "verified-EOF" "cpu s" "rchar MiB" "disk MiB"
+for i in $(seq "$RUNS"); do
+  [ -n "${BEFORE_BIN:-}" ] && one_run "$BEFORE_BIN" before
+  one_run "$BIN" this
+done
