@@ -128,6 +128,7 @@ struct DiskBlobStore::Inflight {
   // Smallest `ready` a waiting reader needs; the fetch wakes readers only when it is reached,
   // not on every packet.
   std::atomic<uint64_t> wake_at{UINT64_MAX};
+  std::string host;  // who served it; guarded by mu, set before done
 
   bool Covers(uint32_t block) const { return block >= first && block <= last; }
   // Called by the fetch as bytes land.
@@ -176,10 +177,6 @@ struct DiskBlobStore::Blob {
   std::map<std::string, int> suspected;        // times each host was blamed for a mismatch
   std::set<std::string> proven_bad;   // hosts that alone served a file that failed its hash
   std::set<std::string> hosts_seen;   // every host that answered for this blob in this run
-  // Hosts whose bytes for this blob failed the whole-file hash in this run. Their answers are
-  // still served (with one mirror there is nothing else) but never cached again, so known-bad
-  // bytes cannot linger in the cache until the file completes and fails once more.
-  std::set<std::string> bad_sources;
   uint64_t generation = 0;            // bumped when blocks are dropped; older fetches are not stored
   bool verifying = false;             // a HashAhead task is queued or running
   // Hash as bytes arrive (HashAhead): the whole-file hash of blocks [0, hashed), fed in file order
@@ -464,6 +461,7 @@ void DiskBlobStore::RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shar
   {
     std::lock_guard<std::mutex> l(f->mu);
     f->status = st;
+    f->host = served_by;
     if (st.ok()) f->ready.store(f->end);
     f->done = true;
   }
@@ -811,6 +809,32 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
         distrusted_refetches_++;
         reuse = 0;  // all of it again: the head came from the same mirrors
         continue;
+      } else {
+        // Still the blamed host, while a less blamed one serves this blob: what it sent is not
+        // served (a whole-file reader could not be stopped at the end: these bytes would never
+        // be cached, so never hashed). The reader gets an error and may try again.
+        st = Status::Unavailable("only " + served_by + ", which served wrong bytes of " + ref.path +
+                                 ", answered for [" + std::to_string(start) + ", +" + std::to_string(len) + ")");
+        break;
+      }
+    }
+    // Block 0 reuses the head's bytes: they must come from the host that sent the rest, or a
+    // hash failure would blame the wrong one (after a failover the two can differ).
+    if (st.ok() && reuse > 0) {
+      std::string head_host;
+      {
+        std::lock_guard<std::mutex> l(head->mu);
+        head_host = head->host;
+      }
+      if (head_host != served_by) {
+        if (stream) {
+          untrusted_stream = true;  // handed over already: served, not cached; the next fetch
+          std::lock_guard<std::mutex> l(b->mu);  // of block 0 asks for all of it
+          if (b->head == head) b->head.reset();
+        } else {
+          reuse = 0;
+          continue;
+        }
       }
     }
     if (!st.ok() || !whole_blob) break;
@@ -850,7 +874,10 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
       // With verify before read nothing unverified is served, so bytes from a host that failed
       // the hash once may be cached again: the hash judges them (with one mirror, a transient
       // corruption is then survived).
-      bool untrusted = untrusted_stream || (!opts_.verify_before_read && b->bad_sources.count(served_by) > 0);
+      // A host blamed more than another that serves this blob is not cached from (RunFetch
+      // asked again above); when every host is blamed alike (one mirror), its answers are
+      // cached and the hash judges them, so a whole-file reader is still stopped at the end.
+      bool untrusted = untrusted_stream;
       // With verify before read, bytes of a host still blamed after the refetches above are not
       // cached while a less blamed host serves the blob (the fill asks again). If every host is
       // blamed alike, they get another try: the hash still judges.
@@ -1419,14 +1446,18 @@ void DiskBlobStore::HashAhead(const std::shared_ptr<Blob>& b) {
         b->matched_drops = drops;
       }
       b->changed.notify_all();  // readers at the end of the file go on now, not after the sync
+      const auto matched_at = std::chrono::steady_clock::now();
       Status s = file->MarkVerified();
+      const double sync_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - matched_at).count();
       if (s.ok()) {
         verified_++;
         {
           std::lock_guard<std::mutex> l(mu_);
           usage_[ref.key].verified = true;
         }
-        MODELFS_LOG(kInfo, "verified %s %s (%s)", ref.repo.Id().c_str(), ref.path.c_str(), ref.key.c_str());
+        MODELFS_LOG(kInfo, "verified %s %s (%s); hash matched %.0f ms before (the data's sync)", ref.repo.Id().c_str(),
+                    ref.path.c_str(), ref.key.c_str(), sync_ms);
       } else {
         MODELFS_LOG(kWarn, "could not persist verification of %s: %s", ref.key.c_str(), s.ToString().c_str());
       }
@@ -1635,7 +1666,6 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
         }
         for (const auto& h : only) b->sources.erase(h);
       }
-      b->bad_sources.insert(bad.begin(), bad.end());
     }
     if (only.empty()) {
       b->file->DropAll();

@@ -107,10 +107,11 @@ const std::vector<OptionSpec>& MountOptionTable() {
       {.flag = "--verify-before-read", .env = "MODELFS_VERIFY_BEFORE_READ", .default_text = "off",
        .help = "Return no byte of a file before its whole-file SHA-256 matched: the first read of a file "
                "fills it completely (over many connections) and hashes it, then reads come from the "
-               "verified cache. Without it, bytes are served as they arrive and hashed once the file is "
-               "complete; a mismatch then drops the bad chunks and the kernel's pages and the file is "
-               "fetched again (from another mirror when there are several), but bytes already read were "
-               "unverified. Needs room in the cache for every file being read at once.",
+               "verified cache. Without it, bytes are served as they arrive and hashed as they land; a "
+               "reader of a whole file gets its last bytes only once the hash matched (else EIO), a "
+               "mismatch drops the bad chunks and the kernel's pages and the file is fetched again "
+               "(from another mirror when there are several), but a reader of a few tensors may have "
+               "read unverified bytes. Needs room in the cache for every file being read at once.",
        .apply = [](const std::string& v, MountConfig* c) { return SetSwitch(v, &c->cache.verify_before_read); }},
       {.flag = "--fill-on-open", .env = "MODELFS_FILL_ON_OPEN", .default_text = "off",
        .help = "Opening a file larger than one chunk (4 MiB) starts fetching all of it in the background, "
