@@ -51,6 +51,11 @@ class BlobStore {
   // are dropped. A reader that was given bytes of the blob and then sees this grow was given
   // bytes that may be wrong (fs/ answers it EIO from then on). Thread-safe, no I/O.
   virtual uint64_t HashFailures(const BlobRef& blob) { return 0; }
+  // A reader has read all of the file but the bytes it asks for next, its last: fetch what is
+  // missing (bytes it was given that the cache could not keep) and wait until the whole-file hash
+  // has judged the file. Corruption if it failed; Ok if it matched, or if the file cannot be
+  // completed (no room, a fetch failed: then it is not judged, as for a reader of a few tensors).
+  virtual Status CompleteForReader(const BlobRef& blob) { return Status::Ok(); }
 };
 
 }  // namespace modelfs

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <chrono>
@@ -200,6 +201,12 @@ struct DiskBlobStore::Blob {
   uint64_t untrusted = 0;             // fetched chunks not kept: a proven liar served them
   std::atomic<uint64_t> hash_failures{0};  // whole-file hash mismatches since start
   uint64_t verify_rounds = 0;         // verifications ended, whatever the outcome
+  // Bytes handed to readers that were never stored (so never hashed): the head, answers not
+  // cached (a blamed host's, a drop during the fetch, no room). (offset, length, XXH3) of each;
+  // when the file's hash matches they are compared with the verified bytes, and a difference
+  // counts as a hash failure for the readers given them (HashFailures).
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> served_unstored;
+  bool served_unstored_overflow = false;  // more than kMaxServedUnstored: all count as different
   // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
   bool filling = false;               // a fill_on_open fill is running: RunFetch keeps it going
   uint32_t tensor_starts = 0;         // reads that started a tensor away from every stream
@@ -466,6 +473,7 @@ void DiskBlobStore::RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shar
     f->done = true;
   }
   f->cv.notify_all();
+  if (st.ok()) NoteServedUnstored(b, 0, f->data.get(), f->end);
   {
     std::lock_guard<std::mutex> l(b->mu);
     if (st.ok()) {
@@ -894,6 +902,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     }
     auto t1 = std::chrono::steady_clock::now();
     bool cached = store && StoreRange(b, f->first, data, len);
+    if (!cached && !whole_blob) NoteServedUnstored(b, start, data, len);
     if (!store) uncached_bytes_ += len;
     if (store && !cached) Spill(b, f);
     refused = store && !cached;
@@ -1445,6 +1454,7 @@ void DiskBlobStore::HashAhead(const std::shared_ptr<Blob>& b) {
         if (file->drops() != drops) continue;  // hashed bytes that are gone: once more
         b->matched_drops = drops;
       }
+      CheckServedUnstored(b);
       b->changed.notify_all();  // readers at the end of the file go on now, not after the sync
       const auto matched_at = std::chrono::steady_clock::now();
       Status s = file->MarkVerified();
@@ -1469,6 +1479,10 @@ void DiskBlobStore::HashAhead(const std::shared_ptr<Blob>& b) {
       {
         std::lock_guard<std::mutex> l(b->mu);
         b->hashed = 0;  // the hasher is spent; the next pass starts over (the drop below forces it)
+        // Every reader given bytes of it until now is told by this failure (HashFailures):
+        // uncached bytes served before it need no comparison any more.
+        b->served_unstored.clear();
+        b->served_unstored_overflow = false;
       }
       std::string blamed;
       for (auto& h : suspects) blamed += (blamed.empty() ? "" : ",") + h;
@@ -1496,6 +1510,58 @@ void DiskBlobStore::HashAhead(const std::shared_ptr<Blob>& b) {
   // Blocks that landed after the last look, once this task had decided to stop.
   if (!mismatch) MaybeScheduleVerify(b);
   busy_--;
+}
+
+void DiskBlobStore::NoteServedUnstored(const std::shared_ptr<Blob>& b, uint64_t offset, const char* data,
+                                       uint64_t len) {
+  const uint64_t sum = XXH3_64bits(data, len);
+  std::lock_guard<std::mutex> l(b->mu);
+  if (b->file && b->file->verified()) {
+    return;  // verified before these bytes came: nothing to judge them by but a block check
+  }
+  if (b->served_unstored.size() >= kMaxServedUnstored) {
+    b->served_unstored_overflow = true;
+    return;
+  }
+  b->served_unstored.emplace_back(offset, len, sum);
+}
+
+void DiskBlobStore::CheckServedUnstored(const std::shared_ptr<Blob>& b) {
+  // Called by HashAhead when the whole-file hash matched, drop_mu held shared (no block can go
+  // while the verified bytes are read back). Readers given bytes that differ from the verified
+  // file were given wrong bytes: they are told as if the hash had failed.
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> ranges;
+  bool overflow;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    ranges.swap(b->served_unstored);
+    overflow = b->served_unstored_overflow;
+    b->served_unstored_overflow = false;
+  }
+  if (ranges.empty() && !overflow) return;
+  BlockFile* const file = b->file.get();
+  std::unique_ptr<char[]> block(new char[kBlockSize]);
+  uint64_t differ = 0;
+  for (const auto& [offset, len, sum] : ranges) {
+    XXH3_state_t* st = XXH3_createState();
+    XXH3_64bits_reset(st);
+    bool readable = true;
+    for (uint64_t pos = offset; pos < offset + len && readable;) {
+      const uint32_t i = static_cast<uint32_t>(pos / kBlockSize);
+      const uint64_t bstart = static_cast<uint64_t>(i) * kBlockSize;
+      readable = file->ReadBlock(i, block.get());
+      const uint64_t to = std::min(offset + len, bstart + file->BlockLen(i));
+      if (readable) XXH3_64bits_update(st, block.get() + (pos - bstart), to - pos);
+      pos = to;
+    }
+    if (!readable || XXH3_64bits_digest(st) != sum) differ++;
+    XXH3_freeState(st);
+  }
+  if (differ == 0 && !overflow) return;
+  b->hash_failures++;
+  MODELFS_LOG(kError, "%s %s: %llu range(s) of bytes served before it was verified (not cached) differ "
+              "from the verified file%s; readers given them get EIO", b->ref.repo.Id().c_str(),
+              b->ref.path.c_str(), (unsigned long long)differ, overflow ? " (or were too many to keep)" : "");
 }
 
 void DiskBlobStore::ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok) {
@@ -1527,7 +1593,26 @@ void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b) {
   for (auto& f : todo) Launch(b, f, /*demand=*/false);
 }
 
-Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b) {
+Status DiskBlobStore::CompleteForReader(const BlobRef& ref) {
+  // Under verify before read every read is judged already; a blob of one chunk is verified
+  // before any byte of it is returned.
+  if (opts_.verify_before_read || ref.size <= kChunkSize) return Status::Ok();
+  auto b = GetBlob(ref);
+  if (!b->file || b->file->verified()) return Status::Ok();
+  const uint64_t failures0 = b->hash_failures.load();
+  Status s = FillAndVerify(b, /*attempts=*/1);
+  if (b->hash_failures.load() != failures0 || s.code() == Code::kCorruption) {
+    return Status::Corruption(ref.repo.Id() + " " + ref.path +
+                              " failed its hash: bytes already read from it may be wrong");
+  }
+  if (!s.ok()) {
+    MODELFS_LOG(kWarn, "%s %s could not be verified before its reader's last bytes: %s", ref.repo.Id().c_str(),
+                ref.path.c_str(), s.ToString().c_str());
+  }
+  return Status::Ok();
+}
+
+Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t attempts) {
   const BlobRef ref = b->ref;
   if (b->file && b->file->verified()) return Status::Ok();  // the common case: no lock taken
   const std::string what = ref.repo.Id() + " " + ref.path;
@@ -1556,7 +1641,8 @@ Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b) {
       return Status::IoError("no room in the cache for all of " + what +
                              " (open files fill it), and --verify-before-read needs the whole file");
     }
-    if (b->hash_failures - hash_failures0 >= std::max(1u, opts_.verify_attempts)) {
+    if (attempts > 0 && b->matched_drops == b->file->drops()) break;  // matched; the flag follows
+    if (b->hash_failures - hash_failures0 >= std::max(1u, attempts > 0 ? attempts : opts_.verify_attempts)) {
       return Status::Corruption(what + " failed its hash " + std::to_string(b->hash_failures - hash_failures0) +
                                 " times; no mirror served it intact");
     }
@@ -1611,6 +1697,7 @@ std::set<std::string> DiskBlobStore::Blame(const std::shared_ptr<Blob>& b, std::
   //    fewest chunks (failovers bring a minority of chunks from a second mirror). Only its chunks
   //    are dropped and refetched (from the others: the source is told), so if it was the liar the
   //    next hash matches at the cost of its chunks alone; if not, the next round blames another.
+  //    A host proven bad (or blamed) for other files in this run is blamed before a minority one.
   //  - chunks from an earlier run (no record of their host): nothing to narrow, drop everything.
   // Returns the hosts whose chunks to drop; empty = drop all.
   std::lock_guard<std::mutex> l(b->mu);
@@ -1623,18 +1710,29 @@ std::set<std::string> DiskBlobStore::Blame(const std::shared_ptr<Blob>& b, std::
   for (const auto& [h, n] : chunks) *sources += (sources->empty() ? "" : ",") + h;
   uint64_t total = b->file ? b->file->num_blocks() : 0;
   if (recorded < total || chunks.empty()) return {};
+  std::lock_guard<std::mutex> pl(proven_mu_);
   if (chunks.size() == 1) {
     b->proven_bad.insert(chunks.begin()->first);
     b->suspected[chunks.begin()->first]++;
+    host_blame_[chunks.begin()->first] += 1000;
     return {};
   }
+  // A host proven to have lied about other files in this run goes first, then one blamed for
+  // other files (a mirror that corrupts one file often corrupts them all, whether or not it
+  // served most of this one).
+  auto proven = [&](const std::string& h) {
+    auto it = host_blame_.find(h);
+    return it == host_blame_.end() ? 0 : it->second;
+  };
   std::string pick;
   for (const auto& [h, n] : chunks) {
     if (pick.empty() || b->suspected[h] < b->suspected[pick] ||
-        (b->suspected[h] == b->suspected[pick] && n < chunks[pick]))
+        (b->suspected[h] == b->suspected[pick] && proven(h) > proven(pick)) ||
+        (b->suspected[h] == b->suspected[pick] && proven(h) == proven(pick) && n < chunks[pick]))
       pick = h;
   }
   b->suspected[pick]++;
+  host_blame_[pick]++;
   return {pick};
 }
 

@@ -99,6 +99,8 @@ constexpr uint64_t kHeadBytes = 128ull << 10;
 // A reader that started this many tensors of a file away from its streams (its own tensor order:
 // mmap, random) and holds a third of the file gets the rest filled in the background.
 constexpr uint32_t kFillAfterTensorStarts = 3;
+// Uncached byte ranges remembered per file until its hash matches (see NoteServedUnstored).
+constexpr size_t kMaxServedUnstored = 4096;
 
 
 // The first prefetch window of a stream on a source whose time to first byte is latency_us: one
@@ -186,6 +188,7 @@ class DiskBlobStore : public BlobStore {
   // not match, so the filesystem can drop the kernel's cached pages of that content.
   void SetInvalidateCallback(std::function<void(const std::string& key)> cb) override;
   uint64_t HashFailures(const BlobRef& blob) override;
+  Status CompleteForReader(const BlobRef& blob) override;
 
  private:
   class BufferPool;
@@ -256,7 +259,11 @@ class DiskBlobStore : public BlobStore {
   void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
   // Verify before read: fetches every missing chunk and waits until the blob verified; an error
   // if a fetch failed, there is no room, or the hash failed verify_attempts times.
-  Status FillAndVerify(const std::shared_ptr<Blob>& b);
+  Status FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t attempts = 0);
+  // Bytes handed to readers but not stored: remembered (NoteServedUnstored) and compared with the
+  // file once its hash matched (CheckServedUnstored).
+  void NoteServedUnstored(const std::shared_ptr<Blob>& b, uint64_t offset, const char* data, uint64_t len);
+  void CheckServedUnstored(const std::shared_ptr<Blob>& b);
   void ScheduleFill(const std::shared_ptr<Blob>& b);
   // After a fetch of b ended: keeps a fill_on_open fill going (see CacheOptions::fill_on_open).
   void ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok);
@@ -304,6 +311,11 @@ class DiskBlobStore : public BlobStore {
   // never queued behind prefetch. Declared last: destroyed first.
   std::unique_ptr<ThreadPool> demand_pool_;
 
+  // Blame across files, this run: 1000 per file a host was proven to have lied about (the sole
+  // server of a file that failed its hash), 1 per file it was blamed for among several. Its own
+  // lock, taken after a Blob's mu.
+  std::mutex proven_mu_;
+  std::map<std::string, uint64_t> host_blame_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Blob>> blobs_;  // blobs touched since start
   struct Usage {

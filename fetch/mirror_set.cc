@@ -288,8 +288,10 @@ Status MirrorSet::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t l
   const std::string label = FileLabel(blob);
   const std::string what = "read " + label;
   BeginTransfer(label, len);
-  // A failover resumes after the bytes already in place (they may have been handed to a reader).
-  // The range is then served by two mirrors; it is labelled with the one that sent most of it.
+  // A failover resumes after the bytes already in place when they may have been handed to a
+  // reader (a streaming caller): the range is then served by two mirrors, and it is labelled
+  // with the one that sent most of it. Without a reader waiting, the next mirror sends all of
+  // it, so a range has one source and a hash failure blames the right one.
   size_t done = 0;
   size_t best_bytes = 0;
   std::string best;
@@ -297,6 +299,7 @@ Status MirrorSet::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t l
     Mirror& m = *mirrors_[i];
     TransferMirror(label, m.label);
     std::string host;
+    if (!progress) done = 0;
     const size_t base = done;
     Status s = m.source->ReadAtStreaming(blob, offset + base, len - base, buf + base, &host,
                                          [&](size_t n) {

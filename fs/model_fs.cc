@@ -698,6 +698,36 @@ void ModelFs::Release(uint64_t ino, uint64_t fh) {
   if (n != nullptr && n->kind == Kind::kFile) store_.CloseBlob(n->blob);
 }
 
+void ModelFs::OpenFile::Ask(uint64_t begin, uint64_t end) {
+  // Merge [begin, end) with the ranges it touches or adjoins.
+  auto it = asked.upper_bound(begin);
+  if (it != asked.begin() && std::prev(it)->second >= begin) {
+    --it;
+    begin = it->first;
+    end = std::max(end, it->second);
+    it = asked.erase(it);
+  }
+  while (it != asked.end() && it->first <= end) {
+    end = std::max(end, it->second);
+    it = asked.erase(it);
+  }
+  asked.emplace(begin, end);
+  // A random reader leaves many ranges: keep the one from the start (all that Asked looks at)
+  // and a bounded number of others.
+  if (asked.size() > kMaxAskedRanges) {
+    auto head = asked.find(0);
+    const uint64_t head_end = head != asked.end() ? head->second : 0;
+    asked.clear();
+    if (head_end > 0) asked.emplace(0, head_end);
+  }
+}
+
+bool ModelFs::OpenFile::Asked(uint64_t end) const {
+  if (end == 0) return true;
+  auto it = asked.find(0);
+  return it != asked.end() && it->second >= end;
+}
+
 Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n, uint64_t fh) {
   *n = 0;
   const Node* node;
@@ -728,6 +758,23 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
   const uint64_t file_size = node->blob.size;
   if (offset >= file_size || size == 0) return Status::Ok();
   const size_t len = static_cast<size_t>(std::min<uint64_t>(size, file_size - offset));
+  // Fail closed at the end of a file: a reader that asked for all of it before these last bytes
+  // gets them only once the whole-file hash judged the file (what it was given but the cache
+  // could not keep is fetched again for that), and EIO if the hash failed.
+  bool whole = false;
+  if (handle != nullptr) {
+    std::lock_guard<std::mutex> l(handle->mu);
+    whole = offset + len == file_size && handle->Asked(offset);
+    handle->Ask(offset, offset + len);
+  }
+  if (whole) {
+    Status c = store_.CompleteForReader(node->blob);
+    if (!c.ok()) {
+      MODELFS_LOG(kWarn, "read %s %s [%llu, +%zu): %s", node->blob.repo.Id().c_str(), node->blob.path.c_str(),
+                  (unsigned long long)offset, len, c.ToString().c_str());
+      return c;
+    }
+  }
   Status s = store_.Read(node->blob, offset, len, buf, n);
   if (s.ok() && *n > 0 && handle != nullptr) {
     std::lock_guard<std::mutex> l(handle->mu);

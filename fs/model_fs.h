@@ -194,6 +194,13 @@ class ModelFs {
     std::mutex mu;
     bool served = false;    // some bytes of the file were returned to this reader
     uint64_t failures = 0;  // the blob's HashFailures when it was first served
+    // The byte ranges asked for on this handle (start -> end, merged), those still being read
+    // included: a reader that asked for all of [0, offset) and now asks for the file's last bytes
+    // read the whole file (BlobStore::CompleteForReader).
+    std::map<uint64_t, uint64_t> asked;
+    static constexpr size_t kMaxAskedRanges = 1024;
+    void Ask(uint64_t begin, uint64_t end);
+    bool Asked(uint64_t end) const;  // all of [0, end)
   };
   struct Node;
   // kHf*: the hub-cache layout's fixed dirs; kRefFile: a refs/<rev> file (content in the node).

@@ -190,6 +190,37 @@ TEST_F(DiskBlobStoreTest, WrongBytesFromMirrorFailVerificationAndAreDropped) {
   EXPECT_EQ(store->Stats().uncached_bytes, 0u);
 }
 
+TEST_F(DiskBlobStoreTest, BytesServedButNeverCachedThatDifferFromTheVerifiedFileCountAsAHashFailure) {
+  // The head an open fetches is served from memory and never stored. Here it comes back wrong,
+  // a reader reads it, and the file is then read and cached from honest answers: the file
+  // verifies, and the reader of the wrong head is told (HashFailures grows), not left believing
+  // the file it read was good.
+  std::string data = RandomBytes(3 * kChunkSize, 45);
+  BlobRef ref = source_.Add("a.safetensors", data);
+  auto store = NewStore();
+  source_.corrupt_next = 1;  // the head fetch
+  store->OpenBlob(ref);
+  std::vector<char> buf(16);
+  size_t n = 0;
+  ASSERT_TRUE(store->Read(ref, 0, buf.size(), buf.data(), &n).ok());
+  EXPECT_NE(std::string(buf.data(), n), data.substr(0, n));  // the flipped first byte
+  store->CloseBlob(ref);                                     // the head goes with the last close
+  const uint64_t failures0 = store->HashFailures(ref);
+  EXPECT_TRUE(ReadAll(store.get(), ref) == data);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_TRUE(store->IsVerified(ref.key));
+  EXPECT_EQ(store->HashFailures(ref), failures0 + 1);
+  // Honest uncached bytes compare equal: nothing more is counted.
+  BlobRef other = source_.Add("b.safetensors", RandomBytes(3 * kChunkSize, 46));
+  store->OpenBlob(other);
+  ASSERT_TRUE(store->Read(other, 0, buf.size(), buf.data(), &n).ok());
+  store->CloseBlob(other);
+  ReadAll(store.get(), other);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_TRUE(store->IsVerified(other.key));
+  EXPECT_EQ(store->HashFailures(other), 0u);
+}
+
 TEST_F(DiskBlobStoreTest, AnOnlyMirrorThatKeepsLyingFailsEveryWholeFileReader) {
   std::string data = RandomBytes(3 * kChunkSize, 44);
   BlobRef ref = source_.Add("a.safetensors", data);

@@ -442,6 +442,35 @@ TEST_F(ModelFsTest, AReaderGivenBytesOfAFileThatThenFailedItsHashGetsErrorsNever
   EXPECT_EQ(store_.closes(key), 3);
 }
 
+TEST_F(ModelFsTest, AReaderOfAWholeFileGetsItsLastBytesOnlyOnceTheStoreJudgedTheFile) {
+  auto fs = MakeFs();
+  const uint64_t ino = Walk(*fs, "acme/gpt/config.json");
+  const std::string key = config_.ContentKey();
+  const uint64_t size = config_.size;
+  ASSERT_GE(size, 4u);
+  std::vector<char> buf(size);
+  size_t n = 0;
+  // A reader of the head and the tail (not all of the file): its last bytes are not held back.
+  uint64_t lazy = 0;
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY, &lazy).ok());
+  ASSERT_TRUE(fs->Read(ino, 0, 1, buf.data(), &n, lazy).ok());
+  ASSERT_TRUE(fs->Read(ino, size - 1, 1, buf.data(), &n, lazy).ok());
+  EXPECT_EQ(store_.completes(key), 0);
+  // A reader of every byte, in two reads out of order then the last: the store is asked to judge
+  // the file before the last read, and its failure is the reader's EIO.
+  store_.FailHashOnComplete(key);
+  uint64_t whole = 0;
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY, &whole).ok());
+  const uint64_t half = size / 2;
+  ASSERT_TRUE(fs->Read(ino, 1, half - 1, buf.data(), &n, whole).ok());
+  ASSERT_TRUE(fs->Read(ino, 0, 1, buf.data(), &n, whole).ok());
+  EXPECT_EQ(store_.completes(key), 0);
+  EXPECT_EQ(ToErrno(fs->Read(ino, half, size - half, buf.data(), &n, whole)), EIO);
+  EXPECT_EQ(store_.completes(key), 1);
+  fs->Release(ino, lazy);
+  fs->Release(ino, whole);
+}
+
 // Runs `lookup` on n threads while the hub holds resolutions at its gate, and lets the gate open
 // only once one lookup is at the hub and the other n - 1 have joined its flight, so a test of the
 // single flight sees every lookup overlap, whatever the scheduler does. False if that state was

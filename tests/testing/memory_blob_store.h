@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "cache/blob_store.h"
@@ -91,6 +92,20 @@ class MemoryBlobStore : public BlobStore {
     ++hash_failures_[key];
   }
   uint64_t HashFailures(const BlobRef& blob) override { return Get(hash_failures_, blob.key); }
+  // CompleteForReader: counts the calls, and fails the hash of the blob (Corruption) when
+  // FailHashOnComplete was called for it.
+  void FailHashOnComplete(const std::string& key) {
+    std::lock_guard<std::mutex> l(mu_);
+    fail_on_complete_.insert(key);
+  }
+  Status CompleteForReader(const BlobRef& blob) override {
+    std::lock_guard<std::mutex> l(mu_);
+    ++completes_[blob.key];
+    if (!fail_on_complete_.count(blob.key)) return Status::Ok();
+    ++hash_failures_[blob.key];
+    return Status::Corruption(blob.path + " failed its hash");
+  }
+  int completes(const std::string& key) const { return Get(completes_, key); }
 
  private:
   static std::string FakeHex(const std::string& s, size_t len) {
@@ -112,7 +127,8 @@ class MemoryBlobStore : public BlobStore {
 
   mutable std::mutex mu_;  // guards everything below
   std::map<std::string, std::string> blobs_;
-  std::map<std::string, int> opens_, closes_, hash_failures_;
+  std::map<std::string, int> opens_, closes_, hash_failures_, completes_;
+  std::set<std::string> fail_on_complete_;
   int reads_ = 0;
   BlobRef last_read_;
   Status read_error_;
