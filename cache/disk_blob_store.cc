@@ -209,7 +209,6 @@ struct DiskBlobStore::Blob {
   bool served_unstored_overflow = false;  // more than kMaxServedUnstored: all count as different
   // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
   bool filling = false;               // a fill_on_open fill is running: RunFetch keeps it going
-  uint32_t tensor_starts = 0;         // reads that started a tensor away from every stream
   bool layout_known = false;
   std::vector<uint64_t> regions;
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
@@ -1204,7 +1203,7 @@ uint64_t DiskBlobStore::ScheduleLocked(Blob& b, uint64_t from, uint64_t to,
 
 uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len) {
   std::vector<std::shared_ptr<Inflight>> todo;
-  bool demand = false, fill = false;
+  bool demand = false;
   uint32_t demand_last = UINT32_MAX;
   uint64_t lookahead = 0;  // > 0: start the next file with this window
   MaybeLoadLayout(b);
@@ -1232,19 +1231,6 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
     // last page before a region's end and runs past it is a read of the next region.
     if (region_end != b->regions.end() && *region_end - off < kPageSize && off + len > *region_end) ++region_end;
     const bool in_tensor = region_end != b->regions.end() && region_end != b->regions.begin();
-    // A loader in its own tensor order (mmap, random) that has started several tensors, each at
-    // its first bytes and not where a stream was, and holds a third of the file reads all of it:
-    // the rest streams in the background now (a fill, over the fetch pool, in file order), so
-    // its next tensors are on disk when it gets there instead of each costing a round trip and
-    // a ramp. A lazy reader (a header and a tensor or two) and a reader in file order (each
-    // tensor starts where its stream is) never get here.
-    if (in_tensor && !b->filling && off < *(region_end - 1) + kBlockSize) {
-      bool continues = false;
-      for (const auto& c : b->cursors) continues |= off + kBlockSize >= c.next && off <= c.next + kBlockSize;
-      if (!continues) b->tensor_starts++;
-      fill = !continues && b->tensor_starts >= kFillAfterTensorStarts && b->file &&
-             b->file->PresentBytes() + (*region_end - off) >= b->ref.size / 3;
-    }
     // A jump is a read past where the stream was and past what it has scheduled: kernel
     // readahead and FUSE threads deliver a sequential stream a little out of order, but inside
     // its prefetch window.
@@ -1315,29 +1301,8 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
     }
   }
   for (auto& f : todo) Launch(b, f, demand);
-  if (fill && FillFits(b)) {
-    {
-      std::lock_guard<std::mutex> l(b->mu);
-      fill = !b->filling;
-      b->filling = true;
-    }
-    if (fill) {
-      MODELFS_LOG(kDebug, "%s: %u tensors started out of order: filling the rest", b->ref.path.c_str(),
-                  b->tensor_starts);
-      ScheduleFill(b);
-    }
-  }
   if (lookahead > 0) Lookahead(b, lookahead);
   return demand_last;
-}
-
-bool DiskBlobStore::FillFits(const std::shared_ptr<Blob>& b) {
-  // As a lookahead: only into free room, half of it at most, so the fill never evicts.
-  if (quota_bytes_ == 0) return true;
-  const uint64_t missing = b->ref.size - std::min(b->ref.size, b->file->PresentBytes());
-  std::lock_guard<std::mutex> l(mu_);
-  const uint64_t used = used_bytes_ + overhead_bytes_ + pending_bytes_;
-  return used < quota_bytes_ && missing <= (quota_bytes_ - used) / 2;
 }
 
 uint64_t DiskBlobStore::RegionCapLocked(const Blob& b, const Cursor& cur) const {

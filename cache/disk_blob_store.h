@@ -96,9 +96,6 @@ constexpr uint32_t kBlocksPerChunk = static_cast<uint32_t>(kChunkSize / kBlockSi
 // a larger header) fit, so a loader that reads a header and one tensor pays 128 KiB for it and
 // not a 1 MiB block. A read that runs past it fetches block 0 as usual.
 constexpr uint64_t kHeadBytes = 128ull << 10;
-// A reader that started this many tensors of a file away from its streams (its own tensor order:
-// mmap, random) and holds a third of the file gets the rest filled in the background.
-constexpr uint32_t kFillAfterTensorStarts = 3;
 // Uncached byte ranges remembered per file until its hash matches (see NoteServedUnstored).
 constexpr size_t kMaxServedUnstored = 4096;
 
@@ -249,8 +246,6 @@ class DiskBlobStore : public BlobStore {
   void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
   // Requires b.mu: where the safetensors region cap stops this stream's prefetch (UINT64_MAX: no cap).
   uint64_t RegionCapLocked(const Blob& b, const Cursor& cur) const;
-  // Whether the rest of b fits in half of the quota's free room (a fill must never evict).
-  bool FillFits(const std::shared_ptr<Blob>& b);
   // How far past a region's end reads still count as inside it (kernel readahead).
   uint64_t RegionSlack(const Blob& b, uint64_t region_end) const;
   // Learns a .safetensors blob's tensor boundaries from its cached header (once its head is on

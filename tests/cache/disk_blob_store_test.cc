@@ -955,36 +955,6 @@ TEST_F(DiskBlobStoreTest, ALoaderInItsOwnTensorOrderStartsTheNextShardOnceItHasH
   EXPECT_EQ(source_.request_count(), 0u);
 }
 
-TEST_F(DiskBlobStoreTest, ALoaderThatStartedThreeTensorsOutOfOrderGetsTheRestOfTheFileFilled) {
-  // Eight 3 MiB tensors after a 1 KiB header (25 blocks), read in the order t7, t5, t3: a
-  // random-order loader. Two tensor starts are a lazy reader's (nothing more is fetched); the
-  // third, with a third of the file in, makes the rest of the file come in the background.
-  const uint64_t t = 3 * kBlockSize;
-  std::vector<std::pair<std::string, uint64_t>> tensors;
-  for (int i = 0; i < 8; i++) tensors.push_back({"t" + std::to_string(i), t});
-  const std::string data = SafetensorsAt1KiB(tensors, 54);
-  BlobRef ref = source_.Add("model.safetensors", data);
-  auto store = NewStore();
-  std::vector<char> buf(t);
-  size_t n = 0;
-  auto read_tensor = [&](int i) {
-    ASSERT_TRUE(store->Read(ref, 1024 + i * t, t, buf.data(), &n).ok());
-    ASSERT_EQ(std::string(buf.data(), n), data.substr(1024 + i * t, t));
-    ASSERT_TRUE(store->WaitIdle(10000));
-  };
-  ASSERT_TRUE(store->Read(ref, 0, 8, buf.data(), &n).ok());  // the header: layout learnt
-  ASSERT_TRUE(store->WaitIdle(10000));
-  read_tensor(7);
-  read_tensor(5);
-  const uint64_t lazy = store->Stats().used_bytes;
-  EXPECT_LE(lazy, 12 * kBlockSize);  // chunk 0 and two tensors: not the file
-  read_tensor(3);
-  EXPECT_TRUE(store->IsVerified(ref.key));  // all of it came in (and was hashed as it did)
-  source_.ClearRequests();
-  for (int i : {0, 1, 2, 4, 6}) read_tensor(i);
-  EXPECT_EQ(source_.request_count(), 0u);
-}
-
 TEST_F(DiskBlobStoreTest, AReadAtATensorFetchesThatTensorAtOnceAndNothingPastIt) {
   // Tensor b spans blocks 5-15 of the file (a 10 MiB tensor starting 5.5 MiB in; the header
   // read brings chunk 0).
