@@ -9,24 +9,14 @@ if [ -n "${MODELFS_BIN:-}" ]; then BIN=$MODELFS_BIN; else
   BIN="$(pwd)/${BUILD_DIR:-build}/bin/modelfs"
 fi
 SIZE=${SIZE:-1GiB}; SHARDS=${SHARDS:-2}; DIR=${DIR:-/tmp/modelfs-bench}; RUNS=${RUNS:-3}
-REPO=bench-org/bench-model; MNT="$DIR/mnt"; HUB_PID=""
-cleanup() {
-  mountpoint -q "$MNT" 2>/dev/null && "$BIN" unmount "$MNT" || true
-  [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null || true
-}
-trap cleanup EXIT
+REPO=bench-org/bench-model; MNT="$DIR/mnt"
+. bench/lib.sh
+trap 'bench_cleanup "$BIN" "$MNT"' EXIT
 mkdir -p "$DIR" "$MNT"
-python3 tests/testing/gen_repo.py --root "$DIR/hub" --repo "$REPO" --total-size "$SIZE" --shards "$SHARDS" --quiet
-rm -f "$DIR/ready.json"
-python3 tests/testing/fake_hub.py --root "$DIR/hub" --ready-file "$DIR/ready.json" >"$DIR/hub.log" 2>&1 &
-HUB_PID=$!
-for _ in $(seq 100); do [ -s "$DIR/ready.json" ] && break; sleep 0.1; done
-EP="http://127.0.0.1:$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hub_port'])" "$DIR/ready.json")"
+bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"
+bench_hub "$DIR" hub; EP=$BENCH_EP
 MANIFEST="$DIR/hub/models/$REPO/manifest.json"
-SHARD=$(python3 -c "
-import json,sys
-m=json.load(open(sys.argv[1])); c=m['refs']['main']
-print(max(m['commits'][c]['files'], key=lambda f: f['size'])['path'])" "$MANIFEST")
+SHARD=$(bench_largest "$MANIFEST")
 now() { date +%s.%N; }
 mbps() { python3 -c "import sys; print('%.0f' % (int(sys.argv[1]) / (float(sys.argv[3]) - float(sys.argv[2])) / 1e6))" "$@"; }
 mount_fresh() {

@@ -24,24 +24,14 @@ WHOLE_READERS=${WHOLE_READERS:-2}
 DIR=${DIR:-/tmp/modelfs-soak}; BUILD_DIR=${BUILD_DIR:-build}
 BIN=${BIN:-"$SRC/$BUILD_DIR/bin/modelfs"}
 [ -x "$BIN" ] || BUILD_DIR="$BUILD_DIR" bash tools/setup.sh >/dev/null
-REPO=soak-org/soak-model; MNT="$DIR/mnt"; PIDS=()
-cleanup() {
-  mountpoint -q "$MNT" 2>/dev/null && "$BIN" unmount "$MNT" >/dev/null 2>&1 || true
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+REPO=soak-org/soak-model; MNT="$DIR/mnt"
+. bench/lib.sh
+trap 'bench_cleanup "$BIN" "$MNT"' EXIT
 mkdir -p "$DIR" "$MNT"
-rm -rf "$DIR/cache" "$DIR"/ready-*.json "$DIR/modelfs.log"
-python3 tests/testing/gen_repo.py --root "$DIR/hub" --repo "$REPO" --total-size "$SIZE" --shards "$SHARDS" --quiet
-start_hub() {  # name seed
-  python3 tests/testing/fake_hub.py --root "$DIR/hub" --seed "$2" --ready-file "$DIR/ready-$1.json" \
-    >"$DIR/hub-$1.log" 2>&1 &
-  PIDS+=($!)
-}
-start_hub a 11; start_hub b 22
-for _ in $(seq 200); do [ -s "$DIR/ready-a.json" ] && [ -s "$DIR/ready-b.json" ] && break; sleep 0.1; done
-port() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hub_port'])" "$DIR/ready-$1.json"; }
-A="http://127.0.0.1:$(port a)"; B="http://127.0.0.1:$(port b)"
+rm -rf "$DIR/cache" "$DIR/modelfs.log"
+bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"
+bench_hub "$DIR" a --seed 11; A=$BENCH_EP
+bench_hub "$DIR" b --seed 22; B=$BENCH_EP
 MANIFEST="$DIR/hub/models/$REPO/manifest.json"
 CORRUPT=$(python3 -c "
 import json,sys

@@ -12,22 +12,13 @@ SRC=$(pwd)
 SIZE=${SIZE:-244MiB}; SHARDS=${SHARDS:-4}; ROUNDS=${ROUNDS:-3}; DIR=${DIR:-/tmp/modelfs-wrongmirror}
 BIN=${BIN:-"$SRC/build/bin/modelfs"}
 [ -x "$BIN" ] || bash tools/setup.sh >/dev/null
-REPO=wm-org/wm-model; MNT="$DIR/mnt"; PIDS=()
-cleanup() {
-  mountpoint -q "$MNT" 2>/dev/null && "$BIN" unmount "$MNT" >/dev/null 2>&1 || true
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+REPO=wm-org/wm-model; MNT="$DIR/mnt"
+. bench/lib.sh
+trap 'bench_cleanup "$BIN" "$MNT"' EXIT
 mkdir -p "$DIR" "$MNT"
-rm -rf "$DIR"/ready-*.json
-python3 tests/testing/gen_repo.py --root "$DIR/hub" --repo "$REPO" --total-size "$SIZE" --shards "$SHARDS" --quiet
-for m in a b; do
-  python3 tests/testing/fake_hub.py --root "$DIR/hub" --ready-file "$DIR/ready-$m.json" >"$DIR/hub-$m.log" 2>&1 &
-  PIDS+=($!)
-done
-for _ in $(seq 200); do [ -s "$DIR/ready-a.json" ] && [ -s "$DIR/ready-b.json" ] && break; sleep 0.1; done
-port() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hub_port'])" "$DIR/ready-$1.json"; }
-A="http://127.0.0.1:$(port a)"; B="http://127.0.0.1:$(port b)"
+bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"
+bench_hub "$DIR" a; A=$BENCH_EP
+bench_hub "$DIR" b; B=$BENCH_EP
 MANIFEST="$DIR/hub/models/$REPO/manifest.json"
 mapfile -t SHARD_LIST < <(python3 -c "
 import json,sys

@@ -51,6 +51,8 @@ class BlobStore {
   // are dropped. A reader that was given bytes of the blob and then sees this grow was given
   // bytes that may be wrong (fs/ answers it EIO from then on). Thread-safe, no I/O.
   virtual uint64_t HashFailures(const BlobRef& blob) { return 0; }
+  // Whether the blob's whole-file hash matched (its bytes, cached by the kernel too, are good).
+  virtual bool IsVerified(const std::string& key) { return true; }
   // A reader has read all of the file but the bytes it asks for next, its last: fetch what is
   // missing (bytes it was given that the cache could not keep) and wait until the whole-file hash
   // has judged the file. Corruption if it failed; Ok if it matched, or if the file cannot be

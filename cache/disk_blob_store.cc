@@ -1524,6 +1524,7 @@ void DiskBlobStore::CheckServedUnstored(const std::shared_ptr<Blob>& b) {
   }
   if (differ == 0 && !overflow) return;
   b->hash_failures++;
+  DropKernelPages(b->ref.key);  // the kernel may hold those bytes in its pages: not past this
   MODELFS_LOG(kError, "%s %s: %llu range(s) of bytes served before it was verified (not cached) differ "
               "from the verified file%s; readers given them get EIO", b->ref.repo.Id().c_str(),
               b->ref.path.c_str(), (unsigned long long)differ, overflow ? " (or were too many to keep)" : "");
@@ -1758,7 +1759,10 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
   // same file holds, and that read may be waiting for a verification. With verify before read no
   // page of a failed file was ever served, so there is nothing to drop.
   if (opts_.verify_before_read) return;
-  std::string key = b->ref.key;
+  DropKernelPages(b->ref.key);
+}
+
+void DiskBlobStore::DropKernelPages(const std::string& key) {
   busy_++;
   bool queued = notify_pool_->Submit([this, key] {
     {

@@ -174,7 +174,7 @@ class DiskBlobStore : public BlobStore {
 
   CacheStats Stats() const;
   // True if the blob with this content key is fully cached and its whole-file hash matched.
-  bool IsVerified(const std::string& key);
+  bool IsVerified(const std::string& key) override;
   // Charges `bytes` of a file that the caller is about to write into the cache directory (stored
   // metadata) against the quota, evicting blocks to make room; never refunded. False (nothing
   // charged) if no room can be made: the caller does not write. Thread-safe.
@@ -259,6 +259,9 @@ class DiskBlobStore : public BlobStore {
   // file once its hash matched (CheckServedUnstored).
   void NoteServedUnstored(const std::shared_ptr<Blob>& b, uint64_t offset, const char* data, uint64_t len);
   void CheckServedUnstored(const std::shared_ptr<Blob>& b);
+  // Has the filesystem drop the kernel's cached pages of this content (the invalidate callback),
+  // on the notify pool: invalidating waits for page locks a pending FUSE read may hold.
+  void DropKernelPages(const std::string& key);
   void ScheduleFill(const std::shared_ptr<Blob>& b);
   // After a fetch of b ended: keeps a fill_on_open fill going (see CacheOptions::fill_on_open).
   void ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok);

@@ -278,12 +278,14 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   OpTimer timer(req, kOpOpen);
   ModelFs& fs = Fs(req);
   uint64_t fh = 0;
-  Status s = fs.Open(ino, fi->flags, &fh);
+  bool keep_cache = true;
+  Status s = fs.Open(ino, fi->flags, &fh, &keep_cache);
   if (!s.ok()) return ReplyStatus(req, kOpOpen, ino, s);
   fi->fh = fh;
-  // Content at a pinned commit never changes: keep the page cache across opens. Never direct_io (it
+  // Content at a pinned commit never changes: keep the page cache across opens, once the file is
+  // verified (before, an earlier reader's pages are dropped: ModelFs::Open). Never direct_io (it
   // would break mmap, which is how safetensors loads).
-  fi->keep_cache = 1;
+  fi->keep_cache = keep_cache ? 1 : 0;
   fi->direct_io = 0;
   fi->noflush = 1;                                     // nothing to flush on close
   if (fuse_reply_open(req, fi) != 0) fs.Release(ino, fh);  // interrupted: no release will follow

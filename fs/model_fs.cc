@@ -654,8 +654,9 @@ std::string NextShardName(const std::string& name) {
   return name.substr(0, i_begin) + next + name.substr(of);
 }
 
-Status ModelFs::Open(uint64_t ino, int flags, uint64_t* fh) {
+Status ModelFs::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
   if (fh != nullptr) *fh = 0;
+  if (keep_cache != nullptr) *keep_cache = true;
   if ((flags & O_ACCMODE) != O_RDONLY || (flags & (O_TRUNC | O_APPEND | O_CREAT)) != 0) {
     return Status::ReadOnly("modelfs is read-only");
   }
@@ -668,6 +669,7 @@ Status ModelFs::Open(uint64_t ino, int flags, uint64_t* fh) {
   if (n->kind == Kind::kRefFile) return Status::Ok();  // content lives in the node
   if (n->kind != Kind::kFile) return Status::InvalidArgument("not a file");
   store_.OpenBlob(n->blob);  // n is an immutable kFile node: safe without the lock
+  if (keep_cache != nullptr) *keep_cache = store_.IsVerified(n->blob.key);
   if (fh != nullptr) *fh = reinterpret_cast<uint64_t>(new OpenFile);
   // A sharded checkpoint is loaded shard after shard: tell the store which files follow this one
   // (two deep, so the store can look ahead past the next shard).
@@ -722,6 +724,12 @@ void ModelFs::OpenFile::Ask(uint64_t begin, uint64_t end) {
   }
 }
 
+uint64_t ModelFs::OpenFile::AskedBytes() const {
+  uint64_t total = 0;
+  for (const auto& [begin, end] : asked) total += end - begin;
+  return total;
+}
+
 bool ModelFs::OpenFile::Asked(uint64_t end) const {
   if (end == 0) return true;
   auto it = asked.find(0);
@@ -764,7 +772,12 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
   bool whole = false;
   if (handle != nullptr) {
     std::lock_guard<std::mutex> l(handle->mu);
-    whole = offset + len == file_size && handle->Asked(offset);
+    // Kernel readahead reaches the threads in any order: the file's last read may come before
+    // reads of the window ahead of it. A reader that asked for all but that window, and for half
+    // of the file at least, is reading the whole file.
+    const uint64_t window = OpenFile::kReadaheadReorderBytes;
+    whole = offset + len == file_size && handle->Asked(offset > window ? offset - window : 0) &&
+            2 * (handle->AskedBytes() + len) >= file_size;
     handle->Ask(offset, offset + len);
   }
   if (whole) {

@@ -151,7 +151,10 @@ class ModelFs {
   // is opened in the store (BlobStore::OpenBlob) and must be matched by one Release. With `fh`,
   // a handle for this reader is returned there (the FUSE file handle), to pass to Read and
   // Release: it remembers what the reader was given (see Read). Thread-safe.
-  Status Open(uint64_t ino, int flags, uint64_t* fh = nullptr);
+  // *keep_cache: whether the kernel may keep its cached pages of the file across opens (only a
+  // verified file's: pages an earlier reader got of an unverified file are dropped at open, so
+  // this reader's reads reach the store and its end-of-file check).
+  Status Open(uint64_t ino, int flags, uint64_t* fh = nullptr, bool* keep_cache = nullptr);
   // Ends one successful Open of `ino` (BlobStore::CloseBlob) and frees its handle. Thread-safe.
   void Release(uint64_t ino, uint64_t fh = 0);
 
@@ -201,6 +204,10 @@ class ModelFs {
     static constexpr size_t kMaxAskedRanges = 1024;
     void Ask(uint64_t begin, uint64_t end);
     bool Asked(uint64_t end) const;  // all of [0, end)
+    uint64_t AskedBytes() const;
+    // How far ahead of a reader the kernel's readahead may have sent reads that the FUSE threads
+    // have not taken yet (two windows of the 8 MiB --max-readahead).
+    static constexpr uint64_t kReadaheadReorderBytes = 16ull << 20;
   };
   struct Node;
   // kHf*: the hub-cache layout's fixed dirs; kRefFile: a refs/<rev> file (content in the node).

@@ -442,6 +442,20 @@ TEST_F(ModelFsTest, AReaderGivenBytesOfAFileThatThenFailedItsHashGetsErrorsNever
   EXPECT_EQ(store_.closes(key), 3);
 }
 
+TEST_F(ModelFsTest, TheKernelKeepsItsPagesOfAFileAcrossOpensOnlyOnceTheFileIsVerified) {
+  auto fs = MakeFs();
+  const uint64_t ino = Walk(*fs, "acme/gpt/config.json");
+  uint64_t fh = 0;
+  bool keep = true;
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY, &fh, &keep).ok());
+  EXPECT_FALSE(keep);  // pages an earlier reader got of unverified bytes are dropped at open
+  fs->Release(ino, fh);
+  store_.MarkVerified(config_.ContentKey());
+  ASSERT_TRUE(fs->Open(ino, O_RDONLY, &fh, &keep).ok());
+  EXPECT_TRUE(keep);
+  fs->Release(ino, fh);
+}
+
 TEST_F(ModelFsTest, AReaderOfAWholeFileGetsItsLastBytesOnlyOnceTheStoreJudgedTheFile) {
   auto fs = MakeFs();
   const uint64_t ino = Walk(*fs, "acme/gpt/config.json");

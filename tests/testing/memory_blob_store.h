@@ -106,6 +106,15 @@ class MemoryBlobStore : public BlobStore {
     return Status::Corruption(blob.path + " failed its hash");
   }
   int completes(const std::string& key) const { return Get(completes_, key); }
+  // Never verified unless MarkVerified says so.
+  void MarkVerified(const std::string& key) {
+    std::lock_guard<std::mutex> l(mu_);
+    verified_.insert(key);
+  }
+  bool IsVerified(const std::string& key) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return verified_.count(key) > 0;
+  }
 
  private:
   static std::string FakeHex(const std::string& s, size_t len) {
@@ -128,7 +137,7 @@ class MemoryBlobStore : public BlobStore {
   mutable std::mutex mu_;  // guards everything below
   std::map<std::string, std::string> blobs_;
   std::map<std::string, int> opens_, closes_, hash_failures_, completes_;
-  std::set<std::string> fail_on_complete_;
+  std::set<std::string> fail_on_complete_, verified_;
   int reads_ = 0;
   BlobRef last_read_;
   Status read_error_;

@@ -1,0 +1,38 @@
+# Shared by the loopback bench scripts (sourced, from the repository root): a generated repo and
+# fake-hub mirrors serving it on loopback.
+
+BENCH_PIDS=()  # the hubs bench_hub started
+
+# bench_cleanup BIN MNT: unmounts MNT (if mounted) and stops the hubs; for `trap ... EXIT`.
+bench_cleanup() {
+  mountpoint -q "$2" 2>/dev/null && "$1" unmount "$2" >/dev/null 2>&1 || true
+  for p in "${BENCH_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+}
+
+# bench_hub DIR NAME [fake_hub.py args...]: starts a fake hub over DIR/hub in the background,
+# waits until it is ready and sets BENCH_HUB_PID and BENCH_EP (its http://127.0.0.1:port).
+bench_hub() {
+  local dir=$1 name=$2
+  shift 2
+  rm -f "$dir/ready-$name.json"
+  python3 tests/testing/fake_hub.py --root "$dir/hub" --ready-file "$dir/ready-$name.json" "$@" \
+    >"$dir/hub-$name.log" 2>&1 &
+  BENCH_HUB_PID=$!
+  BENCH_PIDS+=("$BENCH_HUB_PID")
+  for _ in $(seq 200); do [ -s "$dir/ready-$name.json" ] && break; sleep 0.1; done
+  BENCH_EP="http://127.0.0.1:$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['hub_port'])" \
+    "$dir/ready-$name.json")"
+}
+
+# bench_repo DIR REPO SIZE SHARDS: generates the repo under DIR/hub (tests/testing/gen_repo.py).
+bench_repo() {
+  python3 tests/testing/gen_repo.py --root "$1/hub" --repo "$2" --total-size "$3" --shards "$4" --quiet
+}
+
+# bench_largest MANIFEST: the path of the largest file of the default branch's commit.
+bench_largest() {
+  python3 -c "
+import json,sys
+m=json.load(open(sys.argv[1])); c=m['refs']['main']
+print(max(m['commits'][c]['files'], key=lambda f: f['size'])['path'])" "$1"
+}
