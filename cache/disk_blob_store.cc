@@ -571,13 +571,23 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
   // is returned, and then served only from its verified blocks (one chunk is verified inline by
   // RunFetch anyway). A block that went missing since (evicted, corrupt on disk) sends the read
   // back to the fill; a few such rounds in a row means something keeps destroying the blocks.
-  const bool strict = opts_.verify_before_read && ref.size > kChunkSize;
+  bool strict = opts_.verify_before_read && ref.size > kChunkSize;
+  // A file that failed its hash in this run is read that way too until it verifies: a reader
+  // that comes after a failure waits for a refetch that proved itself, rather than being given
+  // bytes of a round that may fail again (when both mirrors served the file, blame can first
+  // fall on the wrong one). If the fill cannot complete (no room, a fetch failed), it streams
+  // as before, and the end-of-file check still applies.
+  const bool after_failure = !strict && failures0 > 0 && ref.size > kChunkSize && b->file &&
+                             !b->file->verified();
+  strict = strict || after_failure;
   int strict_rounds = 0;
   uint32_t demand_last = UINT32_MAX;
   if (strict) {
     Status s = FillAndVerify(b);
-    if (!s.ok()) return s;
-  } else {
+    if (!s.ok() && (!after_failure || s.code() == Code::kCorruption)) return s;
+    if (!s.ok()) strict = false;
+  }
+  if (!strict) {
     if (ReadHead(b, offset, end, buf)) {  // a header reader's first reads: no cursor, no block 0
       *n = end - offset;
       return Status::Ok();

@@ -790,10 +790,15 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
   }
   Status s = store_.Read(node->blob, offset, len, buf, n);
   if (s.ok() && *n > 0 && handle != nullptr) {
+    // As of before this read, so that a failure during it counts; but a first read that waited
+    // for the file to verify (after a failure the store serves it only verified) got verified
+    // bytes: failures before that are not this reader's.
+    const bool verified_now = failures > 0 && store_.IsVerified(node->blob.key);
+    const uint64_t baseline = verified_now ? store_.HashFailures(node->blob) : failures;
     std::lock_guard<std::mutex> l(handle->mu);
     if (!handle->served) {
       handle->served = true;
-      handle->failures = failures;  // as of before this read: a failure during it counts
+      handle->failures = baseline;
     }
   }
   if (!s.ok()) {
