@@ -101,6 +101,7 @@ class Far:
         self.loader_desc = ""
         self.live = []  # Mount objects not yet closed (torn down in finally)
         self.variants = a.modelfs_variant or [""]
+        self.loaders = set(w.strip() for w in a.loaders.split(",") if w.strip())
         only = [w.strip() for w in a.only.split(",") if w.strip()] if a.only else list(ROW_NAMES)
         bad = [w for w in only if w not in ROW_NAMES]
         if bad:
@@ -477,6 +478,7 @@ class Far:
                         [st_py, os.path.join(TESTING, "st_load.py"), "--json"]))
         loaders.append(("mmap", "mmap, random order", [st_py, os.path.join(TESTING, "st_load.py"), "--json",
                                                        "--mmap", "--order", "random"]))
+        loaders = [ld for ld in loaders if ld[0] in self.loaders]
         self.loader_desc = "; ".join("%s: %s" % (k, c[0]) for k, _, c in loaders)
         log("  loaders: " + self.loader_desc)
         for vi, v in enumerate(self.variants):
@@ -577,6 +579,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="", help="comma list of rows: " + ",".join(ROW_NAMES) + " (default all)")
     ap.add_argument("--results", default="", help="also write the table to this markdown file")
+    ap.add_argument("--loaders", default="torch,numpy,mmap", help="comma list of the load row's loaders")
     ap.add_argument("--modelfs-variant", action="append", default=[],
                     help="mount options for extra modelfs rows (repeatable; '' = defaults), e.g. "
                          "--modelfs-variant '' --modelfs-variant=--fill-on-open")

@@ -37,6 +37,14 @@ constexpr uint64_t kHeaderSlack = 1ull << 20;
 constexpr uint64_t kPageSize = 4096;
 // Streams tracked per blob: enough for tensor-parallel ranks (4-8) reading one shard.
 constexpr size_t kMaxCursors = 8;
+// A reader of a safetensors file that goes back this many times, to bytes neither on disk nor on
+// the wire further before the furthest read than the kernel reorders a stream, reads the file in
+// an order of its own (mmap in a framework's module order, a random order): it is taken to read
+// all of the file, which is then filled in the background (ScheduleFill) instead of being
+// discovered tensor by tensor, each at a round trip's cost. A reader of a few tensors in file
+// order (the header and one tensor, a pipeline stage's layers) never goes back, so never
+// triggers it; one that reads two tensors, the second before the first, pays for the file.
+constexpr uint32_t kScatterBackJumps = 1;
 // A fetched small blob whose hash mismatches is fetched again this many times before EIO.
 constexpr int kSmallBlobRetries = 2;
 // An answer from a host blamed for this blob's hash failure is fetched again up to this many times
@@ -208,7 +216,10 @@ struct DiskBlobStore::Blob {
   std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> served_unstored;
   bool served_unstored_overflow = false;  // more than kMaxServedUnstored: all count as different
   // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
-  bool filling = false;               // a fill_on_open fill is running: RunFetch keeps it going
+  bool filling = false;               // a background fill is running: RunFetch keeps it going
+  // Reads back into a hole, and the end of the furthest read: see kScatterBackJumps.
+  uint64_t read_end = 0;
+  uint32_t back_jumps = 0;
   bool layout_known = false;
   std::vector<uint64_t> regions;
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
@@ -1216,6 +1227,8 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
   bool demand = false;
   uint32_t demand_last = UINT32_MAX;
   uint64_t lookahead = 0;  // > 0: start the next file with this window
+  bool fill = false;       // start a background fill of the file
+  std::vector<std::shared_ptr<Inflight>> ahead;  // prefetch behind the demand ranges in todo
   MaybeLoadLayout(b);
   {
     std::lock_guard<std::mutex> l(b->mu);
@@ -1252,6 +1265,18 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
       uint64_t cap = RegionCapLocked(*b, *cur);
       if (cap != UINT64_MAX && off >= cap && off <= cap + RegionSlack(*b, cap)) jumped = false;
     }
+    // A reader in its own tensor order will read all of this file (kScatterBackJumps): the rest
+    // of it streams in the background, in file order, over the fetch pool.
+    const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
+    if (!b->regions.empty() && off + std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead) < b->read_end &&
+        b->file && !b->file->Present(block) && !CoveringLocked(*b, block) && ++b->back_jumps >= kScatterBackJumps &&
+        !b->filling && !b->file->AllPresent()) {
+      b->filling = fill = true;
+      MODELFS_LOG(kDebug, "%s: read at %llu goes back %u times from %llu: a reader in its own tensor order, "
+                  "filling the rest of the file", b->ref.path.c_str(), (unsigned long long)off, b->back_jumps,
+                  (unsigned long long)b->read_end);
+    }
+    b->read_end = std::max(b->read_end, off + len);
     const bool cursor_was_new = !cur;
     if (!cur) {
       if (b->cursors.size() >= kMaxCursors) {
@@ -1280,6 +1305,18 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
                   (unsigned long long)to, span, cursor_was_new ? "new stream" : "jump");
       cur->prefetched_to = ScheduleLocked(*b, off, to, &todo, span);
       demand = true;  // the reader is about to wait for these
+      // A new stream that starts at the first tensor (its header came with the open) is a loader
+      // in file order, which reads on into the next tensors: it is a whole-file stream at once,
+      // not capped at this tensor, so the link is busy with what follows while the first tensor
+      // comes (a reader of the first tensor alone pays for a window; a lazy reader's tensor is
+      // rarely the first).
+      if (cursor_was_new && region_end == b->regions.begin() + 1 && cur->prefetched_to >= to) {
+        cur->whole = true;
+        const uint64_t ahead_to =
+            std::min(b->ref.size, (off + len + cur->window + kChunkSize - 1) / kChunkSize * kChunkSize);
+        cur->prefetched_to = ScheduleLocked(*b, to, ahead_to, &ahead);
+        if (b->next && cur->prefetched_to >= b->ref.size) lookahead = StartWindow();
+      }
 
       // A loader in its own tensor order (mmap, random) that has half the file already reads all
       // of it: the next file (HintNext) starts now, as for a whole-file stream below.
@@ -1311,6 +1348,8 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
     }
   }
   for (auto& f : todo) Launch(b, f, demand);
+  for (auto& f : ahead) Launch(b, f, /*demand=*/false);
+  if (fill) ScheduleFill(b);
   if (lookahead > 0) Lookahead(b, lookahead);
   return demand_last;
 }
@@ -1322,7 +1361,7 @@ uint64_t DiskBlobStore::RegionCapLocked(const Blob& b, const Cursor& cur) const 
   // into a sequential reader whose window runs further still. The header is read with small
   // reads (8 bytes, then the JSON: the kernel reads 16 KiB), so a stream that began there is a
   // sequential reader as soon as it is a little past it: a loader of every tensor, or dd.
-  if (b.regions.empty()) return UINT64_MAX;
+  if (b.regions.empty() || cur.whole) return UINT64_MAX;
   auto region_end = std::upper_bound(b.regions.begin(), b.regions.end(), cur.start);
   if (region_end == b.regions.end()) return UINT64_MAX;
   return cur.next <= *region_end + RegionSlack(b, *region_end) ? *region_end : UINT64_MAX;

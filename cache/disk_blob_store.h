@@ -198,6 +198,7 @@ class DiskBlobStore : public BlobStore {
     uint64_t hits = 0;           // sequential reads seen
     uint64_t last_use = 0;
     uint64_t start = 0;          // where the stream began (for the safetensors region cap)
+    bool whole = false;          // a loader in file order from the first tensor: never capped
   };
 
   DiskBlobStore(const CacheOptions& opts, RangeSource* source);

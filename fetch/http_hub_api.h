@@ -1,9 +1,11 @@
 // HttpHubApi: HubApi over the hub's JSON endpoints (revision and paginated tree APIs, with the
 // hub's error answers mapped by http_client.h's HubErrorStatus).
 //
-//   ResolveRevision: GET {EP}/api/{type}s/{repo}                      (empty rev: default branch)
-//                    GET {EP}/api/{type}s/{repo}/revision/{quote(rev)} -> "sha"
-//   ListTree:        GET {EP}/api/{type}s/{repo}/tree/{commit}?recursive=true&expand=false[&limit=N]
+//   ResolveRevision: GET {EP}/api/{type}s/{repo}?blobs=true            (empty rev: default branch)
+//                    GET {EP}/api/{type}s/{repo}/revision/{quote(rev)}?blobs=true -> "sha", and
+//                    the commit's files from "siblings", kept for the ListTree that follows
+//   ListTree:        the files the resolution of this commit listed (once), else
+//                    GET {EP}/api/{type}s/{repo}/tree/{commit}?recursive=true&expand=false[&limit=N]
 //                    then every Link rel="next" verbatim (rebased onto the endpoint if a mirror
 //                    hands back another origin), validated and merged by protocol::TreeAccumulator.
 //
@@ -13,7 +15,9 @@
 // 408/429/5xx) are retried max_retries times with backoff, then Unavailable.
 #pragma once
 
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -46,6 +50,9 @@ class HttpHubApi : public HubApi {
   static constexpr size_t kMaxTreeEntries = 1000000;
   // Pages followed at most (an empty-page Link loop must end).
   static constexpr int kMaxTreePages = 100000;
+  // Listings kept from resolutions until a ListTree takes them (a resolution whose listing is
+  // cached already, e.g. a branch refresh, leaves one that is never taken).
+  static constexpr size_t kMaxListed = 2;
 
  private:
   struct JsonAnswer {
@@ -57,6 +64,14 @@ class HttpHubApi : public HubApi {
   Result<JsonAnswer> GetJson(const std::string& url, const std::string& what);
 
   std::shared_ptr<http::HttpClient> client_;
+
+  struct Listed {
+    std::string repo;  // ApiType()/Id()
+    std::string commit;
+    std::vector<FileEntry> files;
+  };
+  std::mutex listed_mu_;
+  std::deque<Listed> listed_;  // newest first, at most kMaxListed; guarded by listed_mu_
 };
 
 }  // namespace modelfs

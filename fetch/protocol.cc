@@ -251,15 +251,9 @@ Status CheckJsonShape(std::string_view body) {
 }
 
 Result<std::string> ParseRevisionSha(std::string_view body) {
-  Result<json> j = ParseJson(body);
-  if (!j.ok()) return j.status();
-  if (!j->is_object()) return Status::InvalidArgument("revision answer is not an object");
-  auto it = j->find("sha");
-  if (it == j->end() || !it->is_string()) return Status::InvalidArgument("revision answer has no sha");
-  std::string sha = it->get<std::string>();
-  if (!IsHex(sha, 40, /*lowercase_only=*/true))
-    return Status::InvalidArgument("revision sha is not 40 lowercase hex");
-  return sha;
+  Result<RevisionAnswer> r = ParseRevision(body);
+  if (!r.ok()) return r.status();
+  return std::move(r->sha);
 }
 
 bool IsHex(std::string_view s, size_t n, bool lowercase_only) {
@@ -290,6 +284,37 @@ Status ValidateRepoPath(std::string_view path) {
   return Status::Ok();
 }
 
+namespace {
+
+// A file's fields, as a /tree entry (`oid`, lfs.`oid`) or a repo-info sibling (`blobId`,
+// lfs.`sha256`) names them: the 40-hex git oid, the size, and for LFS files the 64-hex SHA-256 and
+// the real size. An error names the field (without the entry's index).
+Status ParseFileFields(const json& e, const char* oid_key, const char* lfs_hash_key, FileEntry* fe) {
+  auto oid = e.find(oid_key);
+  if (oid == e.end() || !oid->is_string() || !IsHex(oid->get_ref<const std::string&>(), 40))
+    return Status::InvalidArgument(std::string("bad or missing ") + oid_key);
+  fe->git_oid = Lower(oid->get_ref<const std::string&>());
+  auto size = e.find("size");
+  if (size == e.end() || !JsonSize(*size, &fe->size)) return Status::InvalidArgument("bad or missing size");
+  auto lfs = e.find("lfs");
+  if (lfs == e.end() || lfs->is_null()) return Status::Ok();
+  if (!lfs->is_object()) return Status::InvalidArgument("lfs is not an object");
+  auto hash = lfs->find(lfs_hash_key);
+  auto lsize = lfs->find("size");
+  if (hash == lfs->end() || !hash->is_string() || !IsHex(hash->get_ref<const std::string&>(), 64))
+    return Status::InvalidArgument(std::string("bad lfs.") + lfs_hash_key);
+  uint64_t real = 0;
+  if (lsize == lfs->end() || !JsonSize(*lsize, &real)) return Status::InvalidArgument("bad lfs.size");
+  auto psize = lfs->find("pointerSize");
+  uint64_t ignored = 0;
+  if (psize != lfs->end() && !JsonSize(*psize, &ignored)) return Status::InvalidArgument("bad lfs.pointerSize");
+  fe->sha256 = Lower(hash->get_ref<const std::string&>());
+  fe->size = real;  // the top-level size of an LFS entry may be its pointer file's, not the blob's
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<std::vector<FileEntry>> ParseTreePage(std::string_view body) {
   Result<json> j = ParseJson(body);
   if (!j.ok()) return j.status();
@@ -307,42 +332,54 @@ Result<std::vector<FileEntry>> ParseTreePage(std::string_view body) {
     fe.path = path->get<std::string>();
     if (Status s = ValidateRepoPath(fe.path); !s.ok()) return EntryError(index, s.message());
     const std::string& t = type->get_ref<const std::string&>();
-    auto oid = e.find("oid");
     if (t == "directory") {
       fe.is_dir = true;
+      auto oid = e.find("oid");
       if (oid != e.end()) {
         if (!oid->is_string() || !IsHex(oid->get_ref<const std::string&>(), 40))
           return EntryError(index, "bad directory oid");
         fe.git_oid = Lower(oid->get_ref<const std::string&>());
       }
     } else if (t == "file") {
-      if (oid == e.end() || !oid->is_string() || !IsHex(oid->get_ref<const std::string&>(), 40))
-        return EntryError(index, "bad or missing oid");
-      fe.git_oid = Lower(oid->get_ref<const std::string&>());
-      auto size = e.find("size");
-      if (size == e.end() || !JsonSize(*size, &fe.size)) return EntryError(index, "bad or missing size");
-      auto lfs = e.find("lfs");
-      if (lfs != e.end() && !lfs->is_null()) {
-        if (!lfs->is_object()) return EntryError(index, "lfs is not an object");
-        auto loid = lfs->find("oid");
-        auto lsize = lfs->find("size");
-        if (loid == lfs->end() || !loid->is_string() || !IsHex(loid->get_ref<const std::string&>(), 64))
-          return EntryError(index, "bad lfs.oid");
-        uint64_t real = 0;
-        if (lsize == lfs->end() || !JsonSize(*lsize, &real)) return EntryError(index, "bad lfs.size");
-        auto psize = lfs->find("pointerSize");
-        uint64_t ignored = 0;
-        if (psize != lfs->end() && !JsonSize(*psize, &ignored))
-          return EntryError(index, "bad lfs.pointerSize");
-        fe.sha256 = Lower(loid->get_ref<const std::string&>());
-        fe.size = real;  // the top-level size of an LFS entry may be its pointer file's, not the blob's
-      }
+      if (Status s = ParseFileFields(e, "oid", "oid", &fe); !s.ok()) return EntryError(index, s.message());
     } else {
       return EntryError(index, "unknown type");
     }
     out.push_back(std::move(fe));
     ++index;
   }
+  return out;
+}
+
+Result<RevisionAnswer> ParseRevision(std::string_view body) {
+  Result<json> j = ParseJson(body);
+  if (!j.ok()) return j.status();
+  if (!j->is_object()) return Status::InvalidArgument("revision answer is not an object");
+  auto it = j->find("sha");
+  if (it == j->end() || !it->is_string()) return Status::InvalidArgument("revision answer has no sha");
+  RevisionAnswer out;
+  out.sha = it->get<std::string>();
+  if (!IsHex(out.sha, 40, /*lowercase_only=*/true))
+    return Status::InvalidArgument("revision sha is not 40 lowercase hex");
+  // The listing, if the siblings can stand in for /tree: present, not empty (an empty repo is
+  // rare, and an empty list is also what a server that truncates sends), under the size at
+  // which the hub truncates them, and every one a file with the fields blobs=true adds. Anything
+  // else (a mirror that ignores blobs=true, a malformed sibling) leaves the listing to /tree,
+  // which validates its own answer: the siblings never make a lookup fail.
+  auto sib = j->find("siblings");
+  if (sib == j->end() || !sib->is_array() || sib->empty() || sib->size() >= kMaxRevisionSiblings) return out;
+  std::vector<FileEntry> files;
+  files.reserve(sib->size());
+  for (const json& e : *sib) {
+    if (!e.is_object()) return out;
+    auto name = e.find("rfilename");
+    if (name == e.end() || !name->is_string()) return out;
+    FileEntry fe;
+    fe.path = name->get<std::string>();
+    if (!ValidateRepoPath(fe.path).ok() || !ParseFileFields(e, "blobId", "sha256", &fe).ok()) return out;
+    files.push_back(std::move(fe));
+  }
+  out.files = std::move(files);
   return out;
 }
 

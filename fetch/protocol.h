@@ -77,6 +77,21 @@ Status CheckJsonShape(std::string_view body);
 // The `sha` of a repo-info or /revision/ answer: must be 40 lowercase hex.
 Result<std::string> ParseRevisionSha(std::string_view body);
 
+// The hub truncates a repo-info answer's siblings at this many; huggingface_hub then lists /tree.
+inline constexpr size_t kMaxRevisionSiblings = 50000;
+
+// A repo-info or /revision/ answer asked with blobs=true: the commit (`sha`, as ParseRevisionSha),
+// and the commit's files from `siblings` when they can stand in for a /tree listing (every sibling
+// a valid path with `blobId`, `size` and, for LFS files, lfs.sha256; fewer than
+// kMaxRevisionSiblings; not empty). Otherwise `files` is empty and the caller lists /tree: a bad
+// sibling never fails the answer. Entries are unsorted and without directories (feed them to a
+// TreeAccumulator).
+struct RevisionAnswer {
+  std::string sha;
+  std::optional<std::vector<FileEntry>> files;
+};
+Result<RevisionAnswer> ParseRevision(std::string_view body);
+
 // Validates a repo-relative path as FileEntry promises: non-empty, relative, no empty / "." / ".."
 // segments, no NUL or backslash, bounded length.
 Status ValidateRepoPath(std::string_view path);

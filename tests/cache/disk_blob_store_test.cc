@@ -960,6 +960,78 @@ TEST_F(DiskBlobStoreTest, ALoaderInItsOwnTensorOrderStartsTheNextShardOnceItHasH
   EXPECT_EQ(source_.request_count(), 0u);
 }
 
+TEST_F(DiskBlobStoreTest, ALoaderThatGoesBackToAnEarlierTensorHasTheRestOfTheFileFilled) {
+  // Eight 6 MiB tensors after a 1 KiB header (49 blocks); the header read brings chunk 0. Going
+  // back counts only further than the kernel reorders one stream (2 x 8 MiB readahead).
+  const uint64_t t = 6 * kBlockSize;
+  std::vector<std::pair<std::string, uint64_t>> tensors;
+  for (int i = 0; i < 8; i++) tensors.push_back({"t" + std::to_string(i), t});
+  const std::string data = SafetensorsAt1KiB(tensors, 54);
+  BlobRef ref = source_.Add("model.safetensors", data);
+  auto fetched = [&](int i) {  // any block wholly inside tensor i
+    const uint64_t lo = (1024 + i * t + kBlockSize - 1) / kBlockSize * kBlockSize;
+    const uint64_t hi = (1024 + (i + 1) * t) / kBlockSize * kBlockSize;
+    for (auto [off, len] : source_.requests())
+      if (off < hi && off + len > lo) return true;
+    return false;
+  };
+  for (const std::vector<int>& order : {std::vector<int>{2, 4, 7}, std::vector<int>{4, 3}, std::vector<int>{6, 1}}) {
+    const bool goes_back = order.back() == 1;  // 4, 3 goes back 12 MiB from the furthest read
+    SCOPED_TRACE("order " + std::to_string(order[0]) + ", " + std::to_string(order[1]));
+    std::filesystem::remove_all(dir_.path() + "/blobs");
+    source_.ClearRequests();
+    auto store = NewStore();
+    std::vector<char> buf(t);
+    size_t n = 0;
+    ASSERT_TRUE(store->Read(ref, 0, 8, buf.data(), &n).ok());  // the header: layout learnt
+    ASSERT_TRUE(store->WaitIdle(10000));
+    for (int i : order) {
+      ASSERT_TRUE(store->Read(ref, 1024 + i * t, t, buf.data(), &n).ok());
+      ASSERT_TRUE(std::string(buf.data(), n) == data.substr(1024 + i * t, t));
+      ASSERT_TRUE(store->WaitIdle(10000));
+    }
+    uint64_t bytes = 0;
+    for (auto [off, len] : source_.requests()) bytes += len;
+    if (!goes_back) {
+      // What it read, rounded to chunks as a stream's demand reads are, and no fill.
+      EXPECT_LE(bytes, kChunkSize + order.size() * (t + kChunkSize));
+      EXPECT_FALSE(fetched(1));  // (t0 shares chunk 0 with the header)
+      continue;
+    }
+    // Back to t1: all of the file came, each byte once, and the tensors not read are on disk.
+    EXPECT_EQ(bytes, data.size());
+    source_.ClearRequests();
+    for (int i : {0, 2, 3, 4, 5, 7}) {
+      ASSERT_TRUE(store->Read(ref, 1024 + i * t, t, buf.data(), &n).ok());
+      ASSERT_TRUE(std::string(buf.data(), n) == data.substr(1024 + i * t, t));
+    }
+    EXPECT_EQ(source_.request_count(), 0u);
+  }
+}
+
+TEST_F(DiskBlobStoreTest, AStreamFromTheFirstTensorAfterTheOpensHeadReadsOnPastIt) {
+  // An open fetches the head (the header); a loader in file order then reads the first tensor, a,
+  // and goes on to b: the stream is not capped at a's end, as it is for a later tensor.
+  const uint64_t a_len = 6 * kBlockSize, b_len = 10 * kBlockSize;
+  std::string data = SafetensorsAt1KiB({{"a", a_len}, {"b", b_len}, {"c", 20 * kBlockSize}}, 44);
+  BlobRef ref = source_.Add("model.safetensors", data);
+  auto store = NewStore();
+  store->OpenBlob(ref);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  std::vector<char> buf(256 << 10);  // past the head
+  size_t n = 0;
+  ASSERT_TRUE(store->Read(ref, 0, 8, buf.data(), &n).ok());  // from the head
+  source_.ClearRequests();
+  ASSERT_TRUE(store->Read(ref, 1024, buf.size(), buf.data(), &n).ok());
+  EXPECT_TRUE(std::string(buf.data(), n) == data.substr(1024, buf.size()));
+  ASSERT_TRUE(store->WaitIdle(10000));
+  uint64_t hi = 0;
+  for (auto [off, len] : source_.requests()) hi = std::max<uint64_t>(hi, off + len);
+  EXPECT_GT(hi, 1024 + a_len + kBlockSize);  // into b, a whole-file stream's window
+  EXPECT_LE(hi, 1024 + a_len + b_len);       // one start window (two chunks on a near source)
+  store->CloseBlob(ref);
+}
+
 TEST_F(DiskBlobStoreTest, AReadAtATensorFetchesThatTensorAtOnceAndNothingPastIt) {
   // Tensor b spans blocks 5-15 of the file (a 10 MiB tensor starting 5.5 MiB in; the header
   // read brings chunk 0).

@@ -232,6 +232,32 @@ TEST_F(HubApiTest, PaginatedTreeEqualsManifest) {
   EXPECT_EQ(api.ListTree(Repo(), std::string(40, 'a')).status().code(), Code::kNotFound);
 }
 
+TEST_F(HubApiTest, AResolutionListsTheCommitSoItsListingCostsNoRequest) {
+  HttpHubApi api(Opts(hub_->endpoint()));
+  ASSERT_TRUE(hub_->ClearLog());
+  auto commit = api.ResolveRevision(Repo(), "main");
+  ASSERT_TRUE(commit.ok()) << commit.status().ToString();
+  auto tree = api.ListTree(Repo(), *commit);
+  ASSERT_TRUE(tree.ok()) << tree.status().ToString();
+  ExpectTreeMatchesManifest(*hub_, *commit, *tree);  // directories synthesized, LFS sizes and hashes
+  json log = hub_->Log();
+  EXPECT_EQ(CountLog(log, "hub", "GET", "/tree/"), 0);
+  EXPECT_EQ(CountLog(log, "hub", "GET", "/revision/main"), 1);
+  // The listing is taken once: a second listing of the commit asks /tree, and gets the same.
+  auto again = api.ListTree(Repo(), *commit);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  ExpectTreeMatchesManifest(*hub_, *commit, *again);
+  EXPECT_GE(CountLog(hub_->Log(), "hub", "GET", "/tree/"), 1);
+  // Another repo's resolution does not answer for this one.
+  FetchOptions o = Opts(hub_->endpoint());
+  o.token = "good-token";
+  HttpHubApi authed(o);
+  ASSERT_TRUE(authed.ResolveRevision(Repo("org/private"), "main").ok());
+  ASSERT_TRUE(hub_->ClearLog());
+  EXPECT_TRUE(authed.ListTree(Repo(), *commit).ok());
+  EXPECT_GE(CountLog(hub_->Log(), "hub", "GET", "/tree/"), 1);
+}
+
 TEST_F(HubApiTest, PageLimitOption) {
   FetchOptions o = Opts(hub_->endpoint());
   o.tree_page_limit = 3;

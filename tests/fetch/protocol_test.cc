@@ -144,6 +144,55 @@ TEST(RevisionTest, Sha) {
   }
 }
 
+TEST(RevisionTest, SiblingsWithBlobsAreTheCommitsFiles) {
+  const std::string sha256(64, 'b');
+  auto r = ParseRevision(R"({"sha":")" + kOid40 + R"(","siblings":[)" +
+                         R"({"rfilename":"config.json","blobId":")" + kOid40 + R"(","size":665},)" +
+                         R"({"rfilename":"sub/model.safetensors","blobId":")" + kOid40 +
+                         R"(","size":134,"lfs":{"sha256":")" + sha256 + R"(","size":548105171,"pointerSize":134}}]})");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->sha, kOid40);
+  ASSERT_TRUE(r->files.has_value());
+  ASSERT_EQ(r->files->size(), 2u);
+  const FileEntry& small = (*r->files)[0];
+  EXPECT_EQ(small.path, "config.json");
+  EXPECT_EQ(small.size, 665u);
+  EXPECT_EQ(small.git_oid, kOid40);
+  EXPECT_TRUE(small.sha256.empty());
+  const FileEntry& lfs = (*r->files)[1];
+  EXPECT_EQ(lfs.path, "sub/model.safetensors");
+  EXPECT_EQ(lfs.size, 548105171u);  // the blob's size, not the pointer's
+  EXPECT_EQ(lfs.sha256, sha256);
+}
+
+TEST(RevisionTest, SiblingsThatCannotStandInForTheTreeLeaveItToTheTree) {
+  const std::string head = R"({"sha":")" + kOid40 + R"(","siblings":)";
+  const std::string oid = R"(","blobId":")" + kOid40 + R"(","size":1})";
+  for (const std::string& sib : {
+           std::string(""),                                          // no siblings at all
+           std::string("[]"),                                        // empty (or truncated)
+           std::string(R"([{"rfilename":"a.json"}])"),               // a server that ignored blobs=true
+           R"([{"rfilename":"../etc/passwd)" + oid + "]",            // a path out of the repo
+           R"([{"rfilename":"a.json)" + oid + R"(,{"rfilename":"b","blobId":"x","size":1}])",
+           R"([{"rfilename":"a)" + oid + R"(,{"rfilename":"b","blobId":")" + kOid40 +
+               R"(","size":1,"lfs":{"sha256":"short","size":1}}])",
+           std::string(R"({"rfilename":"a"})")}) {                  // not a list
+    const std::string body = sib.empty() ? R"({"sha":")" + kOid40 + R"("})" : head + sib + "}";
+    auto r = ParseRevision(body);
+    ASSERT_TRUE(r.ok()) << body << ": " << r.status().ToString();
+    EXPECT_EQ(r->sha, kOid40);
+    EXPECT_FALSE(r->files.has_value()) << body;
+  }
+  // As many siblings as the hub truncates at: the list may be cut short.
+  std::string many = head + "[";
+  for (size_t i = 0; i < kMaxRevisionSiblings; i++)
+    many += (i ? R"(,{"rfilename":"f)" : R"({"rfilename":"f)") + std::to_string(i) + oid;
+  many += "]}";
+  auto r = ParseRevision(many);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(r->files.has_value());
+}
+
 TEST(JsonShapeTest, DepthAndSize) {
   std::string deep(100000, '[');
   EXPECT_EQ(ParseRevisionSha(deep).status().code(), Code::kInvalidArgument);
