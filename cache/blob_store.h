@@ -41,6 +41,11 @@ class BlobStore {
   // end, so a loader walking shard after shard finds the next one on the wire. Thread-safe.
   virtual void HintNext(const BlobRef& blob, const BlobRef& next) {}
 
+  // A hint: a loader read the index of a sharded checkpoint whose first shard is `blob`: it is
+  // about to open it and read all of it, in file order or in its own. A store may resolve it and
+  // fetch its head now, and fetch all of it from the first tensor read. Never blocks. Thread-safe.
+  virtual void HintLoad(const BlobRef& blob) {}
+
   // Registers `cb` (empty: unregisters), called with a content key after the store dropped that
   // content because its whole-file hash did not match, so the filesystem can drop the kernel's
   // cached pages of every file with that content. Called from a background thread; never called

@@ -220,6 +220,7 @@ struct DiskBlobStore::Blob {
   // Reads back into a hole, and the end of the furthest read: see kScatterBackJumps.
   uint64_t read_end = 0;
   uint32_t back_jumps = 0;
+  bool load_expected = false;         // HintLoad: a loader of all of it is coming
   bool layout_known = false;
   std::vector<uint64_t> regions;
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
@@ -444,6 +445,23 @@ void DiskBlobStore::OpenBlob(const BlobRef& ref) {
     MODELFS_LOG(kDebug, "filling %s %s in the background", ref.repo.Id().c_str(), ref.path.c_str());
     ScheduleFill(b);
   }
+  FetchHead(b, ref);
+}
+
+void DiskBlobStore::HintLoad(const BlobRef& ref) {
+  if (opts_.verify_before_read) return;
+  auto b = GetBlob(ref);
+  if (!b->file || b->file->verified() || b->file->AllPresent()) return;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (b->load_expected) return;
+    b->load_expected = true;
+  }
+  MODELFS_LOG(kDebug, "%s: a loader read the model's index: fetching its head", ref.path.c_str());
+  FetchHead(b, ref);
+}
+
+void DiskBlobStore::FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref) {
   // An open is followed by a read of the head (a safetensors header, a config's first bytes):
   // start it now, so that the first read finds its bytes on the wire. kHeadBytes and not a block
   // or a chunk: a loader that reads the header and one tensor must not pay for more.
@@ -1268,13 +1286,17 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
     // A reader in its own tensor order will read all of this file (kScatterBackJumps): the rest
     // of it streams in the background, in file order, over the fetch pool.
     const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
-    if (!b->regions.empty() && off + std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead) < b->read_end &&
-        b->file && !b->file->Present(block) && !CoveringLocked(*b, block) && ++b->back_jumps >= kScatterBackJumps &&
-        !b->filling && !b->file->AllPresent()) {
+    // So is a loader of the whole model (HintLoad) whose first read here is past the first tensor.
+    const bool own_order =
+        (!b->regions.empty() && off + std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead) < b->read_end &&
+         b->file && !b->file->Present(block) && !CoveringLocked(*b, block) &&
+         ++b->back_jumps >= kScatterBackJumps) ||
+        (b->load_expected && !cur && in_tensor && region_end != b->regions.begin() + 1);
+    if (own_order && !b->filling && b->file && !b->file->AllPresent()) {
       b->filling = fill = true;
-      MODELFS_LOG(kDebug, "%s: read at %llu goes back %u times from %llu: a reader in its own tensor order, "
+      MODELFS_LOG(kDebug, "%s: read at %llu (%u times back from %llu%s): a reader in its own tensor order, "
                   "filling the rest of the file", b->ref.path.c_str(), (unsigned long long)off, b->back_jumps,
-                  (unsigned long long)b->read_end);
+                  (unsigned long long)b->read_end, b->load_expected ? ", after the model's index" : "");
     }
     b->read_end = std::max(b->read_end, off + len);
     const bool cursor_was_new = !cur;

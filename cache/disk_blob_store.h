@@ -170,6 +170,7 @@ class DiskBlobStore : public BlobStore {
   void OpenBlob(const BlobRef& blob) override;
   void PrepareBlob(const BlobRef& blob) override;
   void HintNext(const BlobRef& blob, const BlobRef& next) override;
+  void HintLoad(const BlobRef& blob) override;
   void CloseBlob(const BlobRef& blob) override;
 
   CacheStats Stats() const;
@@ -264,6 +265,9 @@ class DiskBlobStore : public BlobStore {
   // on the notify pool: invalidating waits for page locks a pending FUSE read may hold.
   void DropKernelPages(const std::string& key);
   void ScheduleFill(const std::shared_ptr<Blob>& b);
+  // Starts fetching the blob's first kHeadBytes (an open's, or a loader's after HintLoad), or
+  // lets the source resolve its URL if the head is there already.
+  void FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref);
   // After a fetch of b ended: keeps a fill_on_open fill going (see CacheOptions::fill_on_open).
   void ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok);
   // Hash as bytes arrive: feeds the blocks on disk from the hash's frontier on, in file order,

@@ -654,6 +654,35 @@ std::string NextShardName(const std::string& name) {
   return name.substr(0, i_begin) + next + name.substr(of);
 }
 
+std::string FirstShardName(const std::string& index_name, const std::vector<std::string>& siblings) {
+  // <base>.index.json names the shards <stem>-<i>-of-<n><ext> of <base> = <stem><ext>
+  // (model.safetensors.index.json: model-00001-of-00004.safetensors).
+  static const std::string kIndex = ".index.json";
+  if (index_name.size() <= kIndex.size() ||
+      index_name.compare(index_name.size() - kIndex.size(), kIndex.size(), kIndex) != 0) {
+    return "";
+  }
+  const std::string base = index_name.substr(0, index_name.size() - kIndex.size());
+  const size_t dot = base.rfind('.');
+  if (dot == std::string::npos || dot == 0) return "";
+  const std::string prefix = base.substr(0, dot) + "-", ext = base.substr(dot);
+  for (const std::string& name : siblings) {
+    if (name.size() <= prefix.size() + ext.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+        name.compare(name.size() - ext.size(), ext.size(), ext) != 0) {
+      continue;
+    }
+    // The first shard is the one whose successor is numbered 2 (or a checkpoint of one shard).
+    const std::string middle = name.substr(prefix.size(), name.size() - prefix.size() - ext.size());
+    const size_t of = middle.find("-of-");
+    if (of == std::string::npos || of == 0 || of + 4 + of != middle.size()) continue;
+    const std::string i = middle.substr(0, of), n = middle.substr(of + 4);
+    if (i.find_first_not_of("0123456789") != std::string::npos || n.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    if (std::stoul(i) == 1) return name;
+  }
+  return "";
+}
+
 Status ModelFs::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
   if (fh != nullptr) *fh = 0;
   if (keep_cache != nullptr) *keep_cache = true;
@@ -686,6 +715,26 @@ Status ModelFs::Open(uint64_t ino, int flags, uint64_t* fh, bool* keep_cache) {
     if (next == nullptr || next->kind != Kind::kFile) break;
     store_.HintNext(cur->blob, next->blob);
     cur = next;
+  }
+  // A sharded checkpoint's index is read by a loader of the model, which opens the first shard
+  // next and reads all of it: the store may fetch its head now (and needs no evidence that the
+  // reader reads all of the file).
+  if (n->name.size() > 11 && n->name.compare(n->name.size() - 11, 11, ".index.json") == 0) {
+    const Node* first = nullptr;
+    {
+      std::shared_lock lock(table_mu_);
+      const Node* dir = FindLocked(n->parent);
+      std::vector<std::string> names;
+      if (dir != nullptr) {
+        for (const auto& [name, child] : dir->children) names.push_back(name);
+      }
+      const std::string first_name = FirstShardName(n->name, names);
+      if (!first_name.empty()) {
+        auto ino_first = FindChildLocked(n->parent, first_name);
+        if (ino_first) first = FindLocked(*ino_first);
+      }
+    }
+    if (first != nullptr && first->kind == Kind::kFile) store_.HintLoad(first->blob);
   }
   return Status::Ok();
 }

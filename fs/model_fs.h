@@ -109,6 +109,9 @@ struct DirListing {
 // The file after `name` in a sharded checkpoint (model-00001-of-00004.safetensors ->
 // model-00002-of-00004.safetensors), or "" when `name` is not a shard or is the last one.
 std::string NextShardName(const std::string& name);
+// The first shard (<stem>-1-of-<n><ext>, any width) among `siblings` of the sharded checkpoint whose
+// index is `index_name` (<stem><ext>.index.json), or "".
+std::string FirstShardName(const std::string& index_name, const std::vector<std::string>& siblings);
 
 class ModelFs {
  public:

@@ -1032,6 +1032,37 @@ TEST_F(DiskBlobStoreTest, AStreamFromTheFirstTensorAfterTheOpensHeadReadsOnPastI
   store->CloseBlob(ref);
 }
 
+TEST_F(DiskBlobStoreTest, AfterTheModelsIndexAFirstReadPastTheFirstTensorFillsTheFile) {
+  // A loader that read the model's index (HintLoad) and starts this shard at its third tensor: it
+  // reads all of the file in its own order. Without the index, the same read fetches that tensor.
+  const uint64_t t = 6 * kBlockSize;
+  const std::string data = SafetensorsAt1KiB({{"a", t}, {"b", t}, {"c", t}, {"d", t}}, 45);
+  BlobRef ref = source_.Add("model-00001-of-00002.safetensors", data);
+  for (bool hinted : {false, true}) {
+    SCOPED_TRACE(hinted ? "after the index" : "without it");
+    std::filesystem::remove_all(dir_.path() + "/blobs");
+    source_.ClearRequests();
+    auto store = NewStore();
+    if (hinted) store->HintLoad(ref);
+    store->OpenBlob(ref);
+    ASSERT_TRUE(store->WaitIdle(10000));
+    std::vector<char> buf(kBlockSize);
+    size_t n = 0;
+    ASSERT_TRUE(store->Read(ref, 0, 8, buf.data(), &n).ok());  // from the head
+    ASSERT_TRUE(store->Read(ref, 1024 + 2 * t, buf.size(), buf.data(), &n).ok());
+    EXPECT_TRUE(std::string(buf.data(), n) == data.substr(1024 + 2 * t, buf.size()));
+    ASSERT_TRUE(store->WaitIdle(10000));
+    uint64_t bytes = 0;
+    for (auto [off, len] : source_.requests()) bytes += len;
+    if (hinted) {
+      EXPECT_GE(bytes, data.size());
+    } else {
+      EXPECT_LE(bytes, kHeadBytes + t + 2 * kBlockSize);
+    }
+    store->CloseBlob(ref);
+  }
+}
+
 TEST_F(DiskBlobStoreTest, AReadAtATensorFetchesThatTensorAtOnceAndNothingPastIt) {
   // Tensor b spans blocks 5-15 of the file (a 10 MiB tensor starting 5.5 MiB in; the header
   // read brings chunk 0).

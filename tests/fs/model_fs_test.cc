@@ -411,6 +411,24 @@ TEST_F(ModelFsTest, OpenAndRelease) {
   EXPECT_EQ(ToErrno(fs->Open(424242, O_RDONLY)), ENOENT);
 }
 
+TEST_F(ModelFsTest, OpeningAShardedCheckpointsIndexHintsALoadOfItsFirstShard) {
+  const RepoId llm = Model("acme", "llm");
+  hub_.AddRepo(llm);
+  hub_.SetRef(llm, "main", kC1);
+  hub_.SetTree(llm, kC1,
+               {store_.MakeFile("model.safetensors.index.json", "{}"),
+                store_.MakeFile("model-00002-of-00002.safetensors", "two", true),
+                store_.MakeFile("model-00001-of-00002.safetensors", "one", true),
+                store_.MakeFile("model.safetensors", "unsharded", true),
+                store_.MakeFile("tokenizer.json", "{}")});
+  auto fs = MakeFs();
+  ASSERT_TRUE(fs->Open(Walk(*fs, "acme/llm/tokenizer.json"), O_RDONLY).ok());
+  ASSERT_TRUE(fs->Open(Walk(*fs, "acme/llm/model-00001-of-00002.safetensors"), O_RDONLY).ok());
+  EXPECT_TRUE(store_.load_hints().empty());  // only an index says a loader of the model came
+  ASSERT_TRUE(fs->Open(Walk(*fs, "acme/llm/model.safetensors.index.json"), O_RDONLY).ok());
+  EXPECT_EQ(store_.load_hints(), std::vector<std::string>{"model-00001-of-00002.safetensors"});
+}
+
 TEST_F(ModelFsTest, AReaderGivenBytesOfAFileThatThenFailedItsHashGetsErrorsNeverEof) {
   auto fs = MakeFs();
   const uint64_t ino = Walk(*fs, "acme/gpt/config.json");
@@ -808,6 +826,21 @@ TEST_F(HfCacheLayoutTest, ConcurrentFirstLookupsShareOneResolution) {
   EXPECT_EQ(hub_.list_calls(), 1);
   EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/snapshots")).size(), 3u);
   EXPECT_EQ(Names(*fs, Walk(*fs, "models--acme--gpt/refs")).size(), 3u);
+}
+
+TEST(FirstShardNameTest, NamesTheFirstShardOfTheCheckpointAnIndexDescribes) {
+  const std::vector<std::string> names = {"config.json", "model-00002-of-00003.safetensors",
+                                          "model-00001-of-00003.safetensors", "model-00003-of-00003.safetensors",
+                                          "model.safetensors.index.json", "pytorch_model-1-of-2.bin",
+                                          "pytorch_model-2-of-2.bin"};
+  EXPECT_EQ(FirstShardName("model.safetensors.index.json", names), "model-00001-of-00003.safetensors");
+  EXPECT_EQ(FirstShardName("pytorch_model.bin.index.json", names), "pytorch_model-1-of-2.bin");
+  EXPECT_EQ(FirstShardName("model.safetensors", names), "");               // not an index
+  EXPECT_EQ(FirstShardName("other.safetensors.index.json", names), "");    // no shard of it
+  EXPECT_EQ(FirstShardName("model.safetensors.index.json", {"model-001-of-00003.safetensors"}), "");  // widths
+  EXPECT_EQ(FirstShardName("model.safetensors.index.json", {"model-00002-of-00003.safetensors"}), "");
+  EXPECT_EQ(FirstShardName("model.safetensors.index.json", {"model-0x001-of-00003.safetensors"}), "");
+  EXPECT_EQ(FirstShardName(".index.json", names), "");
 }
 
 TEST(NextShardNameTest, NamesTheNextShardOfAShardedCheckpoint) {

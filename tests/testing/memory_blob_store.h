@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cache/blob_store.h"
 #include "common/repo.h"
@@ -62,6 +63,16 @@ class MemoryBlobStore : public BlobStore {
   BlobRef last_read() const {
     std::lock_guard<std::mutex> l(mu_);
     return last_read_;
+  }
+
+  // Paths HintLoad was given, in order.
+  std::vector<std::string> load_hints() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return load_hints_;
+  }
+  void HintLoad(const BlobRef& blob) override {
+    std::lock_guard<std::mutex> l(mu_);
+    load_hints_.push_back(blob.path);
   }
 
   Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) override {
@@ -138,6 +149,7 @@ class MemoryBlobStore : public BlobStore {
   std::map<std::string, std::string> blobs_;
   std::map<std::string, int> opens_, closes_, hash_failures_, completes_;
   std::set<std::string> fail_on_complete_, verified_;
+  std::vector<std::string> load_hints_;
   int reads_ = 0;
   BlobRef last_read_;
   Status read_error_;
