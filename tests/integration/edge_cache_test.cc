@@ -418,7 +418,8 @@ TEST_F(EdgeCacheTest, FreeSpaceFloorHoldsWhenAnotherProcessFillsTheDisk) {
 
 TEST_F(EdgeCacheTest, OfflineServesStoredListingsAndCachedBytesWithoutTouchingTheNetwork) {
   std::string cache = work_.Sub("cache");
-  const std::string cached = shards_[0], uncached = shards_[1];
+  // The last shard: reading the first starts the next two (HintNext lookahead).
+  const std::string cached = shards_[0], uncached = shards_.back();
   {
     MountedFs m(Spec(cache));
     ASSERT_TRUE(m.mounted()) << m.Log();
@@ -475,20 +476,28 @@ TEST_F(EdgeCacheTest, InterruptedFileResumesFromBlocksAlreadyPresent) {
   ASSERT_TRUE(BlockFile::Peek(idx, &before));
   ASSERT_GT(before.present_blocks, 0u);
   ASSERT_LT(before.present_blocks, before.num_blocks);
+  std::vector<bool> survived;  // the blocks the read and its prefetch left (not always a prefix)
+  {
+    auto bf = BlockFile::Open(cache + "/blobs/" + sha.substr(0, 2), "sha256-" + sha, want.size());
+    ASSERT_TRUE(bf.ok()) << bf.status().ToString();
+    for (uint32_t i = 0; i < (*bf)->num_blocks(); i++) survived.push_back((*bf)->Present(i));
+  }
   hub_->ClearLog();
   MountedFs m(Spec(cache));
   ASSERT_TRUE(m.mounted()) << m.Log();
   int err;
   EXPECT_TRUE(ReadAll(m.Path(std::string(kRepo) + "/" + shard), &err) == want);
   // Only what was missing went over the network: the blocks that survived (the head, fetched at
-  // open, and what the read brought) are a prefix of the file and are not asked for again.
+  // open, what the read brought and its prefetch) are not asked for again. (The next shard is
+  // fetched ahead of a reader of this one: its requests are not counted.)
   uint64_t fetched = 0;
   for (auto& r : hub_->Log()) {
-    if (r["listener"] != "cdn" || r["method"] != "GET") continue;
+    if (r["listener"] != "cdn" || r["method"] != "GET" || r["repo_path"] != shard) continue;
     fetched += r["bytes"].get<uint64_t>();
     unsigned long long a = 0, b = 0;
     ASSERT_EQ(sscanf(r["range"].get<std::string>().c_str(), "bytes=%llu-%llu", &a, &b), 2);
-    EXPECT_GE(a, before.present_bytes) << "refetched a block that survived the kill: " << r.dump();
+    for (uint64_t i = a / kBlockSize; i <= b / kBlockSize && i < survived.size(); i++)
+      EXPECT_FALSE(survived[i]) << "refetched block " << i << ", which survived the kill: " << r.dump();
   }
   EXPECT_GT(fetched, 0u);
   EXPECT_LE(fetched, want.size() - before.present_bytes);

@@ -204,7 +204,9 @@ TEST_F(SiteCacheTest, KilledSiteCacheIsInvisibleAndUsedAgainWhenBack) {
   spec.extra.insert(spec.extra.end(), {"--mirror-retry", "2"});
   MountedFs m(spec);
   ASSERT_TRUE(m.mounted()) << m.Log();
-  const std::string first = BigShard(kRepo, 0), second = BigShard(kRepo, 1);
+  // The last shard first: a reader of a shard starts fetching the ones after it (HintNext), so
+  // the second file must come before it to be fetched when the client reads it.
+  const std::string first = BigShard(kRepo, 2), second = BigShard(kRepo, 0);
   ASSERT_FALSE(first.empty());
   ASSERT_FALSE(second.empty());
   // About 2 s per 4 MiB slice, so the kill lands in the middle of the file.

@@ -1058,7 +1058,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         blobs = qbool(self.q.get("blobs", [None])[0])
         sib = []
         used = 0
-        for p, b in sorted(c["files"].items()):
+        hostile_tree = self.HOSTILE_TREES.get(self.st.config.get("hostile") or "")
+        if self.st.config.get("synthetic_files"):
+            blobs = False  # the synthetic listing is /tree's alone: answer as a hub without blobs=true
+        if blobs and hostile_tree:
+            # The listing's lies in the siblings too, as a hostile hub would tell them.
+            sib = [{"rfilename": e["path"], "blobId": e.get("oid", "0" * 40), "size": e["size"]}
+                   for e in hostile_tree]
+        for p, b in sorted(c["files"].items()) if not (blobs and hostile_tree) else []:
             s = {"rfilename": p}
             if blobs:
                 s["blobId"] = b.git_oid
