@@ -1472,6 +1472,7 @@ void DiskBlobStore::HashAhead(const std::shared_ptr<Blob>& b) {
         b->progress++;
       }
     }
+    MODELFS_LOG(kDebug, "%s: hashed blocks [%u, %u) of %u", ref.path.c_str(), from, i, n);
     if (i < n || file->drops() != drops) {  // not all there yet, or something changed under us
       std::lock_guard<std::mutex> l(b->mu);
       b->hasher = std::move(hasher);
