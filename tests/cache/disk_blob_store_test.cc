@@ -965,7 +965,7 @@ TEST_F(DiskBlobStoreTest, ALoaderThatGoesBackToAnEarlierTensorHasTheRestOfTheFil
   // back counts only further than the kernel reorders one stream (2 x 8 MiB readahead).
   const uint64_t t = 6 * kBlockSize;
   std::vector<std::pair<std::string, uint64_t>> tensors;
-  for (int i = 0; i < 8; i++) tensors.push_back({"t" + std::to_string(i), t});
+  for (int i = 0; i < 8; i++) tensors.push_back({std::string(1, 't').append(std::to_string(i)), t});
   const std::string data = SafetensorsAt1KiB(tensors, 54);
   BlobRef ref = source_.Add("model.safetensors", data);
   auto fetched = [&](int i) {  // any block wholly inside tensor i
@@ -977,7 +977,7 @@ TEST_F(DiskBlobStoreTest, ALoaderThatGoesBackToAnEarlierTensorHasTheRestOfTheFil
   };
   for (const std::vector<int>& order : {std::vector<int>{2, 4, 7}, std::vector<int>{4, 3}, std::vector<int>{6, 1}}) {
     const bool goes_back = order.back() == 1;  // 4, 3 goes back 12 MiB from the furthest read
-    SCOPED_TRACE("order " + std::to_string(order[0]) + ", " + std::to_string(order[1]));
+    SCOPED_TRACE(::testing::Message() << "order " << order[0] << ", " << order[1]);
     std::filesystem::remove_all(dir_.path() + "/blobs");
     source_.ClearRequests();
     auto store = NewStore();

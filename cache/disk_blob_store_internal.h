@@ -1,0 +1,183 @@
+// Internals of DiskBlobStore shared by its source files, one per room:
+//   disk_blob_store.cc           the coordinator: open, reads, fetches (single flight, buffers,
+//                                spill) and the disk writes
+//   disk_blob_store_prefetch.cc  streams and windows, the safetensors region cap, the open's head,
+//                                lookahead across shards, background fills
+//   disk_blob_store_space.cc     the quota: what is charged, admission, eviction, pins
+//   disk_blob_store_verify.cc    the whole-file hash as bytes land, fail closed at the end of a
+//                                file, blame and the drop of a failed file's blocks
+// Not part of the cache's interface: include it from those files only.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "cache/block_file.h"
+#include "cache/disk_blob_store.h"
+#include "cache/hash.h"
+
+namespace modelfs {
+namespace {  // each of the store's files has its own copy; nothing here has external linkage
+
+// Filesystems allocate whole pages: a 100-byte last block still takes 4 KiB of disk. Charging pages
+// makes the quota a bound on real disk use. Only a blob's last block can be unaligned, so the charge
+// of a blob's present bytes is the page-rounded sum.
+constexpr uint64_t kDiskPage = 4096;
+inline uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskPage * kDiskPage; }
+
+}  // namespace
+
+// Chunk buffers (4 MiB) are recycled rather than freed: allocating one per fetch either zero-fills
+// and faults it in afresh (an mmap per buffer: cold reads ran at half speed) or, once glibc raises
+// its mmap threshold, leaves freed buffers scattered over per-thread arenas (RSS grew far past what
+// was in use). The pool keeps up to `keep` free buffers; more than that in use at once are freed.
+class DiskBlobStore::BufferPool {
+ public:
+  explicit BufferPool(size_t keep) : keep_(keep) {}
+  std::unique_ptr<char[]> Get() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!free_.empty()) {
+        std::unique_ptr<char[]> p = std::move(free_.back());
+        free_.pop_back();
+        return p;
+      }
+    }
+    return std::unique_ptr<char[]>(new char[kChunkSize]);  // uninitialized: a fetch fills it
+  }
+  void Put(std::unique_ptr<char[]> p) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (p && free_.size() < keep_) free_.push_back(std::move(p));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<char[]>> free_;
+  const size_t keep_;
+};
+
+// One range request: the blocks [first, last] of one chunk (never across a chunk boundary, so a
+// full chunk is the same aligned request on every machine). Its bytes are handed to readers as
+// they land (`ready`), before the request ends and before the disk write.
+struct DiskBlobStore::Inflight {
+  ~Inflight() {
+    if (pool) pool->Put(std::move(data));
+  }
+  uint64_t begin = 0, end = 0;       // file offsets of data[0] and one past its last byte; fixed
+  uint32_t first = 0, last = 0;      // the blocks it brings; fixed
+  std::shared_ptr<BufferPool> pool;  // where data goes back to
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;   // guarded by mu
+  Status status;       // valid once done
+  // The bytes, from `begin`; allocated before the request is sent, uninitialized (zero-filling
+  // 4 MiB per fetch was ~10% of the daemon's CPU on a fast link). data[0, ready) are final.
+  std::unique_ptr<char[]> data;
+  std::atomic<uint64_t> ready{0};
+  // Smallest `ready` a waiting reader needs; the fetch wakes readers only when it is reached,
+  // not on every packet.
+  std::atomic<uint64_t> wake_at{UINT64_MAX};
+  std::string host;  // who served it; guarded by mu, set before done
+
+  bool Covers(uint32_t block) const { return block >= first && block <= last; }
+  // Called by the fetch as bytes land.
+  void Arrived(uint64_t n) {
+    ready.store(n);
+    if (n >= wake_at.load()) {
+      std::lock_guard<std::mutex> l(mu);
+      wake_at.store(UINT64_MAX);
+      cv.notify_all();
+    }
+  }
+  // Waits until the file's bytes up to `upto` are in data, or the fetch ended; true if they are.
+  // Bounded: the fetch always ends (RangeSource calls have timeouts and retry caps).
+  bool WaitFor(uint64_t upto) {
+    const uint64_t need = std::min(upto, end) - begin;
+    std::unique_lock<std::mutex> l(mu);
+    for (;;) {
+      // Announce the need before looking at `ready`, so a fetch that moves `ready` past it
+      // after the look is sure to see the announcement and wake us.
+      uint64_t w = wake_at.load();
+      while (need < w && !wake_at.compare_exchange_weak(w, need)) {
+      }
+      if (ready.load() >= need) return true;
+      if (done) return ready.load() >= need;
+      cv.wait(l);
+    }
+  }
+};
+
+struct DiskBlobStore::Blob {
+  BlobRef ref;                        // as last seen (any repo/path naming this content)
+  std::unique_ptr<BlockFile> file;    // null: cache unusable for this blob, serve uncached
+  std::mutex mu;                      // guards everything below
+  std::map<uint32_t, std::shared_ptr<Inflight>> inflight;  // by first block; never overlapping
+  std::map<uint32_t, std::shared_ptr<Inflight>> spill;     // done, not cached, kept in memory
+  // HintNext: the file a reader of all of this one is likely to read next.
+  std::unique_ptr<BlobRef> next;
+  // The file's first kHeadBytes as an open fetched them (RunHeadFetch): memory only, dropped at
+  // the last close and with the blocks after a hash failure.
+  std::shared_ptr<Inflight> head;
+  std::vector<Cursor> cursors;
+  int opens = 0;
+  std::set<std::string> sources;      // hosts that served this blob's bytes since start
+  // Who served each range stored in this run: first block -> (last block, host).
+  std::map<uint32_t, std::pair<uint32_t, std::string>> span_host;
+  std::map<std::string, int> suspected;        // times each host was blamed for a mismatch
+  std::set<std::string> proven_bad;   // hosts that alone served a file that failed its hash
+  std::set<std::string> hosts_seen;   // every host that answered for this blob in this run
+  uint64_t generation = 0;            // bumped when blocks are dropped; older fetches are not stored
+  bool verifying = false;             // a HashAhead task is queued or running
+  // Hash as bytes arrive (HashAhead): the whole-file hash of blocks [0, hashed), fed in file order
+  // as they land, so the file is verified moments after its last byte, not after a re-read of all
+  // of it. Valid while the BlockFile's drops() equals hashed_drops; otherwise it starts over.
+  std::unique_ptr<FileHasher> hasher;
+  uint32_t hashed = 0;
+  uint64_t hashed_drops = 0;
+  bool hash_again = false;            // blocks landed while HashAhead ran: it looks once more
+  // The whole-file hash matched with the blocks as of this drops() count (UINT64_MAX: not yet);
+  // set before the durable flag (BlockFile::MarkVerified syncs the file first), so a reader at
+  // the end of the file waits for the hash, not for the disk.
+  uint64_t matched_drops = UINT64_MAX;
+  // For readers that wait for the whole file to verify (CacheOptions::verify_before_read):
+  // notified (with mu) whenever a fetch of this blob ends or a verification ends.
+  std::condition_variable changed;
+  uint64_t progress = 0;              // fetches ended + verifications ended + 64 MiB hashed
+  uint64_t fetch_failures = 0;        // fetches that failed after the source's own retries
+  Status last_failure;                // the latest of those
+  uint64_t refused = 0;               // fetched chunks that found no room in the cache
+  uint64_t untrusted = 0;             // fetched chunks not kept: a proven liar served them
+  std::atomic<uint64_t> hash_failures{0};  // whole-file hash mismatches since start
+  uint64_t verify_rounds = 0;         // verifications ended, whatever the outcome
+  // Bytes handed to readers that were never stored (so never hashed): the head, answers not
+  // cached (a blamed host's, a drop during the fetch, no room). (offset, length, XXH3) of each;
+  // when the file's hash matches they are compared with the verified bytes, and a difference
+  // counts as a hash failure for the readers given them (HashFailures).
+  std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> served_unstored;
+  bool served_unstored_overflow = false;  // more than kMaxServedUnstored: all count as different
+  // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
+  bool filling = false;               // a background fill is running: RunFetch keeps it going
+  // Reads back into a hole, and the end of the furthest read: see kScatterBackJumps.
+  uint64_t read_end = 0;
+  uint32_t back_jumps = 0;
+  bool load_expected = false;         // HintLoad: a loader of all of it is coming
+  bool layout_known = false;
+  std::vector<uint64_t> regions;
+  uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
+  // Held shared while a fetched chunk is checked against `generation` and written, and exclusively
+  // while blocks are dropped, so a fetch that started before a drop can never write after it.
+  // Taken before mu.
+  std::shared_mutex drop_mu;
+};
+
+}  // namespace modelfs

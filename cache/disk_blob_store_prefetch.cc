@@ -1,0 +1,465 @@
+#include "cache/disk_blob_store_internal.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "cache/safetensors.h"
+#include "common/log.h"
+
+namespace modelfs {
+namespace {
+
+// A read within this distance of a stream's position continues the stream (anchors.md 13.B: both
+// mountpoint-s3 and hf-mount tolerate 1 MiB back and 16 MiB forward). Kernel readahead and several
+// FUSE threads deliver one sequential stream slightly out of order, so strict equality would
+// misclassify it as random.
+constexpr uint64_t kSeekBackTolerance = 1ull << 20;
+constexpr uint64_t kSeekForwardTolerance = 16ull << 20;
+// A stream that began in a safetensors header and reads this far past its end (at least; see
+// RegionSlack) is a sequential reader of the file.
+constexpr uint64_t kHeaderSlack = 1ull << 20;
+// The kernel's page: reads through the page cache begin on a page boundary.
+constexpr uint64_t kPageSize = 4096;
+// Streams tracked per blob: enough for tensor-parallel ranks (4-8) reading one shard.
+constexpr size_t kMaxCursors = 8;
+// A reader of a safetensors file that goes back this many times, to bytes neither on disk nor on
+// the wire further before the furthest read than the kernel reorders a stream, reads the file in
+// an order of its own (mmap in a framework's module order, a random order): it is taken to read
+// all of the file, which is then filled in the background (ScheduleFill) instead of being
+// discovered tensor by tensor, each at a round trip's cost. A reader of a few tensors in file
+// order (the header and one tensor, a pipeline stage's layers) never goes back, so never
+// triggers it; one that reads two tensors, the second before the first, pays for the file.
+constexpr uint32_t kScatterBackJumps = 1;
+
+}  // namespace
+
+void DiskBlobStore::HintLoad(const BlobRef& ref) {
+  if (opts_.verify_before_read) return;
+  auto b = GetBlob(ref);
+  if (!b->file || b->file->verified() || b->file->AllPresent()) return;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (b->load_expected) return;
+    b->load_expected = true;
+  }
+  MODELFS_LOG(kDebug, "%s: a loader read the model's index: fetching its head", ref.path.c_str());
+  FetchHead(b, ref);
+}
+
+void DiskBlobStore::FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref) {
+  // An open is followed by a read of the head (a safetensors header, a config's first bytes):
+  // start it now, so that the first read finds its bytes on the wire. kHeadBytes and not a block
+  // or a chunk: a loader that reads the header and one tensor must not pay for more.
+  if (opts_.verify_before_read || !b->file || b->file->verified()) return;
+  std::shared_ptr<Inflight> head;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    // Not after a hash failure: every answer may then have to be judged before it is served.
+    if (ref.size > kBlockSize && !b->head && b->suspected.empty() && !b->file->Present(0) &&
+        !CoveringLocked(*b, 0)) {
+      head = std::make_shared<Inflight>();
+      head->end = kHeadBytes;
+      head->data.reset(new char[kHeadBytes]);
+      b->head = head;
+      busy_++;
+    }
+  }
+  if (head) {
+    auto blob = b;
+    if (!demand_pool_->Submit([this, blob, head] { RunHeadFetch(blob, head); })) RunHeadFetch(blob, head);
+  } else if (!b->file->AllPresent()) {
+    source_->Prepare(ref);
+  }
+}
+
+void DiskBlobStore::RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f) {
+  std::string served_by;
+  fetches_++;
+  Status st = source_->ReadAtStreaming(b->ref, 0, f->end, f->data.get(), &served_by,
+                                       [&f](size_t n) { f->Arrived(n); });
+  if (st.ok()) fetched_bytes_ += f->end;
+  {
+    std::lock_guard<std::mutex> l(f->mu);
+    f->status = st;
+    f->host = served_by;
+    if (st.ok()) f->ready.store(f->end);
+    f->done = true;
+  }
+  f->cv.notify_all();
+  if (st.ok()) NoteServedUnstored(b, 0, f->data.get(), f->end);
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (st.ok()) {
+      b->hosts_seen.insert(served_by);
+    } else if (b->head == f) {
+      b->head.reset();  // the next read fetches block 0
+    }
+  }
+  busy_--;
+}
+
+bool DiskBlobStore::ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, char* buf) {
+  std::shared_ptr<Inflight> head;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    head = b->head;
+  }
+  if (!head || end > head->end || !head->WaitFor(end)) return false;
+  memcpy(buf, head->data.get() + offset, end - offset);
+  miss_bytes_ += end - offset;
+  return true;
+}
+
+void DiskBlobStore::PrepareBlob(const BlobRef& ref) {
+  // A lookup (stat, ls -l) of a large file: a read may follow, so let the source resolve where to
+  // read it from now. No blob files are opened for this; cached files cost nothing.
+  if (opts_.verify_before_read || ref.size <= kBlockSize) return;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = usage_.find(ref.key);
+    if (it != usage_.end() && it->second.verified) return;
+  }
+  source_->Prepare(ref);
+}
+
+void DiskBlobStore::HintNext(const BlobRef& ref, const BlobRef& next) {
+  if (opts_.verify_before_read || next.key == ref.key) return;
+  auto b = GetBlob(ref);
+  std::lock_guard<std::mutex> l(b->mu);
+  if (!b->next || b->next->key != next.key) b->next = std::make_unique<BlobRef>(next);
+}
+
+void DiskBlobStore::Lookahead(const std::shared_ptr<Blob>& from, uint64_t window, int depth) {
+  BlobRef ref;
+  {
+    std::lock_guard<std::mutex> l(from->mu);
+    if (!from->next) return;
+    ref = *from->next;
+  }
+  if (ref.size <= kBlockSize) return;  // a file of one block is fetched whole by its first read
+  if (quota_bytes_ > 0) {
+    // Only into free room, half of it at most: a lookahead must never evict what the reader of
+    // this file (or anyone) still needs, or a full cache refetches.
+    std::lock_guard<std::mutex> l(mu_);
+    const uint64_t used = used_bytes_ + overhead_bytes_ + pending_bytes_;
+    window = std::min(window, used < quota_bytes_ ? (quota_bytes_ - used) / 2 : 0);
+  }
+  if (window < kChunkSize) return;
+  auto n = GetBlob(ref);
+  if (!n->file || n->file->verified() || n->file->AllPresent()) return;
+  std::vector<std::shared_ptr<Inflight>> todo;
+  uint64_t rest = 0;  // of the window, once all of this file is scheduled
+  {
+    std::lock_guard<std::mutex> l(n->mu);
+    if (n->opens > 0) return;  // its reader is there: its own stream drives it
+    if (n->cursors.empty()) {
+      n->cursors.push_back(Cursor{0, window, 0, 1, 0, 0});
+      MODELFS_LOG(kDebug, "lookahead: %s after %s, %llu bytes", ref.path.c_str(), from->ref.path.c_str(),
+                  (unsigned long long)window);
+    }
+    Cursor& cur = n->cursors.front();
+    if (cur.next != 0) return;  // a reader came and went: not a lookahead cursor any more
+    cur.window = std::max(cur.window, window);
+    const uint64_t to = std::min(ref.size, (cur.window + kChunkSize - 1) / kChunkSize * kChunkSize);
+    cur.prefetched_to = std::max(cur.prefetched_to, ScheduleLocked(*n, cur.prefetched_to, to, &todo));
+    if (cur.prefetched_to >= ref.size && window > ref.size) rest = window - ref.size;
+  }
+  for (auto& f : todo) Launch(n, f, /*demand=*/false);
+  if (rest > kChunkSize && depth > 1) Lookahead(n, rest, depth - 1);
+}
+
+void DiskBlobStore::NoteLatency(std::chrono::steady_clock::duration d) {
+  // Time to a range's first byte, as a moving average (alpha 1/4), in microseconds.
+  const uint64_t us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  uint64_t old = latency_us_.load();
+  uint64_t next = old == 0 ? us : (3 * old + us) / 4;
+  latency_us_.compare_exchange_strong(old, next);  // a lost race loses one sample
+}
+
+uint64_t PrefetchStartWindow(uint64_t latency_us, uint64_t initial, uint64_t max) {
+  max = std::max(max, initial);
+  uint64_t w = initial;
+  for (uint64_t t = 10000; t <= latency_us && w < max; t *= 2) w *= 2;
+  return std::min(w, max);
+}
+
+uint64_t DiskBlobStore::StartWindow() const {
+  // Until a range of our own has measured it, the source's latency (its API calls) stands in.
+  uint64_t lat = latency_us_.load();
+  if (lat == 0) lat = source_->LatencyHintUs();
+  return PrefetchStartWindow(lat, opts_.initial_window, opts_.max_window);
+}
+
+void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
+  const BlobRef& ref = b->ref;
+  std::shared_ptr<Inflight> head;  // the head fetch, or chunk 0 fetched but maybe not on disk yet
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (b->layout_known) return;
+    const std::string ext = ".safetensors";
+    bool named = ref.path.size() > ext.size() && ref.path.compare(ref.path.size() - ext.size(), ext.size(), ext) == 0;
+    if (!b->file || ref.size <= kBlockSize || !named) {
+      b->layout_known = true;  // nothing to learn
+      return;
+    }
+    head = b->head;
+    if (!head || head->ready.load() < 8) head = CoveringLocked(*b, 0);
+  }
+  // The head may still be on the wire: what has landed of it is enough once it holds the header.
+  const uint64_t landed = head ? head->ready.load() : 0;
+  std::unique_ptr<char[]> block;
+  const char* first = nullptr;  // the file's first bytes: the head in memory, or block 0 from disk
+  uint64_t first_len = 0;
+  if (landed >= 8) {
+    first = head->data.get();
+    first_len = landed;
+  } else {
+    // The reader that fetched chunk 0 got its bytes before the disk write: learnt on a later read.
+    block.reset(new char[kBlockSize]);
+    if (!b->file->Present(0) || !b->file->ReadBlock(0, block.get())) return;
+    first = block.get();
+    first_len = b->file->BlockLen(0);
+  }
+  std::vector<uint64_t> regions;
+  auto n = SafetensorsHeaderLength(first, ref.size);
+  if (n.ok()) {
+    const uint64_t end = 8 + n.value();
+    std::string header;
+    if (end <= first_len) {
+      header.assign(first + 8, n.value());
+    } else {  // a header larger than what is in hand: from the blocks on disk, if they are there
+      if (!block) block.reset(new char[kBlockSize]);
+      for (uint32_t i = 0; static_cast<uint64_t>(i) * kBlockSize < end; i++) {
+        if (!b->file->ReadBlock(i, block.get())) return;  // not cached yet: later
+        const uint64_t bstart = static_cast<uint64_t>(i) * kBlockSize;
+        const uint64_t from = std::max<uint64_t>(bstart, 8);
+        const uint64_t to = std::min<uint64_t>(bstart + b->file->BlockLen(i), end);
+        if (to > from) header.append(block.get() + (from - bstart), to - from);
+      }
+    }
+    auto r = SafetensorsRegionEnds(header, n.value(), ref.size);
+    if (r.ok()) regions = std::move(r).value();
+  }
+  std::lock_guard<std::mutex> l(b->mu);
+  b->regions = std::move(regions);
+  b->layout_known = true;
+}
+
+uint64_t DiskBlobStore::ScheduleLocked(Blob& b, uint64_t from, uint64_t to,
+                                       std::vector<std::shared_ptr<Inflight>>* todo, uint32_t span_blocks) {
+  if (from >= to) return to;
+  uint32_t lo = static_cast<uint32_t>(from / kBlockSize);
+  const uint32_t hi = static_cast<uint32_t>((to - 1) / kBlockSize);
+  while (lo <= hi) {
+    if (inflight_chunks_ >= opts_.max_inflight_chunks) {
+      return static_cast<uint64_t>(lo) * kBlockSize;  // budget: resume on a later read
+    }
+    auto f = NewSpanLocked(b, lo, hi, span_blocks);
+    if (!f) break;
+    todo->push_back(f);
+    lo = f->last + 1;
+  }
+  return to;
+}
+
+uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len) {
+  std::vector<std::shared_ptr<Inflight>> todo;
+  bool demand = false;
+  uint32_t demand_last = UINT32_MAX;
+  uint64_t lookahead = 0;  // > 0: start the next file with this window
+  bool fill = false;       // start a background fill of the file
+  std::vector<std::shared_ptr<Inflight>> ahead;  // prefetch behind the demand ranges in todo
+  MaybeLoadLayout(b);
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    static std::atomic<uint64_t> tick{0};
+    uint64_t now = ++tick;
+    Cursor* cur = nullptr;
+    for (auto& c : b->cursors) {
+      // Behind by up to two kernel readahead windows: the kernel sends a window's requests at
+      // once and the FUSE threads deliver them in any order.
+      const uint64_t back = std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead);
+      if (off + back >= c.next && off <= c.next + kSeekForwardTolerance) {
+        cur = &c;
+        break;
+      }
+    }
+    // A read that lands inside a tensor, not right after where its stream was, is a loader
+    // starting that tensor (a random-order or lazy loader, a loader skipping to the tensor it
+    // wants): the header gives the tensor's extent, so all of it (up to max_window) is requested
+    // at once, over as many connections as it has ranges, instead of being discovered read by
+    // read. "Right after" is within a block: kernel readahead and FUSE threads reorder a little.
+    auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), off);
+    // The kernel reads whole pages, and tensors are not page-aligned: a read that begins in the
+    // last page before a region's end and runs past it is a read of the next region.
+    if (region_end != b->regions.end() && *region_end - off < kPageSize && off + len > *region_end) ++region_end;
+    const bool in_tensor = region_end != b->regions.end() && region_end != b->regions.begin();
+    // A jump is a read past where the stream was and past what it has scheduled: kernel
+    // readahead and FUSE threads deliver a sequential stream a little out of order, but inside
+    // its prefetch window.
+    bool jumped = !cur || (off > cur->next + kBlockSize && off >= cur->prefetched_to);
+    if (jumped && cur) {
+      // Not a jump but the kernel's readahead running past the end of the tensor the stream is
+      // in (a large read makes it read up to max_readahead further): that must not start a
+      // fetch of the next tensor.
+      uint64_t cap = RegionCapLocked(*b, *cur);
+      if (cap != UINT64_MAX && off >= cap && off <= cap + RegionSlack(*b, cap)) jumped = false;
+    }
+    // A reader in its own tensor order will read all of this file (kScatterBackJumps): the rest
+    // of it streams in the background, in file order, over the fetch pool.
+    const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
+    // So is a loader of the whole model (HintLoad) whose first read here is past the first tensor.
+    const bool own_order =
+        (!b->regions.empty() && off + std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead) < b->read_end &&
+         b->file && !b->file->Present(block) && !CoveringLocked(*b, block) &&
+         ++b->back_jumps >= kScatterBackJumps) ||
+        (b->load_expected && !cur && in_tensor && region_end != b->regions.begin() + 1);
+    if (own_order && !b->filling && b->file && !b->file->AllPresent()) {
+      b->filling = fill = true;
+      MODELFS_LOG(kDebug, "%s: read at %llu (%u times back from %llu%s): a reader in its own tensor order, "
+                  "filling the rest of the file", b->ref.path.c_str(), (unsigned long long)off, b->back_jumps,
+                  (unsigned long long)b->read_end, b->load_expected ? ", after the model's index" : "");
+    }
+    b->read_end = std::max(b->read_end, off + len);
+    const bool cursor_was_new = !cur;
+    if (!cur) {
+      if (b->cursors.size() >= kMaxCursors) {
+        auto lru = std::min_element(b->cursors.begin(), b->cursors.end(),
+                                    [](const Cursor& x, const Cursor& y) { return x.last_use < y.last_use; });
+        b->cursors.erase(lru);
+      }
+      b->cursors.push_back(Cursor{off + len, StartWindow(), 0, 0, now, off});
+      cur = &b->cursors.back();
+      if (!in_tensor) return demand_last;  // a lone read is not a stream yet: fetch only what it needs
+    }
+    if (in_tensor && jumped) {
+      cur->start = std::max(off, *(region_end - 1));  // a new region: its cap applies to this stream now
+      cur->next = off + len;
+      cur->hits = 0;
+      cur->last_use = now;
+      uint64_t to = std::min(*region_end, off + std::max(opts_.max_window, opts_.initial_window));
+      // Over as many connections as the demand pool has, in ranges of whole blocks: a far link's
+      // fresh connections are in slow start, where a range's time grows with its size (200 ms
+      // RTT: 1 MiB 1.0 s, 4 MiB 1.5 s), so the tensor comes fastest in the smallest pieces.
+      const uint64_t blocks = (to - off / kBlockSize * kBlockSize + kBlockSize - 1) / kBlockSize;
+      const uint64_t threads = std::max(1u, opts_.fetch_threads);
+      const uint32_t span = static_cast<uint32_t>(std::min<uint64_t>(kBlocksPerChunk, (blocks + threads - 1) / threads));
+      MODELFS_LOG(kDebug, "%s: read at %llu+%llu starts a tensor: [%llu, %llu) in ranges of %u blocks (%s)",
+                  b->ref.path.c_str(), (unsigned long long)off, (unsigned long long)len, (unsigned long long)off,
+                  (unsigned long long)to, span, cursor_was_new ? "new stream" : "jump");
+      cur->prefetched_to = ScheduleLocked(*b, off, to, &todo, span);
+      demand = true;  // the reader is about to wait for these
+      // A new stream that starts at the first tensor (its header came with the open) is a loader
+      // in file order, which reads on into the next tensors: it is a whole-file stream at once,
+      // not capped at this tensor, so the link is busy with what follows while the first tensor
+      // comes (a reader of the first tensor alone pays for a window; a lazy reader's tensor is
+      // rarely the first).
+      if (cursor_was_new && region_end == b->regions.begin() + 1 && cur->prefetched_to >= to) {
+        cur->whole = true;
+        const uint64_t ahead_to =
+            std::min(b->ref.size, (off + len + cur->window + kChunkSize - 1) / kChunkSize * kChunkSize);
+        cur->prefetched_to = ScheduleLocked(*b, to, ahead_to, &ahead);
+        if (b->next && cur->prefetched_to >= b->ref.size) lookahead = StartWindow();
+      }
+
+      // A loader in its own tensor order (mmap, random) that has half the file already reads all
+      // of it: the next file (HintNext) starts now, as for a whole-file stream below.
+      if (b->next && b->file && b->file->PresentBytes() >= b->ref.size / 2) lookahead = StartWindow();
+    } else {
+      cur->hits++;
+      // The latency may have been measured since the cursor began (its first fetch gave it).
+      cur->window = std::max(cur->window, StartWindow());
+      cur->next = std::max(cur->next, off + len);
+      cur->last_use = now;
+      // From this read's own first block: one request for the rest of its chunk, not one for the
+      // block the reader is about to miss on and another for the blocks after it.
+      uint64_t from = std::max(cur->prefetched_to, (off / kBlockSize) * kBlockSize);
+      // Whole aligned chunks: the same requests on every machine, for a shared cache to reuse.
+      uint64_t to = std::min(b->ref.size, (off + len + cur->window + kChunkSize - 1) / kChunkSize * kChunkSize);
+      const uint64_t cap = RegionCapLocked(*b, *cur);
+      to = std::min(to, cap);
+      cur->prefetched_to = std::max(cur->prefetched_to, ScheduleLocked(*b, from, to, &todo));
+      // Past the end of the tensor the stream is capped at: the kernel's readahead, which needs
+      // this read's blocks but nothing after them.
+      if (off >= cap) demand_last = static_cast<uint32_t>((off + len - 1) / kBlockSize);
+      // A stream from the file's head (its first chunk or its first tensor) that has scheduled it
+      // to its end: a whole-file reader, so the next file (HintNext) starts now and its
+      // connections leave slow start meanwhile. As much of it as the link's latency calls for
+      // (StartWindow): all of max_window on a far link, two chunks on a near one, where a reader
+      // of one shard should not pay for the next.
+      const uint64_t head_end = std::max<uint64_t>(kChunkSize, b->regions.size() > 1 ? b->regions[1] : 0);
+      if (b->next && cur->start < head_end && cur->prefetched_to >= b->ref.size) lookahead = StartWindow();
+    }
+  }
+  for (auto& f : todo) Launch(b, f, demand);
+  for (auto& f : ahead) Launch(b, f, /*demand=*/false);
+  if (fill) ScheduleFill(b);
+  if (lookahead > 0) Lookahead(b, lookahead);
+  return demand_last;
+}
+
+uint64_t DiskBlobStore::RegionCapLocked(const Blob& b, const Cursor& cur) const {
+  // A stream still inside the region it began in stops at its end. "Inside" allows the kernel's
+  // readahead past the end of a tensor (up to kSeekForwardTolerance, the readahead we ask for): a
+  // loader reading one tensor makes the kernel read on past it, and that alone must not turn it
+  // into a sequential reader whose window runs further still. The header is read with small
+  // reads (8 bytes, then the JSON: the kernel reads 16 KiB), so a stream that began there is a
+  // sequential reader as soon as it is a little past it: a loader of every tensor, or dd.
+  if (b.regions.empty() || cur.whole) return UINT64_MAX;
+  auto region_end = std::upper_bound(b.regions.begin(), b.regions.end(), cur.start);
+  if (region_end == b.regions.end()) return UINT64_MAX;
+  return cur.next <= *region_end + RegionSlack(b, *region_end) ? *region_end : UINT64_MAX;
+}
+
+uint64_t DiskBlobStore::RegionSlack(const Blob& b, uint64_t region_end) const {
+  // Past a tensor: the readahead we ask the kernel for. Past the header: what the kernel reads
+  // ahead of a reader of the header alone (its readahead window grows 4x per step as the JSON is
+  // read), but not so much that a sequential reader waits long for its prefetch.
+  if (region_end != b.regions.front()) return std::max(kSeekForwardTolerance, 2 * opts_.kernel_readahead);
+  return std::min(kSeekForwardTolerance, std::max(kHeaderSlack, 8 * region_end));
+}
+
+void DiskBlobStore::GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end) {
+  // The reader of a stream caught up with its prefetch and waited: the window (and with it the
+  // number of chunks in flight, i.e. parallel connections) is too small for this link's
+  // bandwidth-delay product, so double it. While prefetch keeps ahead it stays as it is: on a fast
+  // local link a few connections suffice, and more only compete for the server and the CPU.
+  std::lock_guard<std::mutex> l(b->mu);
+  for (auto& c : b->cursors) {
+    if (end + kSeekBackTolerance >= c.next && end <= c.next + kSeekForwardTolerance && c.hits > 0) {
+      c.window = std::min(c.window * 2, opts_.max_window);
+      return;
+    }
+  }
+}
+
+void DiskBlobStore::ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok) {
+  // A background fill (fill_on_open) schedules more chunks as each ends, so it streams over the
+  // fetch pool; it stops when the blob is complete, or at the first failure or refusal (readers
+  // then fetch what they need as usual).
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (!b->filling) return;
+    if (!last_ok || !b->file || b->file->AllPresent()) {
+      b->filling = false;
+      return;
+    }
+  }
+  ScheduleFill(b);
+}
+
+void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b) {
+  // Every missing range not in flight, in file order, as far as the global budget allows; the
+  // waiting reader calls this again as fetches end, so the file streams over all fetch threads.
+  // Spilled ranges are fetched again: only blocks on disk can be verified.
+  std::vector<std::shared_ptr<Inflight>> todo;
+  {
+    std::lock_guard<std::mutex> l(b->mu);
+    if (!b->file) return;
+    b->spill.clear();
+    ScheduleLocked(*b, 0, b->ref.size, &todo);
+  }
+  for (auto& f : todo) Launch(b, f, /*demand=*/false);
+}
+
+}  // namespace modelfs
