@@ -68,6 +68,7 @@
 // mu_ also guards overhead_bytes_.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -216,10 +217,11 @@ class DiskBlobStore : public BlobStore {
   std::shared_ptr<Inflight> NewSpanLocked(Blob& b, uint32_t lo, uint32_t hi,
                                           uint32_t max_blocks = kBlocksPerChunk);
   // Requires b.mu: registers ranges for the missing blocks of [from, to) while the in-flight
-  // budget allows, each at most span_blocks blocks (and never across a chunk); returns the offset
-  // up to which everything is on disk or scheduled.
+  // budget allows (max_inflight chunks in flight, 0: CacheOptions::max_inflight_chunks), each at
+  // most span_blocks blocks (and never across a chunk); returns the offset up to which everything
+  // is on disk or scheduled.
   uint64_t ScheduleLocked(Blob& b, uint64_t from, uint64_t to, std::vector<std::shared_ptr<Inflight>>* todo,
-                          uint32_t span_blocks = kBlocksPerChunk);
+                          uint32_t span_blocks = kBlocksPerChunk, uint32_t max_inflight = 0);
   // Runs RunFetch on the demand pool (a reader waits for it) or the prefetch pool.
   void Launch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, bool demand);
   void RunFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
@@ -264,7 +266,11 @@ class DiskBlobStore : public BlobStore {
   // Has the filesystem drop the kernel's cached pages of this content (the invalidate callback),
   // on the notify pool: invalidating waits for page locks a pending FUSE read may hold.
   void DropKernelPages(const std::string& key);
-  void ScheduleFill(const std::shared_ptr<Blob>& b);
+  // Schedules the missing ranges of b in file order, up to max_inflight chunks in flight (0: the
+  // whole budget).
+  void ScheduleFill(const std::shared_ptr<Blob>& b, uint32_t max_inflight = 0);
+  // Chunks in flight a fill for a reader in its own order may bring the total to: half the budget.
+  uint32_t SharedFillBudget() const { return std::max(1u, opts_.max_inflight_chunks / 2); }
   // Starts fetching the blob's first kHeadBytes (an open's, or a loader's after HintLoad), or
   // lets the source resolve its URL if the head is there already.
   void FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref);

@@ -167,6 +167,10 @@ struct DiskBlobStore::Blob {
   bool served_unstored_overflow = false;  // more than kMaxServedUnstored: all count as different
   // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
   bool filling = false;               // a background fill is running: RunFetch keeps it going
+  // The fill is for a reader in its own order (Prefetch), not fill_on_open: it takes at most
+  // SharedFillBudget() chunks in flight, so the streams of other readers of the file (ranks
+  // reading a part each look the same at first) keep the rest of the budget.
+  bool fill_shared = false;
   // Reads back into a hole, and the end of the furthest read: see kScatterBackJumps.
   uint64_t read_end = 0;
   uint32_t back_jumps = 0;

@@ -28,7 +28,9 @@ constexpr size_t kMaxCursors = 8;
 // all of the file, which is then filled in the background (ScheduleFill) instead of being
 // discovered tensor by tensor, each at a round trip's cost. A reader of a few tensors in file
 // order (the header and one tensor, a pipeline stage's layers) never goes back, so never
-// triggers it; one that reads two tensors, the second before the first, pays for the file.
+// triggers it; one that reads two tensors, the second before the first, pays for the file. Only
+// with one handle open: several readers of one file (ranks reading a part each) start and jump
+// below one another without being readers in their own order.
 constexpr uint32_t kScatterBackJumps = 1;
 
 }  // namespace
@@ -246,12 +248,14 @@ void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
 }
 
 uint64_t DiskBlobStore::ScheduleLocked(Blob& b, uint64_t from, uint64_t to,
-                                       std::vector<std::shared_ptr<Inflight>>* todo, uint32_t span_blocks) {
+                                       std::vector<std::shared_ptr<Inflight>>* todo, uint32_t span_blocks,
+                                       uint32_t max_inflight) {
   if (from >= to) return to;
+  if (max_inflight == 0) max_inflight = opts_.max_inflight_chunks;
   uint32_t lo = static_cast<uint32_t>(from / kBlockSize);
   const uint32_t hi = static_cast<uint32_t>((to - 1) / kBlockSize);
   while (lo <= hi) {
-    if (inflight_chunks_ >= opts_.max_inflight_chunks) {
+    if (inflight_chunks_ >= max_inflight) {
       return static_cast<uint64_t>(lo) * kBlockSize;  // budget: resume on a later read
     }
     auto f = NewSpanLocked(b, lo, hi, span_blocks);
@@ -306,16 +310,18 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
       if (cap != UINT64_MAX && off >= cap && off <= cap + RegionSlack(*b, cap)) jumped = false;
     }
     // A reader in its own tensor order will read all of this file (kScatterBackJumps): the rest
-    // of it streams in the background, in file order, over the fetch pool.
+    // of it streams in the background, in file order, over the fetch pool. Only jumps count: a
+    // stream's own reads that miss are not going back.
     const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
     // So is a loader of the whole model (HintLoad) whose first read here is past the first tensor.
     const bool own_order =
-        (!b->regions.empty() && off + std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead) < b->read_end &&
+        (jumped && !b->regions.empty() && off + std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead) < b->read_end &&
          b->file && !b->file->Present(block) && !CoveringLocked(*b, block) &&
-         ++b->back_jumps >= kScatterBackJumps) ||
+         b->opens <= 1 && ++b->back_jumps >= kScatterBackJumps) ||
         (b->load_expected && !cur && in_tensor && region_end != b->regions.begin() + 1);
     if (own_order && !b->filling && b->file && !b->file->AllPresent()) {
       b->filling = fill = true;
+      b->fill_shared = true;
       MODELFS_LOG(kDebug, "%s: read at %llu (%u times back from %llu%s): a reader in its own tensor order, "
                   "filling the rest of the file", b->ref.path.c_str(), (unsigned long long)off, b->back_jumps,
                   (unsigned long long)b->read_end, b->load_expected ? ", after the model's index" : "");
@@ -393,7 +399,7 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
   }
   for (auto& f : todo) Launch(b, f, demand);
   for (auto& f : ahead) Launch(b, f, /*demand=*/false);
-  if (fill) ScheduleFill(b);
+  if (fill) ScheduleFill(b, SharedFillBudget());
   if (lookahead > 0) Lookahead(b, lookahead);
   return demand_last;
 }
@@ -434,9 +440,10 @@ void DiskBlobStore::GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end) {
 }
 
 void DiskBlobStore::ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok) {
-  // A background fill (fill_on_open) schedules more chunks as each ends, so it streams over the
-  // fetch pool; it stops when the blob is complete, or at the first failure or refusal (readers
-  // then fetch what they need as usual).
+  // A background fill (fill_on_open, or for a reader in its own order) schedules more chunks as
+  // each ends, so it streams over the fetch pool; it stops when the blob is complete, or at the
+  // first failure or refusal (readers then fetch what they need as usual).
+  bool shared;
   {
     std::lock_guard<std::mutex> l(b->mu);
     if (!b->filling) return;
@@ -444,11 +451,12 @@ void DiskBlobStore::ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok) {
       b->filling = false;
       return;
     }
+    shared = b->fill_shared;
   }
-  ScheduleFill(b);
+  ScheduleFill(b, shared ? SharedFillBudget() : 0);
 }
 
-void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b) {
+void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b, uint32_t max_inflight) {
   // Every missing range not in flight, in file order, as far as the global budget allows; the
   // waiting reader calls this again as fetches end, so the file streams over all fetch threads.
   // Spilled ranges are fetched again: only blocks on disk can be verified.
@@ -457,7 +465,7 @@ void DiskBlobStore::ScheduleFill(const std::shared_ptr<Blob>& b) {
     std::lock_guard<std::mutex> l(b->mu);
     if (!b->file) return;
     b->spill.clear();
-    ScheduleLocked(*b, 0, b->ref.size, &todo);
+    ScheduleLocked(*b, 0, b->ref.size, &todo, kBlocksPerChunk, max_inflight);
   }
   for (auto& f : todo) Launch(b, f, /*demand=*/false);
 }

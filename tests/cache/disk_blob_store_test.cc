@@ -1009,6 +1009,42 @@ TEST_F(DiskBlobStoreTest, ALoaderThatGoesBackToAnEarlierTensorHasTheRestOfTheFil
   }
 }
 
+TEST_F(DiskBlobStoreTest, RanksReadingAPartEachAreNotAReaderInItsOwnOrder) {
+  // Four 12 MiB tensors; first reads at the starts of tensors 3, 0 and 1: two of them go back
+  // into holes. With one open handle that is a reader in its own order (the file is filled); with
+  // four, the ranks of a tensor-parallel load, each reading its own part (no fill).
+  const uint64_t t = 12 * kBlockSize;
+  const std::string data = SafetensorsAt1KiB({{"a", t}, {"b", t}, {"c", t}, {"d", t}}, 46);
+  BlobRef ref = source_.Add("model.safetensors", data);
+  for (int opens : {1, 4}) {
+    SCOPED_TRACE(::testing::Message() << opens << " open handles");
+    std::filesystem::remove_all(dir_.path() + "/blobs");
+    source_.ClearRequests();
+    CacheOptions o;
+    o.dir = dir_.path();
+    o.fetch_threads = 4;
+    o.initial_window = o.max_window = 4 << 20;  // a first read fetches 4 MiB of its tensor
+    auto store = std::move(DiskBlobStore::Open(o, &source_)).value();
+    for (int i = 0; i < opens; i++) store->OpenBlob(ref);
+    ASSERT_TRUE(store->WaitIdle(10000));
+    std::vector<char> buf(kBlockSize);
+    size_t n = 0;
+    for (int i : {3, 0, 1}) {
+      ASSERT_TRUE(store->Read(ref, 1024 + i * t, buf.size(), buf.data(), &n).ok());
+      ASSERT_TRUE(std::string(buf.data(), n) == data.substr(1024 + i * t, buf.size()));
+    }
+    ASSERT_TRUE(store->WaitIdle(10000));
+    uint64_t bytes = 0;
+    for (auto [off, len] : source_.requests()) bytes += len;
+    if (opens == 1) {
+      EXPECT_EQ(bytes, data.size());
+    } else {
+      EXPECT_LT(bytes, data.size() * 3 / 4);
+    }
+    for (int i = 0; i < opens; i++) store->CloseBlob(ref);
+  }
+}
+
 TEST_F(DiskBlobStoreTest, AStreamFromTheFirstTensorAfterTheOpensHeadReadsOnPastIt) {
   // An open fetches the head (the header); a loader in file order then reads the first tensor, a,
   // and goes on to b: the stream is not capped at a's end, as it is for a later tensor.
