@@ -3,6 +3,13 @@
 
 BENCH_PIDS=()  # the hubs bench_hub started
 
+# bench_bin: sets BIN to the modelfs binary: $BIN if set, else this tree's build (built by
+# tools/setup.sh if it is not there yet).
+bench_bin() {
+  BIN=${BIN:-"$(pwd)/build/bin/modelfs"}
+  [ -x "$BIN" ] || bash tools/setup.sh >/dev/null
+}
+
 # bench_cleanup BIN MNT: unmounts MNT (if mounted) and stops the hubs; for `trap ... EXIT`.
 bench_cleanup() {
   mountpoint -q "$2" 2>/dev/null && "$1" unmount "$2" >/dev/null 2>&1 || true

@@ -7,10 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${SIZE:-244MiB}; SHARDS=${SHARDS:-4}; QUOTA=${QUOTA:-64MiB}; DIR=${DIR:-/tmp/modelfs-quota}
-BIN=${BIN:-"$(pwd)/build/bin/modelfs"}
-[ -x "$BIN" ] || bash tools/setup.sh >/dev/null
 REPO=quota-org/quota-model; MNT="$DIR/mnt"
 . bench/lib.sh
+bench_bin
 trap 'bench_cleanup "$BIN" "$MNT"; [ -n "${SAMPLER:-}" ] && kill "$SAMPLER" 2>/dev/null || true' EXIT
 mkdir -p "$DIR" "$MNT"
 rm -rf "$DIR/cache" "$DIR/du.txt"

@@ -8,12 +8,10 @@
 #        BIN=path/to/modelfs, default this tree's build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SRC=$(pwd)
 SIZE=${SIZE:-244MiB}; SHARDS=${SHARDS:-4}; ROUNDS=${ROUNDS:-3}; DIR=${DIR:-/tmp/modelfs-wrongmirror}
-BIN=${BIN:-"$SRC/build/bin/modelfs"}
-[ -x "$BIN" ] || bash tools/setup.sh >/dev/null
 REPO=wm-org/wm-model; MNT="$DIR/mnt"
 . bench/lib.sh
+bench_bin
 trap 'bench_cleanup "$BIN" "$MNT"' EXIT
 mkdir -p "$DIR" "$MNT"
 bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"

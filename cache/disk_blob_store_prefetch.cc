@@ -278,12 +278,12 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
     std::lock_guard<std::mutex> l(b->mu);
     static std::atomic<uint64_t> tick{0};
     uint64_t now = ++tick;
+    // How far behind its stream a read still belongs to it: two kernel readahead windows (the
+    // kernel sends a window's requests at once and the FUSE threads deliver them in any order).
+    const uint64_t reorder = std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead);
     Cursor* cur = nullptr;
     for (auto& c : b->cursors) {
-      // Behind by up to two kernel readahead windows: the kernel sends a window's requests at
-      // once and the FUSE threads deliver them in any order.
-      const uint64_t back = std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead);
-      if (off + back >= c.next && off <= c.next + kSeekForwardTolerance) {
+      if (off + reorder >= c.next && off <= c.next + kSeekForwardTolerance) {
         cur = &c;
         break;
       }
@@ -309,16 +309,18 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
       uint64_t cap = RegionCapLocked(*b, *cur);
       if (cap != UINT64_MAX && off >= cap && off <= cap + RegionSlack(*b, cap)) jumped = false;
     }
-    // A reader in its own tensor order will read all of this file (kScatterBackJumps): the rest
-    // of it streams in the background, in file order, over the fetch pool. Only jumps count: a
-    // stream's own reads that miss are not going back.
-    const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
-    // So is a loader of the whole model (HintLoad) whose first read here is past the first tensor.
-    const bool own_order =
-        (jumped && !b->regions.empty() && off + std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead) < b->read_end &&
-         b->file && !b->file->Present(block) && !CoveringLocked(*b, block) &&
-         b->opens <= 1 && ++b->back_jumps >= kScatterBackJumps) ||
-        (b->load_expected && !cur && in_tensor && region_end != b->regions.begin() + 1);
+    // A reader in its own tensor order will read all of this file: the rest of it streams in the
+    // background, in file order, over the fetch pool. Such is a loader of the whole model
+    // (HintLoad) whose first read here is past the first tensor, and a lone reader that jumps back
+    // into a hole further than a stream is reordered (kScatterBackJumps; a stream's own reads
+    // that miss are not going back).
+    bool own_order = false;
+    if (b->load_expected && !cur && in_tensor && region_end != b->regions.begin() + 1) {
+      own_order = true;
+    } else if (jumped && b->opens <= 1 && !b->regions.empty() && off + reorder < b->read_end && b->file) {
+      const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
+      if (!b->file->Present(block) && !CoveringLocked(*b, block)) own_order = ++b->back_jumps >= kScatterBackJumps;
+    }
     if (own_order && !b->filling && b->file && !b->file->AllPresent()) {
       b->filling = fill = true;
       b->fill_shared = true;
