@@ -25,6 +25,7 @@
 #include "cache/block_file.h"
 #include "cache/disk_blob_store.h"
 #include "cache/hash.h"
+#include "common/page_buffer.h"
 
 namespace modelfs {
 namespace {  // each of the store's files has its own copy; nothing here has external linkage
@@ -44,25 +45,25 @@ inline uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskP
 class DiskBlobStore::BufferPool {
  public:
   explicit BufferPool(size_t keep) : keep_(keep) {}
-  std::unique_ptr<char[]> Get() {
+  PageBuffer Get() {
     {
       std::lock_guard<std::mutex> l(mu_);
       if (!free_.empty()) {
-        std::unique_ptr<char[]> p = std::move(free_.back());
+        PageBuffer p = std::move(free_.back());
         free_.pop_back();
         return p;
       }
     }
-    return std::unique_ptr<char[]>(new char[kChunkSize]);  // uninitialized: a fetch fills it
+    return NewPageBuffer(kChunkSize);  // uninitialized: a fetch fills it
   }
-  void Put(std::unique_ptr<char[]> p) {
+  void Put(PageBuffer p) {
     std::lock_guard<std::mutex> l(mu_);
     if (p && free_.size() < keep_) free_.push_back(std::move(p));
   }
 
  private:
   std::mutex mu_;
-  std::vector<std::unique_ptr<char[]>> free_;
+  std::vector<PageBuffer> free_;
   const size_t keep_;
 };
 
@@ -82,7 +83,7 @@ struct DiskBlobStore::Inflight {
   Status status;       // valid once done
   // The bytes, from `begin`; allocated before the request is sent, uninitialized (zero-filling
   // 4 MiB per fetch was ~10% of the daemon's CPU on a fast link). data[0, ready) are final.
-  std::unique_ptr<char[]> data;
+  PageBuffer data;
   std::atomic<uint64_t> ready{0};
   // Smallest `ready` a waiting reader needs; the fetch wakes readers only when it is reached,
   // not on every packet.
@@ -178,6 +179,10 @@ struct DiskBlobStore::Blob {
   bool layout_known = false;
   std::vector<uint64_t> regions;
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
+  // Disk writes of this file take turns, lowest first block first (StoreRange): the first
+  // blocks of the ranges waiting, and whether one is being written.
+  std::multiset<uint32_t> store_waiting;
+  bool storing = false;
   // Held shared while a fetched chunk is checked against `generation` and written, and exclusively
   // while blocks are dropped, so a fetch that started before a drop can never write after it.
   // Taken before mu.

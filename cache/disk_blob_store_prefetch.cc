@@ -61,7 +61,7 @@ void DiskBlobStore::FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref
         !CoveringLocked(*b, 0)) {
       head = std::make_shared<Inflight>();
       head->end = kHeadBytes;
-      head->data.reset(new char[kHeadBytes]);
+      head->data = NewPageBuffer(kHeadBytes);
       b->head = head;
       busy_++;
     }

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/page_buffer.h"
 
 #include <fcntl.h>
 #include <fuse3/fuse_lowlevel.h>
@@ -31,6 +32,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <vector>
 
 #include "fs/errno.h"
@@ -297,18 +299,49 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
+// Read replies are built in buffers of kMaxIo taken from a pool, most recently used first: the
+// few that concurrent reads need stay faulted in, whichever of the workers (up to --threads,
+// started and ended by libfuse as load comes and goes) takes a read. A buffer per thread, zeroed
+// when it grew, cost a fault and a memset per page for every new worker. The reply is written to
+// /dev/fuse before the callback returns the buffer.
+class ReplyBuffers {
+ public:
+  PageBuffer Get(size_t size) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (!free_.empty() && free_.back().get_deleter().len >= size) {
+        PageBuffer b = std::move(free_.back());
+        free_.pop_back();
+        return b;
+      }
+    }
+    return NewPageBuffer(std::max<size_t>(size, kMaxIo));
+  }
+  void Put(PageBuffer b) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (free_.size() < kKeep) free_.push_back(std::move(b));
+  }
+
+ private:
+  static constexpr size_t kKeep = kMaxBackground;  // the kernel's async reads in flight at most
+  std::mutex mu_;
+  std::vector<PageBuffer> free_;
+};
+
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   OpTimer timer(req, kOpRead);
-  // One buffer per worker thread, grown to the largest request seen (at most max_read, 1 MiB); the
-  // reply is written to /dev/fuse before the callback returns, so reuse is safe.
-  thread_local std::vector<char> buf;
-  if (buf.size() < size) buf.resize(size);
+  static ReplyBuffers* const buffers = new ReplyBuffers;  // never destroyed: workers may outlive exit
+  PageBuffer buf = buffers->Get(size);
   size_t n = 0;
   MODELFS_LOG(kDebug, "read ino %lu: %zu bytes at %lld", static_cast<unsigned long>(ino), size,
               static_cast<long long>(off));
-  Status s = Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, buf.data(), &n, fi->fh);
-  if (!s.ok()) return ReplyStatus(req, kOpRead, ino, s);
-  fuse_reply_buf(req, buf.data(), n);
+  Status s = Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, buf.get(), &n, fi->fh);
+  if (!s.ok()) {
+    buffers->Put(std::move(buf));
+    return ReplyStatus(req, kOpRead, ino, s);
+  }
+  fuse_reply_buf(req, buf.get(), n);
+  buffers->Put(std::move(buf));
 }
 
 void OpStatfs(fuse_req_t req, fuse_ino_t) {

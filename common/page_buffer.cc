@@ -1,0 +1,48 @@
+#include "common/page_buffer.h"
+
+#include <sys/mman.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+
+namespace modelfs {
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kHugePage = 2u << 20;
+
+}  // namespace
+
+void PageBufferFree::operator()(char* p) const {
+  if (p != nullptr) munmap(p, len);
+}
+
+PageBuffer NewPageBuffer(size_t len) {
+  if (len < kHugePage) {  // a huge page would cost more memory than it saves faults
+    const size_t size = (len + kPage - 1) / kPage * kPage;
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      fprintf(stderr, "modelfs: cannot map a %zu-byte buffer\n", size);
+      abort();
+    }
+    return PageBuffer(static_cast<char*>(p), PageBufferFree{size});
+  }
+  const size_t size = (len + kHugePage - 1) / kHugePage * kHugePage;
+  // Map one huge page more than asked and trim both ends, so the buffer starts on a boundary.
+  void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    fprintf(stderr, "modelfs: cannot map a %zu-byte buffer\n", size);
+    abort();
+  }
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > start) munmap(raw, aligned - start);
+  const uintptr_t tail = aligned + size, end = start + size + kHugePage;
+  if (end > tail) munmap(reinterpret_cast<void*>(tail), end - tail);
+  char* p = reinterpret_cast<char*>(aligned);
+  madvise(p, size, MADV_HUGEPAGE);  // a hint: without THP the buffer works in small pages
+  return PageBuffer(p, PageBufferFree{size});
+}
+
+}  // namespace modelfs
