@@ -232,6 +232,11 @@ Response HttpClient::Perform(const Request& req, BodySink* sink) {
 
   long code = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+  curl_off_t sent_us = 0, first_us = 0;
+  if (curl_easy_getinfo(h, CURLINFO_PRETRANSFER_TIME_T, &sent_us) == CURLE_OK &&
+      curl_easy_getinfo(h, CURLINFO_STARTTRANSFER_TIME_T, &first_us) == CURLE_OK && first_us > sent_us) {
+    resp.first_byte_ms = static_cast<double>(first_us - sent_us) / 1000.0;
+  }
   if (resp.status == 0) resp.status = code;
   if (resp.status == 429) {
     // Remember how long the server asked us to stay away (MirrorSet moves load elsewhere

@@ -81,6 +81,9 @@ struct Response {
   long status = 0;               // HTTP status of the final response, 0 if none
   std::vector<Header> headers;
   uint64_t body_bytes = 0;
+  // From the request sent to the response's first byte: a round trip and the server's time,
+  // without the connection's setup (0 if no response came).
+  double first_byte_ms = 0;
 
   // Last value of a header (name lowercase), or nullptr.
   const std::string* Find(const std::string& name) const;

@@ -320,6 +320,44 @@ Status MirrorSet::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t l
   return st;
 }
 
+MirrorSet::~MirrorSet() { WaitWarm(); }
+
+void MirrorSet::Warm() {
+  std::lock_guard<std::mutex> l(warm_mu_);
+  for (size_t i = 0; i < mirrors_.size(); i++) {
+    warmers_.emplace_back([this, i] {
+      Mirror& m = *mirrors_[i];
+      http::Request req;
+      req.head = true;
+      req.url = m.endpoint + (!m.endpoint.empty() && m.endpoint.back() == '/' ? "" : "/");
+      req.send_auth = true;
+      const auto t0 = Clock::now();
+      http::Response r = m.client->Perform(req, nullptr);
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      if (!r.transport_ok) {
+        MODELFS_LOG(kWarn, "mirror %s did not answer at mount (%s, %.0f ms); its first call will tell if it is down",
+                    m.endpoint.c_str(), r.error.c_str(), ms);
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (m.latency_ms <= 0 && r.first_byte_ms > 0) m.latency_ms = r.first_byte_ms;
+      }
+      MODELFS_LOG(kInfo, "mirror %s answers: HTTP %ld, connected and answered in %.0f ms (round trip %.0f ms)",
+                  m.endpoint.c_str(), r.status, ms, r.first_byte_ms);
+    });
+  }
+}
+
+void MirrorSet::WaitWarm() {
+  std::vector<std::thread> ts;
+  {
+    std::lock_guard<std::mutex> l(warm_mu_);
+    ts.swap(warmers_);
+  }
+  for (auto& t : ts) t.join();
+}
+
 uint64_t MirrorSet::LatencyHintUs() const {
   const auto now = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);

@@ -45,6 +45,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fetch/fetch_options.h"
@@ -113,6 +114,16 @@ class MirrorSet : public HubApi, public RangeSource {
   uint64_t LatencyHintUs() const override;
   void ReportBadSource(const BlobRef& blob, const std::string& served_by) override;
 
+  // Opens a connection to every endpoint in the background (HEAD {endpoint}/, with the token as
+  // every call to an endpoint has it), so that the first lookup after a mount costs one round
+  // trip instead of two or more (TCP and TLS setup), and the endpoint's round trip seeds the
+  // latency that ranks the mirrors before their first call. An endpoint that does not answer is
+  // logged only: the first call decides whether it is down. Returns at once; a mount calls it.
+  void Warm();
+  // Waits for what Warm started (each request is bounded by the connect and stall timeouts).
+  void WaitWarm();
+  ~MirrorSet() override;
+
   size_t size() const { return mirrors_.size(); }
   const std::string& endpoint(size_t i) const { return mirrors_[i]->endpoint; }
   HttpRangeSource& source(size_t i) { return *mirrors_[i]->source; }
@@ -173,6 +184,8 @@ class MirrorSet : public HubApi, public RangeSource {
   std::vector<std::unique_ptr<Mirror>> mirrors_;
   mutable std::mutex mu_;
   std::atomic<uint64_t> failovers_{0}, bad_reports_{0}, rate_limited_{0};
+  std::mutex warm_mu_;
+  std::vector<std::thread> warmers_;  // guarded by warm_mu_
   mutable std::mutex transfers_mu_;
   std::map<std::string, Transfer> transfers_;  // by file label
 };

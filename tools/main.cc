@@ -111,6 +111,9 @@ int Mount(const std::vector<std::string>& args) {
     auto e = cli::OpenEngine(cfg.fetch, cfg.cache);
     if (!e.ok()) return e.status();
     engine = std::move(e).value();
+    // Connections to the endpoints open while the mount comes up, so the first lookup finds one
+    // (a single-repo mount resolves its repo at once below: nothing to win there).
+    if (engine->mirrors && !cfg.fs.single_repo) engine->mirrors->Warm();
     // After the fork (its threads must live in the daemon) and before the mount answers, so a
     // metrics port already in use fails the mount instead of leaving it unwatched.
     auto mon = cli::Monitor::Start(cfg.monitor, &metrics, engine->mirrors.get(), engine->store.get());

@@ -177,6 +177,52 @@ TEST_F(MirrorTest, OneEndpointIsAPassThrough) {
   EXPECT_GT(m.Stats().mirrors[0].calls_ok, 0u);
 }
 
+// Warm (at mount): one HEAD of each endpoint's home page, with the token as every endpoint call;
+// the first lookup then goes over that connection, and the endpoints' round trips rank them
+// before any call: the slower one, listed first, is not the one asked first.
+TEST_F(MirrorTest, WarmOpensTheConnectionTheFirstLookupUsesAndRanksTheMirrors) {
+  ASSERT_TRUE(a_->SetFaults({{"where", "hub"}, {"latency_ms", 150}}));
+  FetchOptions o = Opts({a_->endpoint(), b_->endpoint()});
+  o.token = "tok";
+  MirrorSet m(o);
+  m.Warm();
+  m.WaitWarm();
+  MirrorSetStats st = m.Stats();
+  EXPECT_GE(st.mirrors[0].latency_ms, 150.0);
+  EXPECT_GT(st.mirrors[1].latency_ms, 0.0);
+  EXPECT_LT(st.mirrors[1].latency_ms, st.mirrors[0].latency_ms);
+  EXPECT_EQ(st.mirrors[0].calls_ok + st.mirrors[1].calls_ok, 0u) << "a warm-up is not a call";
+  EXPECT_EQ(*m.ResolveRevision(Repo(), "main"), commit_);
+  for (FakeHubProcess* h : {a_, b_}) {
+    json log = h->Log();
+    ASSERT_GE(log.size(), 1u) << log.dump();
+    EXPECT_EQ(log[0]["method"], "HEAD");
+    EXPECT_EQ(log[0]["path"], "/");
+    EXPECT_EQ(log[0]["status"], 200);
+    EXPECT_TRUE(log[0]["auth"].get<bool>());
+  }
+  // The lookup went to B (faster), on the connection B's warm-up opened.
+  json log_b = b_->Log();
+  ASSERT_EQ(log_b.size(), 2u) << log_b.dump();
+  EXPECT_NE(log_b[1]["path"].get<std::string>().find("/api/models/org/tiny"), std::string::npos) << log_b.dump();
+  EXPECT_EQ(log_b[1]["client_port"], log_b[0]["client_port"]) << log_b.dump();
+  EXPECT_EQ(a_->Log().size(), 1u) << a_->Log().dump();
+}
+
+// An endpoint that does not answer only delays nothing: Warm returns at once, and the dead
+// mirror is not marked down by it (its first call decides).
+TEST(MirrorWarmTest, AnEndpointThatDoesNotAnswerIsNotMarkedDown) {
+  FetchOptions o = Opts({"http://127.0.0.1:1"});  // nothing listens on port 1
+  MirrorSet m(o);
+  const auto t0 = Clock::now();
+  m.Warm();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 0.5);
+  m.WaitWarm();
+  MirrorSetStats st = m.Stats();
+  EXPECT_TRUE(st.mirrors[0].healthy);
+  EXPECT_EQ(st.mirrors[0].latency_ms, 0.0);
+}
+
 TEST_F(MirrorTest, DuplicateEndpointsCollapse) {
   MirrorSet m(Opts({a_->endpoint(), a_->endpoint() + "/", b_->endpoint()}));
   EXPECT_EQ(m.size(), 2u);

@@ -801,12 +801,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.hostile():
             return
         segs = self.raw_path.split("/")[1:]
+        if self.raw_path == "/":  # the home page: what a client's first look at an endpoint gets
+            return self.with_faults(self.hub_home, segs)
         # Figure out the repo file path for fault filtering before faults apply.
         if len(segs) >= 2 and segs[0] == "api" and segs[1] == "resolve-cache":
             return self.with_faults(self.hub_resolve_cache, segs[2:])
         if segs and segs[0] == "api":
             return self.with_faults(self.hub_api, segs[1:])
         return self.with_faults(self.hub_resolve, segs)
+
+    def hub_home(self, segs, parse_only):
+        if parse_only:
+            return None
+        return self.send_bytes(200, b"<!doctype html><title>Hugging Face (fake hub)</title>\n",
+                               "text/html; charset=utf-8")
 
     def with_faults(self, fn, segs):
         self.pre_parsed = fn(segs, parse_only=True)
