@@ -148,8 +148,10 @@ TEST_F(MirrorsMountTest, VerifyBeforeReadServesOnlyVerifiedBytesWhenAMirrorCorru
   ASSERT_TRUE(b_->SetFaults({{"where", "cdn"}, {"corrupt_paths", {shard}}}));
   {
     MountSpec spec;
-    spec.endpoint = b_->endpoint();  // the corrupting mirror first
-    spec.extra = {"--endpoint", a_->endpoint(), "--verify-before-read"};
+    // The corrupting mirror first, and asked first: with "fastest", the mount's warm-up ranks
+    // the two by their round trips, and on loopback either may win.
+    spec.endpoint = b_->endpoint();
+    spec.extra = {"--endpoint", a_->endpoint(), "--verify-before-read", "--endpoint-policy", "ordered"};
     spec.cache_dir = dir_.Sub("cache");
     spec.env = {std::string("HF_TOKEN=") + kToken};
     MountedFs m(spec);
