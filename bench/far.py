@@ -22,7 +22,9 @@ Rows (--only names in brackets):
   6 [seq]     cold sequential read (1 MiB reads) of both shards: modelfs, axel -n 16,
               aria2c -x16 -s16 -k1M (MB/s), with ratios to the peers, to row 1 and to row 2. The
               modelfs time includes the first lookup (stat, shown in the note); the peers, as in
-              bench.py, get the CDN URL without the hub round trips
+              bench.py, get the CDN URL without the hub round trips, and axel once more with the
+              hub's /resolve/ URL (its redirect to the CDN followed), as a user would give it.
+              --settle S waits S seconds between the mount and the read
   7 [load]    whole-repo loads of the small repo: torch (bench/torch_load.py: read() + frombuffer,
               file order), numpy (st_load.py, read(), file order), mmap random order (st_load.py
               --mmap --order random): MB/s and bytes fetched / repo bytes
@@ -409,6 +411,7 @@ class Far:
 
                 def go():
                     with self.fresh_mount("seq", v.split()) as m:
+                        time.sleep(self.a.settle)  # the mount's warm-up of its connections
                         path = os.path.join(m.mnt, rel)
                         cpu0 = m.cpu_seconds()
                         t0 = time.monotonic()
@@ -432,12 +435,18 @@ class Far:
                              r["cpu s/GiB"], "s/GiB")
             if not self.want("seq"):
                 continue
+            axel = ["axel", "-q", "-n", "16", "-o", dl]
             peers = {
-                "axel": ["axel", "-q", "-n", "16", "-o", dl],
+                "axel": axel,
                 "aria2c": ["aria2c", "-q", "-x16", "-s16", "-k1M", "--allow-overwrite=true",
                            "--file-allocation=none", "-d", self.work, "-o", "peer.out"],
+                # What a user hands a downloader: the hub's /resolve/ URL, which answers with a
+                # redirect to the CDN (axel follows it on a fresh connection of its own), the
+                # like of modelfs's lookup and resolve in the row that includes them.
+                "axel-resolve": axel,
             }
-            names = {"axel": "axel -n 16", "aria2c": "aria2c -x16 -s16 -k1M"}
+            names = {"axel": "axel -n 16", "aria2c": "aria2c -x16 -s16 -k1M",
+                     "axel-resolve": "axel -n 16, hub /resolve/ URL"}
             for peer, cmd in peers.items():
                 if shutil.which(cmd[0]) is None:
                     log("  (no %s: its row is skipped)" % cmd[0])
@@ -447,7 +456,10 @@ class Far:
                     for p in (dl, dl + ".aria2", dl + ".st"):
                         if os.path.exists(p):
                             os.remove(p)
-                    url = self.hub.cdn_url(repo, f["path"])
+                    if peer == "axel-resolve":
+                        url = "%s/%s/resolve/main/%s" % (self.hub.endpoint, repo, f["path"])
+                    else:
+                        url = self.hub.cdn_url(repo, f["path"])
                     drop_caches()
                     t0 = time.monotonic()
                     subprocess.run(cmd + [url], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -519,7 +531,7 @@ class Far:
                 continue
             repo = k.split("_", 1)[1]
             parts = []
-            for peer, name in (("axel", "axel"), ("aria2c", "aria2c")):
+            for peer, name in (("axel", "axel"), ("aria2c", "aria2c"), ("axel-resolve", "axel via /resolve/")):
                 pv = self.value("seq_%s_%s" % (peer, repo))
                 if pv:
                     parts.append("%.2fx %s" % (r["value"] / pv, name))
@@ -586,6 +598,9 @@ def main():
     ap.add_argument("--small-size", default="244MiB", help="size of bench/small (4 shards)")
     ap.add_argument("--large-size", default="1020MiB", help="size of bench/large (2 shards; 1020MiB gives a 494 MiB largest shard)")
     ap.add_argument("--ceiling-ranges", type=int, default=24)
+    ap.add_argument("--settle", type=float, default=0,
+                    help="seconds from the mount to the cold sequential read (the mount opens its "
+                         "connections meanwhile); 0: at once, as a script that mounts and reads")
     ap.add_argument("--rtt-ms", type=float, default=200)
     ap.add_argument("--link-mbit", type=float, default=400)
     ap.add_argument("--per-conn-rate", default="8MiB/s")
