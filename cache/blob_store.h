@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "common/repo.h"
@@ -24,6 +25,22 @@ class BlobStore {
   // Blocks without a bound: no, every network wait below is bounded by fetch timeouts.
   // Thread-safe.
   virtual Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) = 0;
+
+  // Where a range of a blob lies in a file of the store, for a reader the kernel serves by copying
+  // from that file itself (splice) instead of through the caller's memory. `hold` keeps the bytes
+  // where they are (no drop, no eviction) until the caller lets go of it, after the copy.
+  struct FileSpan {
+    int fd = -1;
+    uint64_t pos = 0;  // offset in fd
+    size_t len = 0;
+    std::shared_ptr<void> hold;
+  };
+  // Fills *span for bytes [offset, offset+len) of `blob` (cut at EOF) if they can be given that
+  // way: the blob is verified and each block of the range was checked in this run (see
+  // cache/block_file.h); otherwise returns false, and the caller reads with Read (which checks
+  // the blocks, so the next SpanOf of them succeeds). Never fetches, never blocks on the network.
+  // Thread-safe.
+  virtual bool SpanOf(const BlobRef& blob, uint64_t offset, size_t len, FileSpan* span) { return false; }
 
   // A file handle on `blob` was opened / released. Open blobs are not evicted. A store that
   // fetches may start fetching the file's head on open (DiskBlobStore fetches its first 128 KiB,

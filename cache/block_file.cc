@@ -76,6 +76,7 @@ Result<std::unique_ptr<BlockFile>> BlockFile::Open(const std::string& dir, const
   std::unique_ptr<BlockFile> f(new BlockFile(base, size, data_fd, idx_fd));
   uint64_t n = (size + kBlockSize - 1) / kBlockSize;
   f->entries_.resize(n);
+  f->checked_.assign(n, 0);
 
   Header h{};
   bool valid = PreadFull(idx_fd, &h, sizeof h, 0) && memcmp(h.magic, kMagic, 8) == 0 &&
@@ -158,6 +159,15 @@ bool BlockFile::Present(uint32_t i) const {
   return i < entries_.size() && entries_[i].checksum != 0;
 }
 
+bool BlockFile::Checked(uint32_t first, uint32_t last) const {
+  std::lock_guard<std::mutex> l(mu_);
+  if (last >= entries_.size() || first > last) return false;
+  for (uint32_t i = first; i <= last; i++) {
+    if (entries_[i].checksum == 0 || !checked_[i]) return false;
+  }
+  return true;
+}
+
 bool BlockFile::AllPresent() const {
   std::lock_guard<std::mutex> l(mu_);
   for (const auto& e : entries_)
@@ -196,10 +206,15 @@ bool BlockFile::ReadBlock(uint32_t i, char* buf) {
   }
   uint32_t len = BlockLen(i);
   bool ok = PreadFull(data_fd_, buf, len, static_cast<off_t>(i) * kBlockSize);
-  if (ok && BlockChecksum(buf, len) == want) return true;
+  if (ok && BlockChecksum(buf, len) == want) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (entries_[i].checksum == want) checked_[i] = 1;
+    return true;
+  }
   std::lock_guard<std::mutex> l(mu_);
   if (entries_[i].checksum == want) {  // not rewritten meanwhile: this block is bad
     entries_[i] = Entry{};
+    checked_[i] = 0;
     if (flags_ & kFlagVerified) {  // the blob is no longer whole: clear the flag on disk too
       flags_ &= ~kFlagVerified;
       PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));
@@ -222,6 +237,7 @@ Status BlockFile::WriteBlock(uint32_t i, const char* data) {
   std::lock_guard<std::mutex> l(mu_);
   entries_[i].checksum = sum;
   entries_[i].len = len;
+  checked_[i] = 1;
   return WriteEntry(i);
 }
 
@@ -248,6 +264,7 @@ void BlockFile::DropAll() {
   std::lock_guard<std::mutex> l(mu_);
   drops_++;
   for (auto& e : entries_) e = Entry{};
+  checked_.assign(checked_.size(), 0);
   bool was_verified = flags_ & kFlagVerified;
   flags_ = 0;
   std::vector<char> zeros(entries_.size() * kEntrySize, 0);
@@ -275,6 +292,7 @@ uint64_t BlockFile::DropBlocks(uint32_t first, uint32_t last) {
   for (uint32_t i = first; i <= last; i++) {
     if (entries_[i].checksum != 0) dropped += BlockLen(i);
     entries_[i] = Entry{};
+    checked_[i] = 0;
   }
   std::vector<char> zeros(static_cast<size_t>(last - first + 1) * kEntrySize, 0);
   PwriteFull(idx_fd_, zeros.data(), zeros.size(), kHeaderSize + static_cast<off_t>(first) * kEntrySize);

@@ -7,7 +7,10 @@
 // its index entry second. After a crash either may be missing or stale; every read re-checks the
 // block's XXH3 against the entry, so a torn or unwritten block is a miss, never wrong bytes. The
 // "verified" flag is written only after both files are fdatasync'd, so a verified blob's blocks
-// are durable (they are still checksummed on every read).
+// are durable. A block is checked the first time each run reads it (or writes it); from then on
+// the store may hand it to the kernel to copy itself (DiskBlobStore::SpanOf), unchecked until the
+// next run: so a block torn by a crash, or damaged on disk while the daemon was down, is always
+// caught by its first read.
 #pragma once
 
 #include <cstdint>
@@ -54,6 +57,11 @@ class BlockFile {
   uint32_t BlockLen(uint32_t i) const;
 
   bool Present(uint32_t i) const;
+  // Whether blocks [first, last] are all present and were checked (read and their XXH3 matched,
+  // or written) since this BlockFile was opened.
+  bool Checked(uint32_t first, uint32_t last) const;
+  // The data file, for a reader that copies checked blocks out of it itself (splice).
+  int data_fd() const { return data_fd_; }
   bool AllPresent() const;
   uint64_t PresentBytes() const;
   bool verified() const;
@@ -94,8 +102,9 @@ class BlockFile {
   const uint64_t size_;
   const int data_fd_;
   const int idx_fd_;
-  mutable std::mutex mu_;   // guards entries_, flags_, corrupt_
+  mutable std::mutex mu_;   // guards entries_, checked_, flags_, corrupt_
   std::vector<Entry> entries_;
+  std::vector<uint8_t> checked_;  // per block: checked since open (in memory only)
   uint32_t flags_ = 0;
   uint64_t corrupt_ = 0;
   uint64_t drops_ = 0;

@@ -167,6 +167,37 @@ void DiskBlobStore::CloseBlob(const BlobRef& ref) {
   if (b->opens == 0) b->head.reset();
 }
 
+bool DiskBlobStore::SpanOf(const BlobRef& ref, uint64_t offset, size_t len, FileSpan* span) {
+  if (offset >= ref.size || len == 0) return false;
+  const uint64_t end = std::min<uint64_t>(ref.size, offset + len);
+  auto b = GetBlob(ref);
+  if (!b->file || !b->file->verified()) return false;
+  // Held until the kernel has copied the bytes: a drop of the blob's blocks (which takes drop_mu
+  // exclusively) waits, so no block is punched out under the copy. Eviction never takes a blob
+  // with an open handle, and a FUSE read always has one.
+  struct Hold {
+    std::shared_ptr<Blob> blob;
+    std::shared_lock<std::shared_mutex> drop;
+  };
+  auto hold = std::make_shared<Hold>(Hold{b, std::shared_lock<std::shared_mutex>(b->drop_mu)});
+  if (!b->file->verified() ||
+      !b->file->Checked(static_cast<uint32_t>(offset / kBlockSize), static_cast<uint32_t>((end - 1) / kBlockSize))) {
+    return false;
+  }
+  // A cache file cut short under the daemon (truncated, a disk fault) would splice short, and the
+  // reader would take that for EOF: such a read goes through Read, which finds the blocks
+  // unreadable and fetches them again.
+  struct stat st;
+  if (fstat(b->file->data_fd(), &st) != 0 || static_cast<uint64_t>(st.st_size) < end) return false;
+  span->fd = b->file->data_fd();
+  span->pos = offset;
+  span->len = static_cast<size_t>(end - offset);
+  span->hold = std::move(hold);
+  hit_bytes_ += span->len;
+  spliced_bytes_ += span->len;
+  return true;
+}
+
 Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char* buf, size_t* n) {
   *n = 0;
   if (offset >= ref.size || len == 0) return Status::Ok();
@@ -614,6 +645,7 @@ CacheStats DiskBlobStore::Stats() const {
   s.refused_bytes = refused_bytes_;
   s.distrusted_refetches = distrusted_refetches_;
   s.hashed_bytes = hashed_bytes_;
+  s.spliced_bytes = spliced_bytes_;
   uint64_t corrupt = 0;
   for (auto& [k, b] : blobs_)
     if (b->file) corrupt += b->file->corrupt_blocks();

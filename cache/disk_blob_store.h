@@ -159,6 +159,7 @@ struct CacheStats {
   uint64_t refused_bytes = 0;   // blocks not cached because no room could be made
   uint64_t distrusted_refetches = 0;  // answers fetched again: their host was blamed for the blob
   uint64_t hashed_bytes = 0;    // bytes fed to whole-file hashes (once per byte per pass)
+  uint64_t spliced_bytes = 0;   // bytes handed out as FileSpans (SpanOf), also in hit_bytes
 };
 
 class DiskBlobStore : public BlobStore {
@@ -168,6 +169,7 @@ class DiskBlobStore : public BlobStore {
   ~DiskBlobStore() override;
 
   Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) override;
+  bool SpanOf(const BlobRef& blob, uint64_t offset, size_t len, FileSpan* span) override;
   void OpenBlob(const BlobRef& blob) override;
   void PrepareBlob(const BlobRef& blob) override;
   void HintNext(const BlobRef& blob, const BlobRef& next) override;
@@ -358,7 +360,7 @@ class DiskBlobStore : public BlobStore {
 
   std::atomic<uint64_t> hit_bytes_{0}, miss_bytes_{0}, fetched_bytes_{0}, fetches_{0},
       verified_{0}, verify_failures_{0}, evicted_bytes_{0}, uncached_bytes_{0}, corrupt_{0},
-      refused_bytes_{0}, distrusted_refetches_{0}, hashed_bytes_{0};
+      refused_bytes_{0}, distrusted_refetches_{0}, hashed_bytes_{0}, spliced_bytes_{0};
 };
 
 }  // namespace modelfs

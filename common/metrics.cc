@@ -65,6 +65,10 @@ constexpr MetricDef kMetricTable[] = {
     {"modelfs_cache_hashed_bytes_total", MetricType::kCounter,
      "Bytes fed to whole-file hashes (SHA-256, git SHA-1) as they landed; a file hashed once counts its size.",
      {nullptr, nullptr}},
+    {"modelfs_cache_spliced_bytes_total", MetricType::kCounter,
+     "Bytes of checked blocks of verified files that the kernel copied from the cache file itself (splice), "
+     "not through the daemon's memory.",
+     {nullptr, nullptr}},
     {"modelfs_cache_chunk_fetches_total", MetricType::kCounter,
      "Chunk ranges the cache asked the network for (demand and prefetch).", {nullptr, nullptr}},
     {"modelfs_mirror_read_bytes_total", MetricType::kCounter,

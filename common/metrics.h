@@ -57,6 +57,7 @@ enum class Metric : int {
   kCacheRefusedBytes,
   kCacheDistrustedRefetches,
   kCacheHashedBytes,
+  kCacheSplicedBytes,
   kCacheChunkFetches,
   kMirrorReadBytes,
   kFetchResolves,

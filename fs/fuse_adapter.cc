@@ -79,6 +79,9 @@ struct Server {
   explicit Server(MetricsRegistry* metrics) : errors(metrics) {}
   std::unique_ptr<ModelFs> fs;
   unsigned max_readahead = 0;  // bytes, from MountOptions
+  // Whether read replies of checked cache blocks are spliced (EnableSplicePipes), and why if not.
+  bool splice = false;
+  std::string splice_note;
   std::array<Histogram*, kOpTimedCount> latency{};
   ErrorReporter errors;
 };
@@ -185,8 +188,19 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->congestion_threshold = kCongestionThreshold;
   // Async reads let the kernel keep several readahead requests in flight per file.
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
-  // Splice buys nothing here (reads come from our buffer) and complicates error paths.
-  conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  // Replies of checked blocks of verified files are spliced from the cache file to /dev/fuse
+  // (OpRead): the bytes never pass through the daemon's memory. Requests are read as usual
+  // (no splice read: a read-only mount's requests carry no data), and pages are copied, not moved
+  // (they belong to the cache file's page cache).
+  Server& srv = *static_cast<Server*>(userdata);
+  conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_WRITE);
+  if (srv.splice && !(conn->capable & FUSE_CAP_SPLICE_WRITE)) {
+    srv.splice = false;
+    srv.splice_note = "the kernel does not offer splice on /dev/fuse";
+  }
+  if (srv.splice) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  MODELFS_LOG(kInfo, "warm reads of checked cache blocks: %s", srv.splice ? "spliced from the cache file" :
+              ("copied through the daemon (" + srv.splice_note + ")").c_str());
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -335,10 +349,24 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   size_t n = 0;
   MODELFS_LOG(kDebug, "read ino %lu: %zu bytes at %lld", static_cast<unsigned long>(ino), size,
               static_cast<long long>(off));
-  Status s = Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, buf.get(), &n, fi->fh);
+  BlobStore::FileSpan span;
+  Status s = Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, buf.get(), &n, fi->fh,
+                          Srv(req).splice ? &span : nullptr);
   if (!s.ok()) {
     buffers->Put(std::move(buf));
     return ReplyStatus(req, kOpRead, ino, s);
+  }
+  if (span.fd >= 0) {
+    // The kernel copies the bytes from the cache file (libfuse splices them to /dev/fuse, or
+    // reads them into a buffer of its own where a pipe cannot hold the reply). span.hold keeps
+    // them in place until the reply is written.
+    buffers->Put(std::move(buf));
+    fuse_bufvec bv = FUSE_BUFVEC_INIT(span.len);
+    bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    bv.buf[0].fd = span.fd;
+    bv.buf[0].pos = static_cast<off_t>(span.pos);
+    fuse_reply_data(req, &bv, static_cast<fuse_buf_copy_flags>(0));
+    return;
   }
   fuse_reply_buf(req, buf.get(), n);
   buffers->Put(std::move(buf));
@@ -504,6 +532,36 @@ std::string UnescapeMountinfo(const std::string& s) {
 // sysfs knob that needs root, so this is best effort: find our mount's device in
 // /proc/self/mountinfo (no FUSE request, so it cannot deadlock before the loop runs) and write the
 // value; failures are ignored.
+// libfuse splices a reply only through a pipe that holds all of it: for a read of max_read it
+// asks for max_read + 3 pages + the header, which the kernel rounds up to twice max_read. Above
+// fs.pipe-max-size (1 MiB by default) only CAP_SYS_RESOURCE may size a pipe, so as root (with
+// CAP_SYS_ADMIN) the limit is raised to that, never lowered. Without it libfuse would read the
+// file into a buffer of its own for each reply, which costs more than our checked copy: then no
+// spans are asked for. Returns whether replies can be spliced; *why says why not.
+bool EnableSplicePipes(std::string* why) {
+  const long need = 2L * kMaxIo;
+  long have = 0;
+  if (FILE* f = std::fopen("/proc/sys/fs/pipe-max-size", "r")) {
+    if (std::fscanf(f, "%ld", &have) != 1) have = 0;
+    std::fclose(f);
+  }
+  if (have >= need) return true;
+  if (FILE* f = std::fopen("/proc/sys/fs/pipe-max-size", "w")) {
+    const bool ok = std::fprintf(f, "%ld\n", need) > 0;
+    if (std::fclose(f) == 0 && ok) return true;
+  }
+  int p[2];
+  if (pipe(p) == 0) {  // CAP_SYS_RESOURCE lets a pipe grow past the limit
+    const bool ok = fcntl(p[0], F_SETPIPE_SZ, need) >= need;
+    close(p[0]);
+    close(p[1]);
+    if (ok) return true;
+  }
+  *why = "fs.pipe-max-size is " + std::to_string(have) + " bytes; splicing a 1 MiB reply needs " +
+         std::to_string(need) + " (root can raise it)";
+  return false;
+}
+
 void RaiseBdiReadahead(const std::string& mountpoint, unsigned bytes) {
   char real[PATH_MAX];
   if (realpath(mountpoint.c_str(), real) == nullptr) return;
@@ -591,6 +649,7 @@ int ServeFuse(const MountOptions& opts,
   }
   session.set_mounted();
   RaiseBdiReadahead(opts.mountpoint, opts.max_readahead);
+  server.splice = EnableSplicePipes(&server.splice_note);
 
   // Daemonize by hand rather than with fuse_daemonize(): the invoking process must learn whether
   // make_fs() succeeded in the daemon (a mount of a bad repo should exit 1, not 0), so it waits on

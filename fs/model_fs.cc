@@ -785,7 +785,8 @@ bool ModelFs::OpenFile::Asked(uint64_t end) const {
   return it != asked.end() && it->second >= end;
 }
 
-Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n, uint64_t fh) {
+Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n, uint64_t fh,
+                     BlobStore::FileSpan* span) {
   *n = 0;
   const Node* node;
   {
@@ -837,7 +838,12 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
       return c;
     }
   }
-  Status s = store_.Read(node->blob, offset, len, buf, n);
+  Status s;
+  if (span != nullptr && store_.SpanOf(node->blob, offset, len, span)) {
+    *n = span->len;
+  } else {
+    s = store_.Read(node->blob, offset, len, buf, n);
+  }
   if (s.ok() && *n > 0 && handle != nullptr) {
     // As of before this read, so that a failure during it counts; but a first read that waited
     // for the file to verify (after a failure the store serves it only verified) got verified

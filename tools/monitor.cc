@@ -446,12 +446,13 @@ void Monitor::SampleNow() {
     r.Value(Metric::kCacheRefusedBytes)->Set(static_cast<double>(c.refused_bytes));
     r.Value(Metric::kCacheDistrustedRefetches)->Set(static_cast<double>(c.distrusted_refetches));
     r.Value(Metric::kCacheHashedBytes)->Set(static_cast<double>(c.hashed_bytes));
+    r.Value(Metric::kCacheSplicedBytes)->Set(static_cast<double>(c.spliced_bytes));
     r.Value(Metric::kCacheChunkFetches)->Set(static_cast<double>(c.fetches));
     j["cache"] = {{"hit_bytes", c.hit_bytes},   {"miss_bytes", c.miss_bytes}, {"used_bytes", c.used_bytes},
                   {"quota_bytes", c.quota_bytes}, {"verified", c.verified}, {"verify_failures", c.verify_failures},
                   {"peak_used_bytes", c.peak_used_bytes}, {"refused_bytes", c.refused_bytes},
                   {"distrusted_refetches", c.distrusted_refetches}, {"overhead_bytes", c.overhead_bytes},
-                  {"hashed_bytes", c.hashed_bytes}};
+                  {"hashed_bytes", c.hashed_bytes}, {"spliced_bytes", c.spliced_bytes}};
   }
 
   WindowSample ws;

@@ -166,6 +166,59 @@ TEST_F(DiskBlobStoreTest, CorruptCachedBlockIsRefetchedNotAnError) {
   EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
 }
 
+// SpanOf hands out a verified file's blocks as a range of the cache file (for splice) only once
+// this run has checked them: written by it, or read and matched against their XXH3. A block
+// damaged on disk while no store was open is caught by its first read (refetched), never
+// handed out unchecked; a span holds off a drop of the blocks until it is released.
+std::string SpanBytes(const BlobStore::FileSpan& span) {
+  std::string out(span.len, '\0');
+  EXPECT_EQ(pread(span.fd, out.data(), out.size(), static_cast<off_t>(span.pos)), static_cast<ssize_t>(span.len));
+  return out;
+}
+
+TEST_F(DiskBlobStoreTest, SpansAreGivenOnlyForCheckedBlocksOfAVerifiedFile) {
+  std::string data = RandomBytes(6 * kBlockSize + 777, 31);
+  BlobRef ref = source_.Add("a.safetensors", data);
+  std::string path = dir_.path() + "/blobs/" + ref.hash.substr(0, 2) + "/" + ref.key + ".data";
+  {
+    auto store = NewStore();
+    BlobStore::FileSpan span;
+    EXPECT_FALSE(store->SpanOf(ref, 0, kBlockSize, &span));  // nothing cached
+    EXPECT_EQ(ReadAll(store.get(), ref), data);
+    ASSERT_TRUE(store->WaitIdle(10000));
+    ASSERT_TRUE(store->IsVerified(ref.key));
+    // Written in this run: checked. A span across blocks and up to EOF is cut at EOF.
+    ASSERT_TRUE(store->SpanOf(ref, 5 * kBlockSize + 100, 2 * kBlockSize, &span));
+    EXPECT_EQ(span.pos, 5 * kBlockSize + 100);
+    EXPECT_EQ(span.len, kBlockSize + 677);
+    EXPECT_TRUE(SpanBytes(span) == data.substr(5 * kBlockSize + 100));
+    EXPECT_EQ(store->Stats().spliced_bytes, kBlockSize + 677);
+  }
+  // Block 3 is damaged on disk while no store is open.
+  int fd = open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char junk[16] = {1, 2, 3};
+  ASSERT_EQ(pwrite(fd, junk, sizeof junk, 3 * kBlockSize + 10), (ssize_t)sizeof junk);
+  close(fd);
+  auto store = NewStore();
+  BlobStore::FileSpan span;
+  // A new run has checked nothing: no span, not even of the undamaged blocks.
+  EXPECT_FALSE(store->SpanOf(ref, 0, kBlockSize, &span));
+  EXPECT_FALSE(store->SpanOf(ref, 3 * kBlockSize, kBlockSize, &span));
+  EXPECT_EQ(ReadAll(store.get(), ref), data);  // block 3's read catches it: refetched
+  EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  ASSERT_TRUE(store->IsVerified(ref.key));
+  ASSERT_TRUE(store->SpanOf(ref, 0, data.size(), &span));
+  EXPECT_TRUE(SpanBytes(span) == data);
+  // The cache file cut short under the store (a disk fault): a span past its end would splice
+  // short, taken for EOF, so there is none; Read finds the blocks gone and fetches them.
+  ASSERT_EQ(truncate(path.c_str(), 4 * kBlockSize), 0);
+  EXPECT_TRUE(store->SpanOf(ref, 0, kBlockSize, &span));
+  EXPECT_FALSE(store->SpanOf(ref, 4 * kBlockSize, 100, &span));
+  EXPECT_EQ(ReadAll(store.get(), ref), data);
+}
+
 TEST_F(DiskBlobStoreTest, WrongBytesFromMirrorFailVerificationAndAreDropped) {
   std::string data = RandomBytes(12 * kBlockSize, 4);  // three chunks: verified in background
   BlobRef ref = source_.Add("a.safetensors", data);

@@ -247,6 +247,78 @@ TEST(MetricsMountTest, MetricsEndpointFileAndLiveTransfers) {
 // one log line naming the file and the cause; a lookup of a missing name is counted as
 // lookup/ENOENT but not logged as a failure. The statistics the layers keep (per-mirror content
 // bytes, peak cache use, refused bytes, distrusted refetches) are exported too.
+std::string ReadBytes(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return "";
+  std::string out;
+  std::vector<char> buf(1 << 20);
+  for (ssize_t n; (n = read(fd, buf.data(), buf.size())) > 0;) out.append(buf.data(), static_cast<size_t>(n));
+  close(fd);
+  return out;
+}
+
+// Warm reads of a verified file come from the cache file by splice, once this run has checked
+// the blocks (written them, or read them and matched their XXH3): the daemon copies nothing. A
+// block damaged on disk while no daemon ran is caught by its first read in the next run and
+// refetched; it is never spliced unchecked.
+TEST(MetricsMountTest, WarmReadsOfCheckedBlocksAreSplicedAndADamagedBlockIsCaughtFirst) {
+  FakeHubProcess hub(OneRepo("acme/warm", 16 << 20, 2));
+  ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
+  TempDir dir("modelfs-splice");
+  const std::string cache = dir.Sub("cache");
+  const std::string commit = hub.CommitOf("main");
+  std::string shard, sha;
+  for (const auto& f : hub.manifest()["commits"][commit]["files"]) {
+    if (f.value("lfs", false) && (shard.empty() || f["size"] > hub.FileAt(commit, shard)->at("size"))) {
+      shard = f["path"];
+      sha = f["sha256"];
+    }
+  }
+  ASSERT_FALSE(shard.empty());
+  const std::string want = hub.Content(commit, shard);
+  ASSERT_GT(want.size(), 3u << 20);
+  {
+    MountedFs m(ListeningSpec(hub, cache, "acme/warm"));
+    ASSERT_TRUE(m.mounted()) << m.Log();
+    ASSERT_TRUE(ReadBytes(m.Path(shard)) == want);
+    EXPECT_NE(m.Log().find("warm reads of checked cache blocks: spliced from the cache file"), std::string::npos)
+        << m.Log();
+  }
+  // Block 2 is damaged on disk while no daemon runs.
+  int fd = open((cache + "/blobs/" + sha.substr(0, 2) + "/sha256-" + sha + ".data").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char junk[64];
+  memset(junk, 0x42, sizeof junk);
+  ASSERT_EQ(pwrite(fd, junk, sizeof junk, (2 << 20) + 100), static_cast<ssize_t>(sizeof junk));
+  close(fd);
+  ASSERT_TRUE(hub.ClearLog());
+  MountedFs m(ListeningSpec(hub, cache, "acme/warm"));
+  ASSERT_TRUE(m.mounted()) << m.Log();
+  // First read of this run: every block checked; the damaged one caught and fetched again.
+  ASSERT_TRUE(ReadBytes(m.Path(shard)) == want);
+  int cdn_gets = 0;
+  for (const auto& r : hub.Log())
+    if (r["listener"] == "cdn" && r["method"] == "GET" && r.value("repo_path", "").find(shard) != std::string::npos) {
+      cdn_gets++;
+      EXPECT_EQ(r["range"], "bytes=2097152-3145727");
+    }
+  EXPECT_EQ(cdn_gets, 1);
+  // The kernel forgets its copy; the next read reaches the daemon again, which splices.
+  fd = open(m.Path(shard).c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  close(fd);
+  ASSERT_TRUE(ReadBytes(m.Path(shard)) == want);
+  const std::string status_path = WaitForStatusFile(cache);
+  ASSERT_NE(status_path, "") << m.Log();
+  nlohmann::json st;
+  EXPECT_TRUE(WaitFor([&] {
+    st = ReadJson(status_path);
+    return st.contains("cache") && st["cache"].value("spliced_bytes", 0ull) >= want.size();
+  }, 5000)) << st.dump() << m.Log();
+  EXPECT_NE(m.Log().find("corrupt"), std::string::npos) << m.Log();
+}
+
 TEST(MetricsMountTest, FailedReadIsCountedLoggedAndShownInStatus) {
   FakeHubProcess hub(OneRepo("acme/errs", 8 << 20, 2));
   ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
