@@ -35,12 +35,15 @@ class BlobStore {
     size_t len = 0;
     std::shared_ptr<void> hold;
   };
-  // Fills *span for bytes [offset, offset+len) of `blob` (cut at EOF) if they can be given that
-  // way: the blob is verified and each block of the range was checked in this run (see
-  // cache/block_file.h); otherwise returns false, and the caller reads with Read (which checks
-  // the blocks, so the next SpanOf of them succeeds). Never fetches, never blocks on the network.
-  // Thread-safe.
-  virtual bool SpanOf(const BlobRef& blob, uint64_t offset, size_t len, FileSpan* span) { return false; }
+  // Read, except that where every block of the range is on disk and was checked in this run (see
+  // cache/block_file.h) the store may fill *span (span->fd >= 0, len: what Read would copy) and
+  // copy nothing into buf. Everything else Read does holds: the prefetch, the end-of-file hash
+  // check (and its error), a strict store's verification (spans of such a store only once the
+  // file verified). The default copies. Thread-safe.
+  virtual Status ReadOrSpan(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n,
+                            FileSpan* span) {
+    return Read(blob, offset, len, buf, n);
+  }
 
   // A file handle on `blob` was opened / released. Open blobs are not evicted. A store that
   // fetches may start fetching the file's head on open (DiskBlobStore fetches its first 128 KiB,

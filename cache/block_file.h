@@ -8,7 +8,7 @@
 // block's XXH3 against the entry, so a torn or unwritten block is a miss, never wrong bytes. The
 // "verified" flag is written only after both files are fdatasync'd, so a verified blob's blocks
 // are durable. A block is checked the first time each run reads it (or writes it); from then on
-// the store may hand it to the kernel to copy itself (DiskBlobStore::SpanOf), unchecked until the
+// the store may hand it to the kernel to copy itself (DiskBlobStore::ReadOrSpan), unchecked until the
 // next run: so a block torn by a crash, or damaged on disk while the daemon was down, is always
 // caught by its first read.
 #pragma once

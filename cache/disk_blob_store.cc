@@ -167,11 +167,9 @@ void DiskBlobStore::CloseBlob(const BlobRef& ref) {
   if (b->opens == 0) b->head.reset();
 }
 
-bool DiskBlobStore::SpanOf(const BlobRef& ref, uint64_t offset, size_t len, FileSpan* span) {
-  if (offset >= ref.size || len == 0) return false;
-  const uint64_t end = std::min<uint64_t>(ref.size, offset + len);
-  auto b = GetBlob(ref);
-  if (!b->file || !b->file->verified()) return false;
+bool DiskBlobStore::TakeSpan(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, bool hold,
+                             FileSpan* span) {
+  if (!b->file) return false;
   // Held until the kernel has copied the bytes: a drop of the blob's blocks (which takes drop_mu
   // exclusively) waits, so no block is punched out under the copy. Eviction never takes a blob
   // with an open handle, and a FUSE read always has one.
@@ -179,26 +177,32 @@ bool DiskBlobStore::SpanOf(const BlobRef& ref, uint64_t offset, size_t len, File
     std::shared_ptr<Blob> blob;
     std::shared_lock<std::shared_mutex> drop;
   };
-  auto hold = std::make_shared<Hold>(Hold{b, std::shared_lock<std::shared_mutex>(b->drop_mu)});
-  if (!b->file->verified() ||
-      !b->file->Checked(static_cast<uint32_t>(offset / kBlockSize), static_cast<uint32_t>((end - 1) / kBlockSize))) {
+  std::shared_ptr<Hold> h;
+  if (hold) h = std::make_shared<Hold>(Hold{b, std::shared_lock<std::shared_mutex>(b->drop_mu)});
+  if (!b->file->Checked(static_cast<uint32_t>(offset / kBlockSize), static_cast<uint32_t>((end - 1) / kBlockSize))) {
     return false;
   }
   // A cache file cut short under the daemon (truncated, a disk fault) would splice short, and the
-  // reader would take that for EOF: such a read goes through Read, which finds the blocks
-  // unreadable and fetches them again.
+  // reader would take that for EOF: such a read is copied, which finds the blocks unreadable and
+  // fetches them again.
   struct stat st;
   if (fstat(b->file->data_fd(), &st) != 0 || static_cast<uint64_t>(st.st_size) < end) return false;
+  if (!hold) return true;
   span->fd = b->file->data_fd();
   span->pos = offset;
   span->len = static_cast<size_t>(end - offset);
-  span->hold = std::move(hold);
+  span->hold = std::move(h);
   hit_bytes_ += span->len;
   spliced_bytes_ += span->len;
   return true;
 }
 
 Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char* buf, size_t* n) {
+  return ReadOrSpan(ref, offset, len, buf, n, nullptr);
+}
+
+Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len, char* buf, size_t* n,
+                                FileSpan* span) {
   *n = 0;
   if (offset >= ref.size || len == 0) return Status::Ok();
   uint64_t end = std::min<uint64_t>(ref.size, offset + len);
@@ -230,6 +234,19 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
       return Status::Ok();
     }
     demand_last = Prefetch(b, offset, end - offset);
+  }
+  // Every block of the read on disk and checked in this run: the kernel copies them from the
+  // cache file itself. A strict reader only once the file verified. The end-of-file check comes
+  // first (no hold while waiting for the hash: a failing hash must be able to drop the blocks).
+  if (span != nullptr && b->file && (!strict || b->file->verified()) && TakeSpan(b, offset, end, /*hold=*/false, span)) {
+    if (!strict && end == ref.size && ref.size > kChunkSize && !b->file->verified()) {
+      Status s = WaitForHashAtEnd(b, failures0);
+      if (!s.ok()) return s;
+    }
+    if (TakeSpan(b, offset, end, /*hold=*/true, span)) {
+      *n = span->len;
+      return Status::Ok();
+    }
   }
 
   // A partial block is read whole (its XXH3 covers all of it) into a per-thread buffer, allocated

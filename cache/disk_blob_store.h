@@ -159,7 +159,7 @@ struct CacheStats {
   uint64_t refused_bytes = 0;   // blocks not cached because no room could be made
   uint64_t distrusted_refetches = 0;  // answers fetched again: their host was blamed for the blob
   uint64_t hashed_bytes = 0;    // bytes fed to whole-file hashes (once per byte per pass)
-  uint64_t spliced_bytes = 0;   // bytes handed out as FileSpans (SpanOf), also in hit_bytes
+  uint64_t spliced_bytes = 0;   // bytes handed out as FileSpans (ReadOrSpan), also in hit_bytes
 };
 
 class DiskBlobStore : public BlobStore {
@@ -169,7 +169,8 @@ class DiskBlobStore : public BlobStore {
   ~DiskBlobStore() override;
 
   Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) override;
-  bool SpanOf(const BlobRef& blob, uint64_t offset, size_t len, FileSpan* span) override;
+  Status ReadOrSpan(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n,
+                    FileSpan* span) override;
   void OpenBlob(const BlobRef& blob) override;
   void PrepareBlob(const BlobRef& blob) override;
   void HintNext(const BlobRef& blob, const BlobRef& next) override;
@@ -257,6 +258,9 @@ class DiskBlobStore : public BlobStore {
   // Learns a .safetensors blob's tensor boundaries from its cached header (once its head is on
   // disk), so prefetch of a stream that began inside a tensor stops at that tensor's end.
   void MaybeLoadLayout(const std::shared_ptr<Blob>& b);
+  // Whether blocks [offset, end) are all on disk and checked in this run, and the cache file
+  // reaches `end`; with `hold`, also fills *span (holding drop_mu shared) and counts the bytes.
+  bool TakeSpan(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, bool hold, FileSpan* span);
   void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
   // Verify before read: fetches every missing chunk and waits until the blob verified; an error
   // if a fetch failed, there is no room, or the hash failed verify_attempts times.

@@ -66,7 +66,7 @@ constexpr MetricDef kMetricTable[] = {
      "Bytes fed to whole-file hashes (SHA-256, git SHA-1) as they landed; a file hashed once counts its size.",
      {nullptr, nullptr}},
     {"modelfs_cache_spliced_bytes_total", MetricType::kCounter,
-     "Bytes of checked blocks of verified files that the kernel copied from the cache file itself (splice), "
+     "Bytes of cache blocks checked in this run that the kernel copied from the cache file itself (splice), "
      "not through the daemon's memory.",
      {nullptr, nullptr}},
     {"modelfs_cache_chunk_fetches_total", MetricType::kCounter,

@@ -188,7 +188,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->congestion_threshold = kCongestionThreshold;
   // Async reads let the kernel keep several readahead requests in flight per file.
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
-  // Replies of checked blocks of verified files are spliced from the cache file to /dev/fuse
+  // Replies of cache blocks checked in this run are spliced from the cache file to /dev/fuse
   // (OpRead): the bytes never pass through the daemon's memory. Requests are read as usual
   // (no splice read: a read-only mount's requests carry no data), and pages are copied, not moved
   // (they belong to the cache file's page cache).
@@ -199,7 +199,7 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
     srv.splice_note = "the kernel does not offer splice on /dev/fuse";
   }
   if (srv.splice) conn->want |= FUSE_CAP_SPLICE_WRITE;
-  MODELFS_LOG(kInfo, "warm reads of checked cache blocks: %s", srv.splice ? "spliced from the cache file" :
+  MODELFS_LOG(kInfo, "reads of checked cache blocks: %s", srv.splice ? "spliced from the cache file" :
               ("copied through the daemon (" + srv.splice_note + ")").c_str());
 }
 

@@ -838,12 +838,8 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
       return c;
     }
   }
-  Status s;
-  if (span != nullptr && store_.SpanOf(node->blob, offset, len, span)) {
-    *n = span->len;
-  } else {
-    s = store_.Read(node->blob, offset, len, buf, n);
-  }
+  Status s = span != nullptr ? store_.ReadOrSpan(node->blob, offset, len, buf, n, span)
+                             : store_.Read(node->blob, offset, len, buf, n);
   if (s.ok() && *n > 0 && handle != nullptr) {
     // As of before this read, so that a failure during it counts; but a first read that waited
     // for the file to verify (after a failure the store serves it only verified) got verified

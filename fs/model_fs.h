@@ -169,9 +169,9 @@ class ModelFs {
   // never sees a clean end of a file it may have read wrong. A new open reads the refetched
   // bytes. Thread-safe; many reads run concurrently.
   // With `span`: where the store can give the bytes as a range of one of its files
-  // (BlobStore::SpanOf: a verified file's blocks checked in this run), *span is filled and
-  // nothing is copied into buf (*n is the span's length); the caller has the kernel copy them
-  // and then releases span->hold. Otherwise span->fd stays -1 and buf holds the bytes.
+  // (BlobStore::ReadOrSpan: blocks checked in this run), *span is filled and nothing is copied
+  // into buf (*n is the span's length); the caller has the kernel copy them and then releases
+  // span->hold. Otherwise span->fd stays -1 and buf holds the bytes.
   Status Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n, uint64_t fh = 0,
               BlobStore::FileSpan* span = nullptr);
 

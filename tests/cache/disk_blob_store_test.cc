@@ -166,32 +166,50 @@ TEST_F(DiskBlobStoreTest, CorruptCachedBlockIsRefetchedNotAnError) {
   EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
 }
 
-// SpanOf hands out a verified file's blocks as a range of the cache file (for splice) only once
-// this run has checked them: written by it, or read and matched against their XXH3. A block
-// damaged on disk while no store was open is caught by its first read (refetched), never
-// handed out unchecked; a span holds off a drop of the blocks until it is released.
+// ReadOrSpan hands out blocks as a range of the cache file (for splice) only once this run has
+// checked them: written by it, or read back and matched against their XXH3; otherwise it copies,
+// as Read. A block damaged on disk while no store was open is caught by its first read
+// (refetched), never handed out unchecked.
 std::string SpanBytes(const BlobStore::FileSpan& span) {
   std::string out(span.len, '\0');
   EXPECT_EQ(pread(span.fd, out.data(), out.size(), static_cast<off_t>(span.pos)), static_cast<ssize_t>(span.len));
   return out;
 }
 
-TEST_F(DiskBlobStoreTest, SpansAreGivenOnlyForCheckedBlocksOfAVerifiedFile) {
+// One ReadOrSpan: the bytes, from the span or the buffer; *spliced says which.
+std::string ReadOrSpanBytes(DiskBlobStore* store, const BlobRef& ref, uint64_t off, size_t len, bool* spliced,
+                            Status* st = nullptr) {
+  std::string buf(len, '\0');
+  size_t n = 0;
+  BlobStore::FileSpan span;
+  Status s = store->ReadOrSpan(ref, off, len, buf.data(), &n, &span);
+  if (st) *st = s;
+  *spliced = span.fd >= 0;
+  if (!s.ok()) return "";
+  if (*spliced) {
+    EXPECT_EQ(n, span.len);
+    return SpanBytes(span);
+  }
+  buf.resize(n);
+  return buf;
+}
+
+TEST_F(DiskBlobStoreTest, SpansAreGivenOnlyForBlocksCheckedInThisRun) {
   std::string data = RandomBytes(6 * kBlockSize + 777, 31);
   BlobRef ref = source_.Add("a.safetensors", data);
   std::string path = dir_.path() + "/blobs/" + ref.hash.substr(0, 2) + "/" + ref.key + ".data";
+  bool spliced = true;
   {
     auto store = NewStore();
-    BlobStore::FileSpan span;
-    EXPECT_FALSE(store->SpanOf(ref, 0, kBlockSize, &span));  // nothing cached
+    EXPECT_TRUE(ReadOrSpanBytes(store.get(), ref, 0, kBlockSize, &spliced) == data.substr(0, kBlockSize));
+    EXPECT_FALSE(spliced);  // fetched: copied
     EXPECT_EQ(ReadAll(store.get(), ref), data);
     ASSERT_TRUE(store->WaitIdle(10000));
     ASSERT_TRUE(store->IsVerified(ref.key));
     // Written in this run: checked. A span across blocks and up to EOF is cut at EOF.
-    ASSERT_TRUE(store->SpanOf(ref, 5 * kBlockSize + 100, 2 * kBlockSize, &span));
-    EXPECT_EQ(span.pos, 5 * kBlockSize + 100);
-    EXPECT_EQ(span.len, kBlockSize + 677);
-    EXPECT_TRUE(SpanBytes(span) == data.substr(5 * kBlockSize + 100));
+    EXPECT_TRUE(ReadOrSpanBytes(store.get(), ref, 5 * kBlockSize + 100, 2 * kBlockSize, &spliced) ==
+                data.substr(5 * kBlockSize + 100));
+    EXPECT_TRUE(spliced);
     EXPECT_EQ(store->Stats().spliced_bytes, kBlockSize + 677);
   }
   // Block 3 is damaged on disk while no store is open.
@@ -201,22 +219,71 @@ TEST_F(DiskBlobStoreTest, SpansAreGivenOnlyForCheckedBlocksOfAVerifiedFile) {
   ASSERT_EQ(pwrite(fd, junk, sizeof junk, 3 * kBlockSize + 10), (ssize_t)sizeof junk);
   close(fd);
   auto store = NewStore();
-  BlobStore::FileSpan span;
-  // A new run has checked nothing: no span, not even of the undamaged blocks.
-  EXPECT_FALSE(store->SpanOf(ref, 0, kBlockSize, &span));
-  EXPECT_FALSE(store->SpanOf(ref, 3 * kBlockSize, kBlockSize, &span));
-  EXPECT_EQ(ReadAll(store.get(), ref), data);  // block 3's read catches it: refetched
+  // A new run has checked nothing: the first read of a block copies (and checks) it. (Block 4:
+  // the store reads block 0 itself, to learn a safetensors layout, and that checks it too.)
+  EXPECT_TRUE(ReadOrSpanBytes(store.get(), ref, 4 * kBlockSize, kBlockSize, &spliced) ==
+              data.substr(4 * kBlockSize, kBlockSize));
+  EXPECT_FALSE(spliced);
+  EXPECT_TRUE(ReadOrSpanBytes(store.get(), ref, 4 * kBlockSize, kBlockSize, &spliced) ==
+              data.substr(4 * kBlockSize, kBlockSize));
+  EXPECT_TRUE(spliced);
+  EXPECT_TRUE(ReadOrSpanBytes(store.get(), ref, 3 * kBlockSize, kBlockSize, &spliced) ==
+              data.substr(3 * kBlockSize, kBlockSize));  // caught, refetched
+  EXPECT_FALSE(spliced);
   EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
+  EXPECT_EQ(ReadAll(store.get(), ref), data);
   ASSERT_TRUE(store->WaitIdle(10000));
   ASSERT_TRUE(store->IsVerified(ref.key));
-  ASSERT_TRUE(store->SpanOf(ref, 0, data.size(), &span));
-  EXPECT_TRUE(SpanBytes(span) == data);
+  EXPECT_TRUE(ReadOrSpanBytes(store.get(), ref, 0, data.size(), &spliced) == data);
+  EXPECT_TRUE(spliced);
   // The cache file cut short under the store (a disk fault): a span past its end would splice
-  // short, taken for EOF, so there is none; Read finds the blocks gone and fetches them.
+  // short, taken for EOF, so the read is copied, which finds the blocks gone and fetches them.
   ASSERT_EQ(truncate(path.c_str(), 4 * kBlockSize), 0);
-  EXPECT_TRUE(store->SpanOf(ref, 0, kBlockSize, &span));
-  EXPECT_FALSE(store->SpanOf(ref, 4 * kBlockSize, 100, &span));
+  EXPECT_TRUE(ReadOrSpanBytes(store.get(), ref, 0, kBlockSize, &spliced) == data.substr(0, kBlockSize));
+  EXPECT_TRUE(spliced);
+  EXPECT_TRUE(ReadOrSpanBytes(store.get(), ref, 4 * kBlockSize, 100, &spliced) == data.substr(4 * kBlockSize, 100));
+  EXPECT_FALSE(spliced);
   EXPECT_EQ(ReadAll(store.get(), ref), data);
+}
+
+// A file still streaming in: blocks this run wrote are spliced before the file verifies, and the
+// end-of-file rule holds for spans too: a whole-file reader of a file whose hash fails gets an
+// error, never all of it and a clean end (read as ReadUntilError does: the store gates the last
+// read on the hash, the handle fails every read after a failure).
+TEST_F(DiskBlobStoreTest, SpansOfAFileBeforeItVerifiesKeepTheEndOfFileHashCheck) {
+  std::string data = RandomBytes(12 * kBlockSize, 32);
+  BlobRef ref = source_.Add("a.safetensors", data);
+  auto store = NewStore();
+  source_.corrupt_next = 1;  // the first range fetched comes back wrong
+  bool spliced = false;
+  std::string got;
+  Status st;
+  uint64_t spans = 0;
+  const uint64_t failures0 = store->HashFailures(ref);
+  for (uint64_t off = 0; off < data.size(); off += kBlockSize) {
+    // Each block twice: the first read fetches (or finds it fetched ahead), the second may splice.
+    std::string a = ReadOrSpanBytes(store.get(), ref, off, kBlockSize, &spliced, &st);
+    if (st.ok() && store->HashFailures(ref) != failures0) st = Status::Corruption("hash failed");
+    if (!st.ok()) break;
+    std::string b = ReadOrSpanBytes(store.get(), ref, off, kBlockSize, &spliced, &st);
+    if (st.ok() && store->HashFailures(ref) != failures0) st = Status::Corruption("hash failed");
+    if (!st.ok()) break;
+    spans += spliced;
+    EXPECT_EQ(a, b);
+    got += b;
+  }
+  EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
+  EXPECT_LT(got.size(), data.size());
+  EXPECT_GT(spans, 0u);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  // Read again after the failure: verified bytes only, spliced or not.
+  got.clear();
+  for (uint64_t off = 0; off < data.size(); off += kBlockSize) {
+    got += ReadOrSpanBytes(store.get(), ref, off, kBlockSize, &spliced, &st);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  EXPECT_TRUE(got == data);
+  EXPECT_TRUE(store->IsVerified(ref.key));
 }
 
 TEST_F(DiskBlobStoreTest, WrongBytesFromMirrorFailVerificationAndAreDropped) {
