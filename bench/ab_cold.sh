@@ -6,15 +6,8 @@
 #        EXTRA="mount options" LOG_LEVEL=warn; the mount log of the last read is DIR/mount.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { echo "usage: bash bench/ab_cold.sh BIN [BIN...]" >&2; exit 2; }
-SIZE=${SIZE:-1GiB}; SHARDS=${SHARDS:-2}; DIR=${DIR:-/tmp/modelfs-ab}; RUNS=${RUNS:-3}
-REPO=bench-org/ab-model; MNT="$DIR/mnt"
 . bench/lib.sh
-trap 'bench_cleanup "$1" "$MNT"' EXIT
-mkdir -p "$DIR" "$MNT"
-[ -f "$DIR/hub/models/$REPO/manifest.json" ] || bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"
-bench_hub "$DIR" hub; EP=$BENCH_EP
-SHARD=$(bench_largest "$DIR/hub/models/$REPO/manifest.json")
+bench_ab_setup bench/ab_cold.sh "$@"
 BYTES=$(python3 -c "
 import json,sys; m=json.load(open(sys.argv[1])); c=m['refs']['main']
 print([f['size'] for f in m['commits'][c]['files'] if f['path'] == sys.argv[2]][0])" \

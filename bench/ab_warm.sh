@@ -8,15 +8,8 @@
 #        EXTRA="mount options"; the mount log of the last run is DIR/mount.log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { echo "usage: bash bench/ab_warm.sh BIN [BIN...]" >&2; exit 2; }
-SIZE=${SIZE:-1GiB}; SHARDS=${SHARDS:-2}; DIR=${DIR:-/tmp/modelfs-ab}; RUNS=${RUNS:-3}
-REPO=bench-org/ab-model; MNT="$DIR/mnt"
 . bench/lib.sh
-trap 'bench_cleanup "$1" "$MNT"' EXIT
-mkdir -p "$DIR" "$MNT"
-[ -f "$DIR/hub/models/$REPO/manifest.json" ] || bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"
-bench_hub "$DIR" hub; EP=$BENCH_EP
-SHARD=$(bench_largest "$DIR/hub/models/$REPO/manifest.json")
+bench_ab_setup bench/ab_warm.sh "$@"
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 timed_read() {  # prints seconds to read $1 whole
   local t0 t1

@@ -43,3 +43,19 @@ import json,sys
 m=json.load(open(sys.argv[1])); c=m['refs']['main']
 print(max(m['commits'][c]['files'], key=lambda f: f['size'])['path'])" "$1"
 }
+
+# bench_ab_setup SCRIPT BIN...: what bench/ab_*.sh share. Checks there is a BIN, sets the defaults
+# (SIZE=1GiB SHARDS=2 DIR=/tmp/modelfs-ab RUNS=3), generates the repo once, starts a fake hub on
+# loopback, unmounts and stops it on exit; sets REPO, MNT, EP and SHARD (the largest file).
+bench_ab_setup() {
+  local script=$1
+  shift
+  [ $# -ge 1 ] || { echo "usage: bash $script BIN [BIN...]" >&2; exit 2; }
+  SIZE=${SIZE:-1GiB}; SHARDS=${SHARDS:-2}; DIR=${DIR:-/tmp/modelfs-ab}; RUNS=${RUNS:-3}
+  REPO=bench-org/ab-model; MNT="$DIR/mnt"
+  trap "bench_cleanup '$1' '$MNT'" EXIT
+  mkdir -p "$DIR" "$MNT"
+  [ -f "$DIR/hub/models/$REPO/manifest.json" ] || bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"
+  bench_hub "$DIR" hub; EP=$BENCH_EP
+  SHARD=$(bench_largest "$DIR/hub/models/$REPO/manifest.json")
+}
