@@ -76,7 +76,7 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
     : opts_(opts),
       source_(source),
       pool_(new ThreadPool(std::max(1u, opts.fetch_threads))),
-      buffers_(std::make_shared<BufferPool>(opts.max_inflight_chunks + opts.max_spill_chunks)),
+      buffers_(std::make_shared<PageBufferPool>(kChunkSize, opts.max_inflight_chunks + opts.max_spill_chunks)),
       verify_pool_(new ThreadPool(1)),
       notify_pool_(new ThreadPool(1)),
       demand_pool_(new ThreadPool(std::max(1u, opts.fetch_threads))) {}

@@ -88,6 +88,8 @@
 
 namespace modelfs {
 
+class PageBufferPool;  // common/page_buffer.h
+
 // Network fetch unit: 4 MiB aligned chunks. Big enough that a 200 ms RTT costs little per byte with
 // several in flight, small enough that a random tensor read fetches little extra (anchors.md 13.B).
 constexpr uint64_t kChunkSize = 4ull << 20;
@@ -193,7 +195,6 @@ class DiskBlobStore : public BlobStore {
   Status CompleteForReader(const BlobRef& blob) override;
 
  private:
-  class BufferPool;
   struct Inflight;
   struct Blob;
   struct Cursor {
@@ -319,7 +320,10 @@ class DiskBlobStore : public BlobStore {
   const CacheOptions opts_;
   RangeSource* const source_;
   std::unique_ptr<ThreadPool> pool_;         // prefetch fetches
-  std::shared_ptr<BufferPool> buffers_;      // recycled chunk buffers (shared: Inflights return to it)
+  // Recycled chunk buffers (shared: Inflights return theirs). Allocating one per fetch zero-filled
+  // and faulted it in afresh (cold reads ran at half speed), or left freed buffers scattered over
+  // glibc's per-thread arenas (RSS grew far past what was in use).
+  std::shared_ptr<PageBufferPool> buffers_;
   std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)
   std::unique_ptr<ThreadPool> notify_pool_;  // invalidate callbacks (may wait on kernel page locks)
   // Fetches a reader waits for (its own block, the tensor it started, a just-opened file's head):

@@ -38,35 +38,6 @@ inline uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskP
 
 }  // namespace
 
-// Chunk buffers (4 MiB) are recycled rather than freed: allocating one per fetch either zero-fills
-// and faults it in afresh (an mmap per buffer: cold reads ran at half speed) or, once glibc raises
-// its mmap threshold, leaves freed buffers scattered over per-thread arenas (RSS grew far past what
-// was in use). The pool keeps up to `keep` free buffers; more than that in use at once are freed.
-class DiskBlobStore::BufferPool {
- public:
-  explicit BufferPool(size_t keep) : keep_(keep) {}
-  PageBuffer Get() {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      if (!free_.empty()) {
-        PageBuffer p = std::move(free_.back());
-        free_.pop_back();
-        return p;
-      }
-    }
-    return NewPageBuffer(kChunkSize);  // uninitialized: a fetch fills it
-  }
-  void Put(PageBuffer p) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (p && free_.size() < keep_) free_.push_back(std::move(p));
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<PageBuffer> free_;
-  const size_t keep_;
-};
-
 // One range request: the blocks [first, last] of one chunk (never across a chunk boundary, so a
 // full chunk is the same aligned request on every machine). Its bytes are handed to readers as
 // they land (`ready`), before the request ends and before the disk write.
@@ -76,7 +47,7 @@ struct DiskBlobStore::Inflight {
   }
   uint64_t begin = 0, end = 0;       // file offsets of data[0] and one past its last byte; fixed
   uint32_t first = 0, last = 0;      // the blocks it brings; fixed
-  std::shared_ptr<BufferPool> pool;  // where data goes back to
+  std::shared_ptr<PageBufferPool> pool;  // where data goes back to (null: not pooled)
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;   // guarded by mu

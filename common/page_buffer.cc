@@ -45,4 +45,23 @@ PageBuffer NewPageBuffer(size_t len) {
   return PageBuffer(p, PageBufferFree{size});
 }
 
+PageBuffer PageBufferPool::Get(size_t len) {
+  if (len > bytes_) return NewPageBuffer(len);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!free_.empty()) {
+      PageBuffer b = std::move(free_.back());
+      free_.pop_back();
+      return b;
+    }
+  }
+  return NewPageBuffer(bytes_);
+}
+
+void PageBufferPool::Put(PageBuffer b) {
+  if (!b || b.get_deleter().len < bytes_) return;  // not one of ours: unmapped here
+  std::lock_guard<std::mutex> l(mu_);
+  if (free_.size() < keep_) free_.push_back(std::move(b));
+}
+
 }  // namespace modelfs
