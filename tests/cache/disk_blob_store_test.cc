@@ -246,10 +246,11 @@ TEST_F(DiskBlobStoreTest, SpansAreGivenOnlyForBlocksCheckedInThisRun) {
   EXPECT_EQ(ReadAll(store.get(), ref), data);
 }
 
-// A file still streaming in: blocks this run wrote are spliced before the file verifies, and the
-// end-of-file rule holds for spans too: a whole-file reader of a file whose hash fails gets an
-// error, never all of it and a clean end (read as ReadUntilError does: the store gates the last
-// read on the hash, the handle fails every read after a failure).
+// A file still streaming in: blocks this run wrote may be spliced before the file verifies (how
+// many depends on how far the hash got; under ASan it can fail before any), and the end-of-file
+// rule holds for spans too: a whole-file reader of a file whose hash fails gets an error, never
+// all of it and a clean end (read as ReadUntilError does: the store gates the last read on the
+// hash, the handle fails every read after a failure).
 TEST_F(DiskBlobStoreTest, SpansOfAFileBeforeItVerifiesKeepTheEndOfFileHashCheck) {
   std::string data = RandomBytes(12 * kBlockSize, 32);
   BlobRef ref = source_.Add("a.safetensors", data);
@@ -258,7 +259,6 @@ TEST_F(DiskBlobStoreTest, SpansOfAFileBeforeItVerifiesKeepTheEndOfFileHashCheck)
   bool spliced = false;
   std::string got;
   Status st;
-  uint64_t spans = 0;
   const uint64_t failures0 = store->HashFailures(ref);
   for (uint64_t off = 0; off < data.size(); off += kBlockSize) {
     // Each block twice: the first read fetches (or finds it fetched ahead), the second may splice.
@@ -268,13 +268,11 @@ TEST_F(DiskBlobStoreTest, SpansOfAFileBeforeItVerifiesKeepTheEndOfFileHashCheck)
     std::string b = ReadOrSpanBytes(store.get(), ref, off, kBlockSize, &spliced, &st);
     if (st.ok() && store->HashFailures(ref) != failures0) st = Status::Corruption("hash failed");
     if (!st.ok()) break;
-    spans += spliced;
     EXPECT_EQ(a, b);
     got += b;
   }
   EXPECT_EQ(st.code(), Code::kCorruption) << st.ToString();
   EXPECT_LT(got.size(), data.size());
-  EXPECT_GT(spans, 0u);
   ASSERT_TRUE(store->WaitIdle(10000));
   // Read again after the failure: verified bytes only, spliced or not.
   got.clear();
