@@ -37,6 +37,8 @@ from bench import MB, SRC, TESTING, WAN_SIM, drop_caches, log  # noqa: E402
 
 NS = "mfssite1"
 REPO = "bench/site"
+STREAM_REPO = "bench/stream"  # --fairness: one large shard a client streams
+HEADS_REPO = "bench/heads"  # --fairness: small shards whose headers another client reads
 RUN_SH = os.path.join(SRC, "deploy", "site-cache", "run.sh")
 
 
@@ -77,7 +79,19 @@ class SiteBench:
                       for f in m["commits"][c]["files"]]
         self.repo_bytes = sum(f[2] for f in self.files)
         self.lfs_bytes = sum(f[2] for f in self.files if f[3])
+        if self.a.fairness:
+            for repo, size, shards in ((STREAM_REPO, self.a.stream_size, 1),
+                                       (HEADS_REPO, self.a.heads_size, 4 * self.a.header_reads)):
+                subprocess.run(["python3", os.path.join(TESTING, "gen_repo.py"), "--root", root, "--repo", repo,
+                                "--total-size", size, "--shards", str(shards), "--quiet"], check=True)
+            self.stream_file = self.lfs_files(root, STREAM_REPO)[0]
+            self.head_files = self.lfs_files(root, HEADS_REPO)
         return root
+
+    @staticmethod
+    def lfs_files(root, repo):
+        m = json.load(open(os.path.join(root, "models", repo, "manifest.json")))
+        return sorted(f["path"] for f in m["commits"][m["refs"]["main"]]["files"] if f["lfs"])
 
     def start_site(self):
         shutil.rmtree(self.site_dir, ignore_errors=True)
@@ -95,16 +109,16 @@ class SiteBench:
                     break
                 time.sleep(0.05)
 
-    def mount(self, tag, direct=False):
+    def mount(self, tag, direct=False, repo=REPO):
         cache = os.path.join(self.work, "cache-" + tag)
         shutil.rmtree(cache, ignore_errors=True)
         mnt = os.path.join(self.work, "mnt-" + tag)
         bench_force_unmount(mnt)
         if direct:
-            m = bench.Mount(self.binary, self.hub.endpoint, cache, mnt, [REPO])
+            m = bench.Mount(self.binary, self.hub.endpoint, cache, mnt, [repo])
         else:
             m = bench.Mount(self.binary, self.site_ep, cache, mnt,
-                            ["--endpoint", self.hub.endpoint, "--endpoint-policy", "ordered", REPO])
+                            ["--endpoint", self.hub.endpoint, "--endpoint-policy", "ordered", repo])
         self.mounts.append(m)
         return m
 
@@ -163,6 +177,89 @@ class SiteBench:
         return {"clients": clients, "wall_s": wall, "mbps_min": speeds[0],
                 "mbps_median": statistics.median(speeds), "mbps_max": speeds[-1]}
 
+    # ---- fairness: header reads next to a client streaming a large shard ----------------------
+
+    def header_reads(self, tag, files, gap_s=0.0):
+        """A fresh client (empty cache) reads the safetensors header of each file in turn: open,
+        8 bytes, the header. Returns the seconds of each."""
+        m = self.mount(tag, repo=HEADS_REPO)
+        times = []
+        try:
+            for p in files:
+                t0 = time.monotonic()
+                bench.st_header(os.path.join(m.mnt, p))
+                times.append(time.monotonic() - t0)
+                time.sleep(gap_s)
+        finally:
+            self.close(m)
+        return times
+
+    def streaming(self, tag, passes, started):
+        """A client reads the large shard start to end, `passes` times (each pass a fresh mount with
+        an empty cache). Sets `started` once the first MiB came. Returns (seconds, bytes) per pass."""
+        out = []
+        for i in range(passes):
+            m = self.mount("%s%d" % (tag, i), repo=STREAM_REPO)
+            try:
+                n = 0
+                t0 = time.monotonic()
+                with open(os.path.join(m.mnt, self.stream_file), "rb", buffering=0) as f:
+                    while True:
+                        b = f.read(1 << 20)
+                        if not b:
+                            break
+                        n += len(b)
+                        started.set()
+                out.append((time.monotonic() - t0, n))
+            finally:
+                self.close(m)
+        return out
+
+    def fairness(self):
+        k = self.a.header_reads
+        groups = [self.head_files[i * k:(i + 1) * k] for i in range(4)]
+        res = {}
+
+        def summary(name, times):
+            res[name] = {"median_s": statistics.median(times), "max_s": max(times),
+                         "each_s": [round(t, 3) for t in times]}
+            log("site: fairness: %-34s header read median %.3f s, max %.3f s (%s)"
+                % (name, statistics.median(times), max(times), " ".join("%.3f" % t for t in times)))
+
+        def next_to_stream(name, files, passes):
+            started = threading.Event()
+            result = {}
+
+            def run():
+                result["stream"] = self.streaming("fs" + name, passes, started)
+            t = threading.Thread(target=run)
+            t.start()
+            started.wait(120)
+            time.sleep(self.a.stream_lead)
+            times = self.header_reads("fh" + name, files, gap_s=0.5)
+            t.join()
+            s, n = result["stream"][0]
+            res[name + "_stream_mbps"] = n / s / MB
+            log("site: fairness: the streaming client read %.1f MB at %.1f MB/s (first pass)" % (n / MB, n / s / MB))
+            summary(name, times)
+
+        drop_caches()
+        # Idle site cache: headers of files the site cache does not hold (each crosses the far
+        # link), then of files it holds.
+        summary("idle_site_cold", self.header_reads("i1", groups[0], gap_s=0.5))
+        self.header_reads("warm", groups[1])  # puts groups[1]'s first slices into the site cache
+        summary("idle_site_warm", self.header_reads("i2", groups[1], gap_s=0.5))
+        # Busy: the stream is cold at the site cache (the far link is full), headers cold too.
+        next_to_stream("busy_far_link_site_cold", groups[2], 1)
+        # Busy: the stream is now in the site cache (LAN speed, read twice to last), headers warm.
+        self.header_reads("warm2", groups[3])
+        next_to_stream("busy_lan_site_warm", groups[3], self.a.warm_passes)
+        res["ratio_site_cold"] = res["busy_far_link_site_cold"]["median_s"] / res["idle_site_cold"]["median_s"]
+        res["ratio_site_warm"] = res["busy_lan_site_warm"]["median_s"] / res["idle_site_warm"]["median_s"]
+        log("site: fairness: header read busy/idle, median: %.2fx with the far link full, %.2fx next to a"
+            " LAN-speed stream (target <= 2)" % (res["ratio_site_cold"], res["ratio_site_warm"]))
+        return res
+
     def site_counts(self):
         counts = {}
         path = os.path.join(self.site_dir, "logs", "access.log")
@@ -192,6 +289,14 @@ def main():
     ap.add_argument("--hub-port", type=int, default=19200, help="hub; +1 its own CDN port; +2 the far nginx")
     ap.add_argument("--site-port", type=int, default=19210)
     ap.add_argument("--site-cache-size", default="8GiB")
+    ap.add_argument("--fairness", action="store_true",
+                    help="fairness phases: another client's header reads, idle and next to a client streaming"
+                         " a large shard (cold at the site cache: the far link is full; then warm)")
+    ap.add_argument("--stream-size", default="1GiB", help="--fairness: the streamed shard")
+    ap.add_argument("--heads-size", default="256MiB", help="--fairness: the repo whose headers are read")
+    ap.add_argument("--header-reads", type=int, default=5, help="--fairness: header reads per phase")
+    ap.add_argument("--stream-lead", type=float, default=3.0, help="--fairness: seconds of streaming before")
+    ap.add_argument("--warm-passes", type=int, default=3, help="--fairness: passes of the warm stream")
     ap.add_argument("--results", default="", help="also write the figures (JSON) to this file")
     a = ap.parse_args()
     if os.geteuid() != 0:
@@ -210,8 +315,13 @@ def main():
             out["baseline_direct"] = sb.phase("direct", 1, False, direct=True)
         sb.start_site()
         sb.hub.clear()
-        out["at_once"] = sb.phase("a", a.at_once, True)
-        out["after"] = sb.phase("b", a.after, False)
+        if a.fairness:
+            out["fairness"] = sb.fairness()
+            sb.hub.clear()
+        if a.at_once:
+            out["at_once"] = sb.phase("a", a.at_once, True)
+        if a.after:
+            out["after"] = sb.phase("b", a.after, False)
         time.sleep(0.3)
         pulled = sum(r["bytes"] for r in sb.hub.cdn_log())
         out["upstream_bytes"] = pulled

@@ -31,6 +31,7 @@ namespace {
 
 constexpr const char* kRepo = "acme/site";
 constexpr const char* kGated = "acme/sitegated";
+constexpr const char* kOther = "acme/siteother";  // read next to a stream of kRepo
 constexpr const char* kToken = "hf_site_cache_secret_77";
 
 FakeHubOptions Hub() {
@@ -38,6 +39,11 @@ FakeHubOptions Hub() {
   o.repos[0].repo = kRepo;
   o.repos[0].total_size = 24 << 20;  // 3 shards of about 8 MiB: 2 slices each
   o.repos[0].shards = 3;
+  FakeRepoSpec other;
+  other.repo = kOther;
+  other.total_size = 12 << 20;
+  other.shards = 2;
+  o.repos.push_back(other);
   FakeRepoSpec g;
   g.repo = kGated;
   g.total_size = 6 << 20;
@@ -104,8 +110,11 @@ class SiteCacheTest : public ::testing::Test {
   static uint64_t CdnBytes() { return hub_->Stats()["bytes_sent"]["cdn"].get<uint64_t>(); }
   // GETs of one file's bytes on the hub's CDN (from anyone: the site cache or a client). The CDN
   // path ends in the fake xet hash, sha256("xet:" + the file's sha256 in hex) (fake_hub.py).
-  static int CdnGetsOf(const std::string& path) {
-    const nlohmann::json* f = hub_->FileAt(hub_->CommitOf("main"), path);
+  static int CdnGetsOf(const std::string& path, const std::string& repo = kRepo) {
+    return CdnRequestsOf(path, repo, "GET");
+  }
+  static int CdnRequestsOf(const std::string& path, const std::string& repo, const std::string& method) {
+    const nlohmann::json* f = hub_->FileAt(hub_->CommitOf("main", repo), path, repo);
     if (!f) return -1;
     const std::string pre = "xet:" + (*f)["sha256"].get<std::string>();
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -116,7 +125,21 @@ class SiteCacheTest : public ::testing::Test {
     const std::string xet(hex, 2 * md_len);
     int n = 0;
     for (const auto& r : hub_->Log())
-      if (r["listener"] == "cdn" && r["method"] == "GET" && r["path"].get<std::string>().find(xet) != std::string::npos) ++n;
+      if (r["listener"] == "cdn" && (method.empty() || r["method"] == method) &&
+          r["path"].get<std::string>().find(xet) != std::string::npos)
+        ++n;
+    return n;
+  }
+  // Requests for one file's /resolve/ URL that reached the hub.
+  static int HubResolvesOf(const std::string& path, const std::string& repo) {
+    int n = 0;
+    const std::string tail = std::string(repo) + "/resolve/";
+    for (const auto& r : hub_->Log()) {
+      const std::string p = r["path"].get<std::string>();
+      if (r["listener"] == "hub" && p.find(tail) != std::string::npos && p.size() >= path.size() &&
+          p.compare(p.size() - path.size(), path.size(), path) == 0)
+        ++n;
+    }
     return n;
   }
 
@@ -272,6 +295,68 @@ TEST_F(SiteCacheTest, CorruptSiteCacheBytesAreCaughtAndNeverKept) {
   }
   std::string out;
   EXPECT_EQ(RunCmd(std::string(MODELFS_BINARY) + " verify --cache-dir " + cache2, &out), 0) << out;
+}
+
+// Fairness: while one client streams a shard slowly through the site cache, another client's
+// safetensors header read of another repo's file (not cached at the site) is answered at once,
+// not queued behind the stream; it costs the hub one /resolve/ (its HEAD and its GET share the
+// cached answer) and the CDN one request. A HEAD is answered from the hub's answer alone: the CDN
+// sees nothing for it (before, it fetched the file's first 4 MiB slice and made the client wait
+// for it).
+TEST_F(SiteCacheTest, HeaderReadIsNotQueuedBehindAnotherClientsStream) {
+  SiteCacheProcess site({hub_->endpoint()}, dir_.Sub("site"));
+  ASSERT_TRUE(site.ok());
+  const std::string streamed = BigShard(kRepo, 0), headed = BigShard(kOther, 0), probed = BigShard(kOther, 1);
+  ASSERT_FALSE(streamed.empty());
+  ASSERT_FALSE(headed.empty());
+  ASSERT_FALSE(probed.empty());
+
+  // A metadata HEAD: the hub's headers, no byte from the CDN.
+  std::string out;
+  const std::string probe_url =
+      site.endpoint() + "/" + kOther + "/resolve/" + hub_->CommitOf("main", kOther) + "/" + probed;
+  ASSERT_EQ(RunCmd("curl -s -I -o /dev/null -D - '" + probe_url + "'", &out), 0);
+  EXPECT_NE(out.find("200"), std::string::npos) << out;
+  const std::string sha = hub_->FileAt(hub_->CommitOf("main", kOther), probed, kOther)->at("sha256").get<std::string>();
+  EXPECT_NE(out.find(sha), std::string::npos) << "no X-Linked-Etag in the HEAD answer:\n" << out;
+  EXPECT_EQ(CdnRequestsOf(probed, kOther, ""), 0) << "a HEAD reached the CDN";
+
+  // About 4 s per 4 MiB slice of the streamed shard.
+  ASSERT_TRUE(hub_->SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 1 << 20}, {"only_paths", {streamed}}}));
+  MountedFs a(ClientSpec(site, dir_.Sub("a")));
+  ASSERT_TRUE(a.mounted()) << a.Log();
+  MountedFs b(ClientSpec(site, dir_.Sub("b"), kOther));
+  ASSERT_TRUE(b.mounted()) << b.Log();
+  std::atomic<bool> streamed_done{false};
+  std::string got;
+  std::thread streamer([&] {
+    got = ReadFileOrDie(a.Path(streamed));
+    streamed_done = true;
+  });
+  for (int i = 0; i < 200 && CdnGetsOf(streamed) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_GT(CdnGetsOf(streamed), 0) << "the stream did not start";
+
+  std::string header;
+  {
+    const int fd = open(b.Path(headed).c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0) << b.Log();
+    char len8[8];
+    ASSERT_EQ(pread(fd, len8, 8, 0), 8) << b.Log();
+    uint64_t n = 0;
+    memcpy(&n, len8, 8);  // little-endian host
+    ASSERT_LT(n, 1u << 20);
+    header.resize(8 + n);
+    ASSERT_EQ(pread(fd, header.data(), header.size(), 0), static_cast<ssize_t>(header.size())) << b.Log();
+    close(fd);
+  }
+  const bool stream_still_running = !streamed_done.load();
+  streamer.join();
+  EXPECT_TRUE(stream_still_running) << "the header read finished only after the other client's stream";
+  EXPECT_EQ(header, Content(headed, kOther).substr(0, header.size()));
+  EXPECT_EQ(got, Content(streamed));
+  EXPECT_EQ(b.Log().find("failing over"), std::string::npos) << b.Log();
+  EXPECT_EQ(HubResolvesOf(headed, kOther), 1) << "the HEAD and the GET of one file each went to the hub";
+  EXPECT_EQ(CdnRequestsOf(headed, kOther, "HEAD"), 0);
 }
 
 // Tokens: a client with a token reads a gated repo through the site cache; the CDN never sees an
