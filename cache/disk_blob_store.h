@@ -125,9 +125,10 @@ struct CacheOptions {
   uint64_t kernel_readahead = 8ull << 20;
   // Memory: fetch buffers in flight, and chunks kept in memory because they could not be cached
   // (quota full of open files, disk full) so a reader consumes a prefetch window that went
-  // uncached without fetching it twice. Defaults: 24 + 8 chunks = 128 MiB (--memory-budget).
-  unsigned max_inflight_chunks = 24;
-  unsigned max_spill_chunks = 8;
+  // uncached without fetching it twice. Defaults: 21 + 7 chunks, with 16 MiB of FUSE reply buffers
+  // (fs/fuse_adapter.h) = 128 MiB (--memory-budget).
+  unsigned max_inflight_chunks = 21;
+  unsigned max_spill_chunks = 7;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
   bool verify_before_read = false;
   // Opening a multi-chunk blob starts a background fill of all of it (over the fetch pool, within

@@ -48,7 +48,9 @@ PageBuffer NewPageBuffer(size_t len) {
 PageBuffer PageBufferPool::Get(size_t len) {
   if (len > bytes_) return NewPageBuffer(len);
   {
-    std::lock_guard<std::mutex> l(mu_);
+    std::unique_lock<std::mutex> l(mu_);
+    if (max_out_ > 0) returned_.wait(l, [this] { return out_ < max_out_; });
+    out_++;
     if (!free_.empty()) {
       PageBuffer b = std::move(free_.back());
       free_.pop_back();
@@ -61,7 +63,11 @@ PageBuffer PageBufferPool::Get(size_t len) {
 void PageBufferPool::Put(PageBuffer b) {
   if (!b || b.get_deleter().len < bytes_) return;  // not one of ours: unmapped here
   std::lock_guard<std::mutex> l(mu_);
-  if (free_.size() < keep_) free_.push_back(std::move(b));
+  if (out_ > 0) out_--;
+  returned_.notify_one();
+  // Kept only while the buffers in use and the free ones together stay within keep_: a burst of
+  // users beyond it gives its extra buffers back to the kernel as they finish.
+  if (out_ + free_.size() < keep_) free_.push_back(std::move(b));
 }
 
 }  // namespace modelfs

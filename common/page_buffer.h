@@ -7,6 +7,7 @@
 // Holders keep buffers for reuse (PageBufferPool); freeing one unmaps it. Thread-compatible.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -25,20 +26,25 @@ using PageBuffer = std::unique_ptr<char[], PageBufferFree>;
 PageBuffer NewPageBuffer(size_t len);
 
 // Recycled buffers of `bytes` each, most recently used first, so the ones in use stay faulted in
-// (a fresh buffer per use costs its faults and zero pages again). Keeps up to `keep` free; more
-// given back are unmapped. Get(len) for len above `bytes` hands out a buffer of its own, never
+// (a fresh buffer per use costs its faults and zero pages again). A buffer given back is kept
+// while the buffers in use and the free ones number under `keep`, else unmapped: the pool's memory
+// is max(keep, buffers in use) x bytes, never the users' peak plus a full free list. With `max_out`
+// (0 = none), Get waits while that many are in use: the pool's memory is then at most
+// max(keep, max_out) x bytes. A caller that waits there must hold nothing another user needs. Get(len) for len above `bytes` hands out a buffer of its own, never
 // pooled. Thread-safe.
 class PageBufferPool {
  public:
-  PageBufferPool(size_t bytes, size_t keep) : bytes_(bytes), keep_(keep) {}
+  PageBufferPool(size_t bytes, size_t keep, size_t max_out = 0) : bytes_(bytes), keep_(keep), max_out_(max_out) {}
   PageBuffer Get(size_t len);
   PageBuffer Get() { return Get(bytes_); }
   void Put(PageBuffer b);
 
  private:
-  const size_t bytes_, keep_;
+  const size_t bytes_, keep_, max_out_;
   std::mutex mu_;
+  std::condition_variable returned_;  // a buffer came back (Get waits on it at max_out_)
   std::vector<PageBuffer> free_;  // guarded by mu_
+  size_t out_ = 0;                // pool buffers handed out and not given back; guarded by mu_
 };
 
 }  // namespace modelfs

@@ -79,6 +79,7 @@ struct Server {
   explicit Server(MetricsRegistry* metrics) : errors(metrics) {}
   std::unique_ptr<ModelFs> fs;
   unsigned max_readahead = 0;  // bytes, from MountOptions
+  std::unique_ptr<PageBufferPool> replies;  // read reply buffers (MountOptions::reply_buffers)
   // Whether read replies of checked cache blocks are spliced (EnableSplicePipes), and why if not.
   bool splice = false;
   std::string splice_note;
@@ -316,12 +317,13 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // Read replies are built in buffers of kMaxIo from a pool, most recently used first: the few that
 // concurrent reads need stay faulted in, whichever of the workers (up to --threads, started and
 // ended by libfuse as load comes and goes) takes a read. A buffer per thread, zeroed when it grew,
-// cost a fault and a memset per page for every new worker. At most as many are kept as the kernel
-// has async reads in flight. The reply is written to /dev/fuse before a buffer goes back.
+// cost a fault and a memset per page for every new worker. At most MountOptions::reply_buffers are
+// in use (a read past them waits here, holding nothing) and kept, so that replies stay inside the
+// memory budget whatever the number of workers. The reply is written to /dev/fuse before a buffer
+// goes back; a read answered by splice gives its buffer back first.
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   OpTimer timer(req, kOpRead);
-  // Never destroyed: workers may outlive exit.
-  static PageBufferPool* const buffers = new PageBufferPool(kMaxIo, kMaxBackground);
+  PageBufferPool* const buffers = Srv(req).replies.get();
   PageBuffer buf = buffers->Get(size);
   size_t n = 0;
   MODELFS_LOG(kDebug, "read ino %lu: %zu bytes at %lld", static_cast<unsigned long>(ino), size,
@@ -509,6 +511,8 @@ int ServeFuse(const MountOptions& opts,
 
   Server server(opts.metrics);
   server.max_readahead = opts.max_readahead;
+  const unsigned replies = opts.reply_buffers ? opts.reply_buffers : std::max(1u, opts.max_threads);
+  server.replies = std::make_unique<PageBufferPool>(kMaxIo, std::min(replies, kMaxBackground), replies);
   if (opts.metrics) {
     for (int op = 0; op < kOpTimedCount; ++op)
       server.latency[op] = opts.metrics->Hist(Metric::kFuseRequestDuration, {kOpNames[op]});

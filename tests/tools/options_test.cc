@@ -120,12 +120,20 @@ TEST_F(OptionsTest, MonitorOptions) {
 TEST_F(OptionsTest, MemoryBudgetSizesChunkBuffers) {
   MountConfig d;
   ASSERT_TRUE(Parse({"/mnt"}, &d).ok());
-  EXPECT_EQ(d.cache.max_inflight_chunks, 24u);  // 128 MiB: 32 chunks, 3/4 in flight
-  EXPECT_EQ(d.cache.max_spill_chunks, 8u);
+  // 128 MiB: 16 MiB of read replies, then 28 chunks, 3/4 in flight.
+  EXPECT_EQ(d.mount.reply_buffers, 16u);
+  EXPECT_EQ(d.cache.max_inflight_chunks, 21u);
+  EXPECT_EQ(d.cache.max_spill_chunks, 7u);
   MountConfig e;
   ASSERT_TRUE(Parse({"--memory-budget", "32MiB", "/mnt"}, &e).ok());
-  EXPECT_EQ(e.cache.max_inflight_chunks, 6u);
+  EXPECT_EQ(e.mount.reply_buffers, 4u);  // the floor
+  EXPECT_EQ(e.cache.max_inflight_chunks, 5u);
   EXPECT_EQ(e.cache.max_spill_chunks, 2u);
+  MountConfig big;
+  ASSERT_TRUE(Parse({"--memory-budget", "1GiB", "/mnt"}, &big).ok());
+  EXPECT_EQ(big.mount.reply_buffers, 64u);  // the cap
+  EXPECT_EQ(big.cache.max_inflight_chunks, 180u);
+  EXPECT_EQ(big.cache.max_spill_chunks, 60u);
   MountConfig tiny;
   ASSERT_TRUE(Parse({"--memory-budget", "1MiB", "/mnt"}, &tiny).ok());
   EXPECT_EQ(tiny.cache.max_inflight_chunks, 4u);  // floors
@@ -292,6 +300,7 @@ TEST_F(OptionsTest, TableDefaultsAgreeWithStructDefaults) {
   EXPECT_EQ(parsed.cache.max_inflight_chunks, plain.cache.max_inflight_chunks);
   EXPECT_EQ(parsed.cache.max_spill_chunks, plain.cache.max_spill_chunks);
   EXPECT_EQ(parsed.mount.max_threads, plain.mount.max_threads);
+  EXPECT_EQ(parsed.mount.reply_buffers, plain.mount.reply_buffers);
   EXPECT_EQ(parsed.fetch.connect_timeout_ms, plain.fetch.connect_timeout_ms);
   EXPECT_EQ(parsed.fetch.stall_timeout_s, plain.fetch.stall_timeout_s);
   EXPECT_EQ(parsed.fetch.max_retries, plain.fetch.max_retries);
