@@ -29,6 +29,8 @@ constexpr int kSmallBlobRetries = 2;
 // An answer from a host blamed for this blob's hash failure is fetched again up to this many times
 // (the source tries that host last) before it is used.
 constexpr int kDistrustedRefetches = 2;
+// Free 1 MiB buffers kept for reads of partial blocks (more in use at once are unmapped on return).
+constexpr size_t kScratchKept = 8;
 
 }  // namespace
 
@@ -249,9 +251,17 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
     }
   }
 
-  // A partial block is read whole (its XXH3 covers all of it) into a per-thread buffer, allocated
-  // once: a fresh zero-filled 1 MiB per read was the daemon's largest CPU cost on cold reads.
-  thread_local std::unique_ptr<char[]> scratch;
+  // A partial block is read whole (its XXH3 covers all of it) into a buffer from a pool: a fresh
+  // zero-filled 1 MiB per read was the daemon's largest CPU cost on cold reads, and one kept per
+  // thread cost 1 MiB of RSS per FUSE worker (64 by default). In use at once: at most one per
+  // concurrent read, which the FUSE adapter bounds (MountOptions::reply_buffers).
+  static PageBufferPool* const scratch_pool = new PageBufferPool(kBlockSize, kScratchKept);  // never freed
+  struct Scratch {
+    PageBuffer buf;
+    ~Scratch() {
+      if (buf) scratch_pool->Put(std::move(buf));
+    }
+  } scratch;
   std::shared_ptr<Inflight> last;  // the range fetched for an earlier block of this read
   bool waited = false;             // this read had to wait for the network
   int refetches = 0;               // blocks that vanished between a miss and their fetch
@@ -266,11 +276,11 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
       bool whole = pos == bstart && take == blen;
       char* target = out;
       if (!whole) {
-        if (!scratch) scratch.reset(new char[kBlockSize]);
-        target = scratch.get();
+        if (!scratch.buf) scratch.buf = scratch_pool->Get();
+        target = scratch.buf.get();
       }
       if (b->file && b->file->ReadBlock(i, target)) {
-        if (!whole) memcpy(out, scratch.get() + (pos - bstart), take);
+        if (!whole) memcpy(out, scratch.buf.get() + (pos - bstart), take);
         hit_bytes_ += take;
         pos += take;
         continue;
