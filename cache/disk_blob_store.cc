@@ -29,8 +29,10 @@ constexpr int kSmallBlobRetries = 2;
 // An answer from a host blamed for this blob's hash failure is fetched again up to this many times
 // (the source tries that host last) before it is used.
 constexpr int kDistrustedRefetches = 2;
-// Free 1 MiB buffers kept for reads of partial blocks (more in use at once are unmapped on return).
-constexpr size_t kScratchKept = 8;
+// 1 MiB buffers kept for reads of partial blocks, in use and free. One per concurrent read: the FUSE
+// adapter bounds those (MountOptions::reply_buffers, at most 64), so this bounds nothing there;
+// the pool holds what the busiest moment needed.
+constexpr size_t kScratchKept = 64;
 
 }  // namespace
 

@@ -125,8 +125,8 @@ struct CacheOptions {
   uint64_t kernel_readahead = 8ull << 20;
   // Memory: fetch buffers in flight, and chunks kept in memory because they could not be cached
   // (quota full of open files, disk full) so a reader consumes a prefetch window that went
-  // uncached without fetching it twice. Defaults: 21 + 7 chunks, with 16 MiB of FUSE reply buffers
-  // (fs/fuse_adapter.h) = 128 MiB (--memory-budget).
+  // uncached without fetching it twice. Defaults: 21 + 7 chunks, with 8 reads of 2 MiB copied
+  // through memory (fs/fuse_adapter.h) = 128 MiB (--memory-budget).
   unsigned max_inflight_chunks = 21;
   unsigned max_spill_chunks = 7;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).

@@ -26,10 +26,11 @@ struct MountOptions {
   // A read of one tensor makes the kernel read up to two windows past it, so this is the bytes a
   // lazy loader wastes per tensor; sequential readers are prefetched by the cache, not by this.
   unsigned max_readahead = 8u << 20;
-  // Read replies copied through memory at once (1 MiB each; part of --memory-budget): a read past
-  // them waits for one to come back before it starts. Replies spliced from the cache file give
-  // theirs back before the reply. 0 = as many as there are threads.
-  unsigned reply_buffers = 16;
+  // Reads copied through memory at once (part of --memory-budget: each holds a 1 MiB reply buffer,
+  // and the cache may give it a 1 MiB block buffer): a read past them waits for a reply buffer to
+  // come back before it starts. Replies spliced from the cache file give theirs back before the
+  // reply. 0 = as many as there are threads.
+  unsigned reply_buffers = 8;
   // systemd's $NOTIFY_SOCKET (read by tools/): once the mount is live and the filesystem ready,
   // "READY=1" and "MAINPID=<serving pid>" are sent there, for Type=notify units. "" = none.
   std::string notify_socket;

@@ -33,14 +33,18 @@ constexpr const char* kVersion = "0.1.0";
 
 // The daemon's heap, set before any thread exists. Its big buffers come from pools inside the
 // memory budget (common/page_buffer.h); what glibc would add on top is kept small:
-//  - a fixed mmap threshold: an allocation of 128 KiB or more (a 1 MiB block read, a curl receive
-//    buffer) is its own mapping, given back to the kernel when freed. The default threshold rises
-//    to the largest size freed so far, after which such buffers stay in the arenas for good.
+//  - a fixed mmap threshold: an allocation of 1 MiB or more (libfuse's request buffer per worker, a
+//    block read for a verification) is its own mapping, given back to the kernel when freed. The
+//    default threshold rises to the largest size freed so far, after which such buffers stay in
+//    the arenas for good. Below it (curl's 512 KiB receive buffer, allocated per transfer), the
+//    arenas recycle them: at 128 KiB each would be a fresh mapping and 129 page faults, which cost
+//    a third more daemon CPU on a cold read.
 //  - 4 arenas instead of 8 per core: with 64 FUSE workers and 16 fetch threads, each arena kept
 //    its own high-water mark of freed blocks. Measured with bench/memory.sh (64 random readers,
-//    --memory-budget 64MiB): peak RSS 161 MiB without these two, 116 with them.
+//    --memory-budget 64MiB): peak RSS 161 MiB without these two, 116 with them (before block
+//    buffers were pooled).
 void TuneHeapForTheDaemon() {
-  mallopt(M_MMAP_THRESHOLD, 128 << 10);
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
   mallopt(M_ARENA_MAX, 4);
 }
 
