@@ -39,16 +39,19 @@ constexpr const char* kVersion = "0.1.0";
 //    the arenas for good. Below it (curl's 512 KiB receive buffer, allocated per transfer), the
 //    arenas recycle them: at 128 KiB each would be a fresh mapping and 129 page faults, which cost
 //    a third more daemon CPU on a cold read.
-//  - a trim threshold of 8 MiB: fixing the mmap threshold also fixes this one at its 128 KiB
-//    default, and the arenas then gave their top back and faulted it in again on every few
-//    transfers (10-15% more daemon CPU on a cold read, bench/ab_cold.sh).
+//  - a trim threshold of 2 MiB (twice the mmap threshold, as glibc's own adjustment would set it):
+//    fixing the mmap threshold also fixes this one at its 128 KiB default, and the arenas then gave
+//    their top back and faulted it in again every few transfers (10-15% more daemon CPU on a cold
+//    read, bench/ab_cold.sh). At 8 MiB the arenas kept 10-20 MiB more.
 //  - 4 arenas instead of 8 per core: with 64 FUSE workers and 16 fetch threads, each arena kept
 //    its own high-water mark of freed blocks. Measured with bench/memory.sh (64 random readers,
 //    --memory-budget 64MiB): peak RSS 161 MiB without these two, 116 with them (before block
 //    buffers were pooled).
+// A user who sets GLIBC_TUNABLES tunes malloc themselves: left alone then.
 void TuneHeapForTheDaemon() {
+  if (getenv("GLIBC_TUNABLES") != nullptr) return;
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
-  mallopt(M_TRIM_THRESHOLD, 8 << 20);
+  mallopt(M_TRIM_THRESHOLD, 2 << 20);
   mallopt(M_ARENA_MAX, 4);
 }
 
