@@ -1,6 +1,8 @@
 // Internals of DiskBlobStore shared by its source files, one per room:
-//   disk_blob_store.cc           the coordinator: open, reads, fetches (single flight, buffers,
-//                                spill) and the disk writes
+//   disk_blob_store.cc           the coordinator: open, the blob table, reads (from disk, the
+//                                wire, the spill or the head), stats
+//   disk_blob_store_fetch.cc     fetches (single flight, spans, buffers, retries, spill) and the
+//                                disk writes (StoreRange: in turns, admitted block by block)
 //   disk_blob_store_prefetch.cc  streams and windows, the safetensors region cap, the open's head,
 //                                lookahead across shards, background fills
 //   disk_blob_store_space.cc     the quota: what is charged, admission, eviction, pins
