@@ -98,6 +98,8 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
     }
     b = std::make_shared<Blob>();
     b->ref = ref;
+    b->streams = StreamTracker(StreamTracker::Limits{kBlockSize, kChunkSize, opts_.initial_window,
+                                                     opts_.max_window, opts_.kernel_readahead});
     std::string dir = BlobDir(ref.key);
     // The quota covers the blob's own files: charged before they are created (the index is
     // written at once) unless they are on disk and charged already.
