@@ -80,7 +80,10 @@ std::string Url::Origin() const { return scheme + "://" + host + ":" + std::to_s
 std::string Url::HostPort() const { return host + ":" + std::to_string(port); }
 std::string Url::ToString() const {
   std::string s = scheme + "://" + host;
-  if (port != DefaultPort(scheme)) s += ":" + std::to_string(port);
+  if (port != DefaultPort(scheme)) {
+    s += ':';  // appended, not ":" + ...: GCC 12's -Wrestrict false positive at -O3
+    s += std::to_string(port);
+  }
   return s + PathAndQuery();
 }
 
@@ -147,7 +150,7 @@ Result<Url> ParseUrl(std::string_view url) {
   size_t q = tail.find('?');
   u.path = std::string(tail.substr(0, q));
   if (q != std::string_view::npos) u.query = std::string(tail.substr(q + 1));
-  if (u.path.empty()) u.path = "/";
+  if (u.path.empty()) u.path.push_back('/');  // not = "/": GCC 12's -Wrestrict false positive at -O3
   return u;
 }
 
