@@ -1,23 +1,21 @@
+// DiskBlobStore, the coordinator: opening the store (quota, free-space floor, what is on disk),
+// the blob table, and reads: from checked blocks on disk (or spans of them), from the head an open
+// fetched, from ranges on the wire or in the spill, with a demand fetch for what is missing. The
+// other rooms are listed in disk_blob_store_internal.h.
 #include "cache/disk_blob_store_internal.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <shared_mutex>
 #include <thread>
-#include <tuple>
 
-#include "cache/hash.h"
-#include "cache/pins.h"
-#include "cache/safetensors.h"
 #include "common/file_util.h"
 #include "common/log.h"
 

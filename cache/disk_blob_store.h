@@ -13,9 +13,10 @@
 // fetches that tensor, not a growing window past it; a reader that moves on to the next tensor is
 // a sequential reader again and prefetches as usual.
 //
-// Prefetch: per blob, up to StreamTracker::kMaxStreams read streams (cache/stream_tracker.h) (several processes, tensor-parallel ranks and
-// kernel readahead streams read one file at once). A read within [-1 MiB, +16 MiB] of a cursor's
-// position continues that stream; from the second sequential read on, chunks ahead of the reader
+// Prefetch: per blob, up to StreamTracker::kMaxStreams read streams (cache/stream_tracker.h;
+// several processes, tensor-parallel ranks and kernel readahead streams read one file at once). A
+// read from two kernel readahead windows (at least 1 MiB) behind a stream's position to 16 MiB
+// past it continues that stream; from the second sequential read on, chunks ahead of the reader
 // are fetched on the prefetch pool, over a window that starts at initial_window and doubles each
 // time the reader has to wait for the network, up to max_window. Each chunk in flight is a
 // separate HTTP request, so a large file streams over up to fetch_threads connections at once on a

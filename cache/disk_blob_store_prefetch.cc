@@ -1,3 +1,8 @@
+// DiskBlobStore, prefetch: what is fetched before a reader asks for it. The open's head (the first
+// kHeadBytes, in memory), the safetensors layout learnt from it, each read's stream and what it
+// calls for (decided by the blob's StreamTracker, cache/stream_tracker.h; scheduled here within the
+// in-flight budget), the lookahead into the next shard, and background fills of a whole file
+// (fill_on_open, or a reader in its own tensor order).
 #include "cache/disk_blob_store_internal.h"
 
 #include <algorithm>
