@@ -82,6 +82,9 @@ std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::FetchBlock(const std::sh
     std::lock_guard<std::mutex> l(b->mu);
     f = CoveringLocked(*b, i);
     if (f) return f;  // being fetched (prefetch or another reader), or spilled: no second request
+    // Stored since the caller's miss (and out of the inflight map): the caller reads it from disk.
+    // NewSpanLocked would start at the next missing block instead, a range without block i.
+    if (b->file && b->file->Present(i)) return nullptr;
     // From this block to the end of its chunk (or `last`): the reader's bytes come first, and the
     // chunk's blocks before it are left to whoever needs them.
     f = NewSpanLocked(*b, i, last);

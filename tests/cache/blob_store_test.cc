@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cache/disk_blob_store.h"
@@ -125,6 +126,18 @@ TYPED_TEST(BlobStoreContractTest, ReadOrSpanGivesWhatReadGives) {
     }
     EXPECT_EQ(got, data.substr(off, kBlockSize)) << "at " << off;
   }
+}
+
+TYPED_TEST(BlobStoreContractTest, ConcurrentReadersOfOneBlobGetTheSameBytes) {
+  const std::string data = Bytes(6 * kChunkSize + 1, 5);
+  const BlobRef b = this->env_.Add("c.bin", data, true);
+  std::vector<std::string> got(4);
+  std::vector<std::thread> readers;
+  for (size_t i = 0; i < got.size(); i++) {
+    readers.emplace_back([&, i] { got[i] = this->ReadAll(b, kBlockSize / (i + 1)); });
+  }
+  for (auto& t : readers) t.join();
+  for (const std::string& g : got) EXPECT_EQ(g, data);
 }
 
 TYPED_TEST(BlobStoreContractTest, OpensNestAndAnIntactFileCompletesWithoutAHashFailure) {
