@@ -13,9 +13,10 @@
 // fetches that tensor, not a growing window past it; a reader that moves on to the next tensor is
 // a sequential reader again and prefetches as usual.
 //
-// Prefetch: per blob, up to kMaxCursors read cursors (several processes, tensor-parallel ranks and
-// kernel readahead streams read one file at once). A read within [-1 MiB, +16 MiB] of a cursor's
-// position continues that stream; from the second sequential read on, chunks ahead of the reader
+// Prefetch: per blob, up to StreamTracker::kMaxStreams read streams (cache/stream_tracker.h;
+// several processes, tensor-parallel ranks and kernel readahead streams read one file at once). A
+// read from two kernel readahead windows (at least 1 MiB) behind a stream's position to 16 MiB
+// past it continues that stream; from the second sequential read on, chunks ahead of the reader
 // are fetched on the prefetch pool, over a window that starts at initial_window and doubles each
 // time the reader has to wait for the network, up to max_window. Each chunk in flight is a
 // separate HTTP request, so a large file streams over up to fetch_threads connections at once on a
@@ -63,7 +64,7 @@
 // data gets the quota minus everything else, and `du` of the directory stays within the quota.
 //
 // Locks: mu_ (store) guards blobs_, usage_ and used_bytes_. Blob::mu guards the blob's inflight
-// and spill maps, cursors, opens, sources and verifying flag; Blob::drop_mu orders chunk writes against
+// and spill maps, streams, opens, sources and verifying flag; Blob::drop_mu orders chunk writes against
 // drops. Order: Blob::drop_mu, then mu_, then Blob::mu, then BlockFile's own lock. Neither is held across network I/O; mu_ is held while a blob's files are opened.
 // mu_ also guards overhead_bytes_.
 #pragma once
@@ -91,7 +92,7 @@ namespace modelfs {
 class PageBufferPool;  // common/page_buffer.h
 
 // Network fetch unit: 4 MiB aligned chunks. Big enough that a 200 ms RTT costs little per byte with
-// several in flight, small enough that a random tensor read fetches little extra (anchors.md 13.B).
+// several in flight, small enough that a random tensor read fetches little extra.
 constexpr uint64_t kChunkSize = 4ull << 20;
 constexpr uint32_t kBlocksPerChunk = static_cast<uint32_t>(kChunkSize / kBlockSize);
 // What an open fetches of a file's head, kept in memory and never stored (it is not a whole
@@ -198,15 +199,6 @@ class DiskBlobStore : public BlobStore {
  private:
   struct Inflight;
   struct Blob;
-  struct Cursor {
-    uint64_t next = 0;           // offset just past this stream's last read
-    uint64_t window = 0;         // prefetch window, bytes
-    uint64_t prefetched_to = 0;  // chunks below this offset have been scheduled
-    uint64_t hits = 0;           // sequential reads seen
-    uint64_t last_use = 0;
-    uint64_t start = 0;          // where the stream began (for the safetensors region cap)
-    bool whole = false;          // a loader in file order from the first tensor: never capped
-  };
 
   DiskBlobStore(const CacheOptions& opts, RangeSource* source);
   std::string BlobDir(const std::string& key) const;
@@ -253,10 +245,6 @@ class DiskBlobStore : public BlobStore {
   // the end of a tensor, where the blocks after the read's own are not wanted).
   uint32_t Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, uint64_t len);
   void GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end);
-  // Requires b.mu: where the safetensors region cap stops this stream's prefetch (UINT64_MAX: no cap).
-  uint64_t RegionCapLocked(const Blob& b, const Cursor& cur) const;
-  // How far past a region's end reads still count as inside it (kernel readahead).
-  uint64_t RegionSlack(const Blob& b, uint64_t region_end) const;
   // Learns a .safetensors blob's tensor boundaries from its cached header (once its head is on
   // disk), so prefetch of a stream that began inside a tensor stops at that tensor's end.
   void MaybeLoadLayout(const std::shared_ptr<Blob>& b);

@@ -1,8 +1,11 @@
 // Internals of DiskBlobStore shared by its source files, one per room:
-//   disk_blob_store.cc           the coordinator: open, reads, fetches (single flight, buffers,
-//                                spill) and the disk writes
-//   disk_blob_store_prefetch.cc  streams and windows, the safetensors region cap, the open's head,
-//                                lookahead across shards, background fills
+//   disk_blob_store.cc           the coordinator: open, the blob table, reads (from disk, the
+//                                wire, the spill or the head), stats
+//   disk_blob_store_fetch.cc     fetches (single flight, spans, buffers, retries, spill) and the
+//                                disk writes (StoreRange: in turns, admitted block by block)
+//   disk_blob_store_prefetch.cc  the open's head, the safetensors layout, scheduling what each
+//                                read's stream calls for (the streams, windows, region cap and
+//                                jumps: cache/stream_tracker.h), lookahead across shards, fills
 //   disk_blob_store_space.cc     the quota: what is charged, admission, eviction, pins
 //   disk_blob_store_verify.cc    the whole-file hash as bytes land, fail closed at the end of a
 //                                file, blame and the drop of a failed file's blocks
@@ -25,6 +28,7 @@
 #include "cache/block_file.h"
 #include "cache/disk_blob_store.h"
 #include "cache/hash.h"
+#include "cache/stream_tracker.h"
 #include "common/page_buffer.h"
 
 namespace modelfs {
@@ -100,7 +104,7 @@ struct DiskBlobStore::Blob {
   // The file's first kHeadBytes as an open fetched them (RunHeadFetch): memory only, dropped at
   // the last close and with the blocks after a hash failure.
   std::shared_ptr<Inflight> head;
-  std::vector<Cursor> cursors;
+  StreamTracker streams;              // the read streams and the safetensors layout
   int opens = 0;
   std::set<std::string> sources;      // hosts that served this blob's bytes since start
   // Who served each range stored in this run: first block -> (last block, host).
@@ -137,7 +141,6 @@ struct DiskBlobStore::Blob {
   // counts as a hash failure for the readers given them (HashFailures).
   std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> served_unstored;
   bool served_unstored_overflow = false;  // more than kMaxServedUnstored: all count as different
-  // Safetensors layout (cache/safetensors.h): region ends, empty if unknown or not safetensors.
   bool filling = false;               // a background fill is running: RunFetch keeps it going
   // The fill is for a reader in its own order (Prefetch), not fill_on_open: it takes at most
   // SharedFillBudget() chunks in flight, so the streams of other readers of the file (ranks
@@ -147,8 +150,7 @@ struct DiskBlobStore::Blob {
   uint64_t read_end = 0;
   uint32_t back_jumps = 0;
   bool load_expected = false;         // HintLoad: a loader of all of it is coming
-  bool layout_known = false;
-  std::vector<uint64_t> regions;
+  bool layout_known = false;          // streams has the safetensors layout, or there is none
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
   // Disk writes of this file take turns, lowest first block first (StoreRange): the first
   // blocks of the ranges waiting, and whether one is being written.

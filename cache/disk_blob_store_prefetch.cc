@@ -1,3 +1,8 @@
+// DiskBlobStore, prefetch: what is fetched before a reader asks for it. The open's head (the first
+// kHeadBytes, in memory), the safetensors layout learnt from it, each read's stream and what it
+// calls for (decided by the blob's StreamTracker, cache/stream_tracker.h; scheduled here within the
+// in-flight budget), the lookahead into the next shard, and background fills of a whole file
+// (fill_on_open, or a reader in its own tensor order).
 #include "cache/disk_blob_store_internal.h"
 
 #include <algorithm>
@@ -9,19 +14,6 @@
 namespace modelfs {
 namespace {
 
-// A read within this distance of a stream's position continues the stream (anchors.md 13.B: both
-// mountpoint-s3 and hf-mount tolerate 1 MiB back and 16 MiB forward). Kernel readahead and several
-// FUSE threads deliver one sequential stream slightly out of order, so strict equality would
-// misclassify it as random.
-constexpr uint64_t kSeekBackTolerance = 1ull << 20;
-constexpr uint64_t kSeekForwardTolerance = 16ull << 20;
-// A stream that began in a safetensors header and reads this far past its end (at least; see
-// RegionSlack) is a sequential reader of the file.
-constexpr uint64_t kHeaderSlack = 1ull << 20;
-// The kernel's page: reads through the page cache begin on a page boundary.
-constexpr uint64_t kPageSize = 4096;
-// Streams tracked per blob: enough for tensor-parallel ranks (4-8) reading one shard.
-constexpr size_t kMaxCursors = 8;
 // A reader of a safetensors file that goes back this many times, to bytes neither on disk nor on
 // the wire further before the furthest read than the kernel reorders a stream, reads the file in
 // an order of its own (mmap in a framework's module order, a random order): it is taken to read
@@ -154,17 +146,17 @@ void DiskBlobStore::Lookahead(const std::shared_ptr<Blob>& from, uint64_t window
   {
     std::lock_guard<std::mutex> l(n->mu);
     if (n->opens > 0) return;  // its reader is there: its own stream drives it
-    if (n->cursors.empty()) {
-      n->cursors.push_back(Cursor{0, window, 0, 1, 0, 0});
+    bool created = false;
+    StreamTracker::Stream* cur = n->streams.Seed(window, &created);
+    if (created) {
       MODELFS_LOG(kDebug, "lookahead: %s after %s, %llu bytes", ref.path.c_str(), from->ref.path.c_str(),
                   (unsigned long long)window);
     }
-    Cursor& cur = n->cursors.front();
-    if (cur.next != 0) return;  // a reader came and went: not a lookahead cursor any more
-    cur.window = std::max(cur.window, window);
-    const uint64_t to = std::min(ref.size, (cur.window + kChunkSize - 1) / kChunkSize * kChunkSize);
-    cur.prefetched_to = std::max(cur.prefetched_to, ScheduleLocked(*n, cur.prefetched_to, to, &todo));
-    if (cur.prefetched_to >= ref.size && window > ref.size) rest = window - ref.size;
+    if (cur == nullptr) return;  // a reader came and went: not a lookahead stream any more
+    cur->window = std::max(cur->window, window);
+    const uint64_t to = n->streams.WindowEnd(0, cur->window, ref.size);
+    cur->prefetched_to = std::max(cur->prefetched_to, ScheduleLocked(*n, cur->prefetched_to, to, &todo));
+    if (cur->prefetched_to >= ref.size && window > ref.size) rest = window - ref.size;
   }
   for (auto& f : todo) Launch(n, f, /*demand=*/false);
   if (rest > kChunkSize && depth > 1) Lookahead(n, rest, depth - 1);
@@ -243,7 +235,7 @@ void DiskBlobStore::MaybeLoadLayout(const std::shared_ptr<Blob>& b) {
     if (r.ok()) regions = std::move(r).value();
   }
   std::lock_guard<std::mutex> l(b->mu);
-  b->regions = std::move(regions);
+  b->streams.set_regions(std::move(regions));
   b->layout_known = true;
 }
 
@@ -278,46 +270,28 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
     std::lock_guard<std::mutex> l(b->mu);
     static std::atomic<uint64_t> tick{0};
     uint64_t now = ++tick;
-    // How far behind its stream a read still belongs to it: two kernel readahead windows (the
-    // kernel sends a window's requests at once and the FUSE threads deliver them in any order).
-    const uint64_t reorder = std::max(kSeekBackTolerance, 2 * opts_.kernel_readahead);
-    Cursor* cur = nullptr;
-    for (auto& c : b->cursors) {
-      if (off + reorder >= c.next && off <= c.next + kSeekForwardTolerance) {
-        cur = &c;
-        break;
-      }
-    }
+    StreamTracker& streams = b->streams;
+    const std::vector<uint64_t>& regions = streams.regions();
+    StreamTracker::Stream* cur = streams.Find(off);
     // A read that lands inside a tensor, not right after where its stream was, is a loader
     // starting that tensor (a random-order or lazy loader, a loader skipping to the tensor it
     // wants): the header gives the tensor's extent, so all of it (up to max_window) is requested
     // at once, over as many connections as it has ranges, instead of being discovered read by
     // read. "Right after" is within a block: kernel readahead and FUSE threads reorder a little.
-    auto region_end = std::upper_bound(b->regions.begin(), b->regions.end(), off);
-    // The kernel reads whole pages, and tensors are not page-aligned: a read that begins in the
-    // last page before a region's end and runs past it is a read of the next region.
-    if (region_end != b->regions.end() && *region_end - off < kPageSize && off + len > *region_end) ++region_end;
-    const bool in_tensor = region_end != b->regions.end() && region_end != b->regions.begin();
+    const StreamTracker::Place place = streams.PlaceOf(off, len);
     // A jump is a read past where the stream was and past what it has scheduled: kernel
     // readahead and FUSE threads deliver a sequential stream a little out of order, but inside
     // its prefetch window.
-    bool jumped = !cur || (off > cur->next + kBlockSize && off >= cur->prefetched_to);
-    if (jumped && cur) {
-      // Not a jump but the kernel's readahead running past the end of the tensor the stream is
-      // in (a large read makes it read up to max_readahead further): that must not start a
-      // fetch of the next tensor.
-      uint64_t cap = RegionCapLocked(*b, *cur);
-      if (cap != UINT64_MAX && off >= cap && off <= cap + RegionSlack(*b, cap)) jumped = false;
-    }
+    const bool jumped = streams.Jumped(cur, off);
     // A reader in its own tensor order will read all of this file: the rest of it streams in the
     // background, in file order, over the fetch pool. Such is a loader of the whole model
     // (HintLoad) whose first read here is past the first tensor, and a lone reader that jumps back
     // into a hole further than a stream is reordered (kScatterBackJumps; a stream's own reads
     // that miss are not going back).
     bool own_order = false;
-    if (b->load_expected && !cur && in_tensor && region_end != b->regions.begin() + 1) {
+    if (b->load_expected && !cur && place.in_tensor && !place.first_tensor) {
       own_order = true;
-    } else if (jumped && b->opens <= 1 && !b->regions.empty() && off + reorder < b->read_end && b->file) {
+    } else if (jumped && b->opens <= 1 && !regions.empty() && off + streams.Reorder() < b->read_end && b->file) {
       const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
       if (!b->file->Present(block) && !CoveringLocked(*b, block)) own_order = ++b->back_jumps >= kScatterBackJumps;
     }
@@ -331,21 +305,12 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
     b->read_end = std::max(b->read_end, off + len);
     const bool cursor_was_new = !cur;
     if (!cur) {
-      if (b->cursors.size() >= kMaxCursors) {
-        auto lru = std::min_element(b->cursors.begin(), b->cursors.end(),
-                                    [](const Cursor& x, const Cursor& y) { return x.last_use < y.last_use; });
-        b->cursors.erase(lru);
-      }
-      b->cursors.push_back(Cursor{off + len, StartWindow(), 0, 0, now, off});
-      cur = &b->cursors.back();
-      if (!in_tensor) return demand_last;  // a lone read is not a stream yet: fetch only what it needs
+      cur = streams.Start(off, len, StartWindow(), now);
+      if (!place.in_tensor) return demand_last;  // a lone read is not a stream yet: fetch only what it needs
     }
-    if (in_tensor && jumped) {
-      cur->start = std::max(off, *(region_end - 1));  // a new region: its cap applies to this stream now
-      cur->next = off + len;
-      cur->hits = 0;
-      cur->last_use = now;
-      uint64_t to = std::min(*region_end, off + std::max(opts_.max_window, opts_.initial_window));
+    if (place.in_tensor && jumped) {
+      streams.EnterRegion(*cur, off, len, place, now);
+      const uint64_t to = streams.TensorRangeEnd(off, place);
       // Over as many connections as the demand pool has, in ranges of whole blocks: a far link's
       // fresh connections are in slow start, where a range's time grows with its size (200 ms
       // RTT: 1 MiB 1.0 s, 4 MiB 1.5 s), so the tensor comes fastest in the smallest pieces.
@@ -362,10 +327,9 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
       // not capped at this tensor, so the link is busy with what follows while the first tensor
       // comes (a reader of the first tensor alone pays for a window; a lazy reader's tensor is
       // rarely the first).
-      if (cursor_was_new && region_end == b->regions.begin() + 1 && cur->prefetched_to >= to) {
+      if (cursor_was_new && place.first_tensor && cur->prefetched_to >= to) {
         cur->whole = true;
-        const uint64_t ahead_to =
-            std::min(b->ref.size, (off + len + cur->window + kChunkSize - 1) / kChunkSize * kChunkSize);
+        const uint64_t ahead_to = streams.WindowEnd(off + len, cur->window, b->ref.size);
         cur->prefetched_to = ScheduleLocked(*b, to, ahead_to, &ahead);
         if (b->next && cur->prefetched_to >= b->ref.size) lookahead = StartWindow();
       }
@@ -374,28 +338,19 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
       // of it: the next file (HintNext) starts now, as for a whole-file stream below.
       if (b->next && b->file && b->file->PresentBytes() >= b->ref.size / 2) lookahead = StartWindow();
     } else {
-      cur->hits++;
-      // The latency may have been measured since the cursor began (its first fetch gave it).
-      cur->window = std::max(cur->window, StartWindow());
-      cur->next = std::max(cur->next, off + len);
-      cur->last_use = now;
-      // From this read's own first block: one request for the rest of its chunk, not one for the
-      // block the reader is about to miss on and another for the blocks after it.
-      uint64_t from = std::max(cur->prefetched_to, (off / kBlockSize) * kBlockSize);
-      // Whole aligned chunks: the same requests on every machine, for a shared cache to reuse.
-      uint64_t to = std::min(b->ref.size, (off + len + cur->window + kChunkSize - 1) / kChunkSize * kChunkSize);
-      const uint64_t cap = RegionCapLocked(*b, *cur);
-      to = std::min(to, cap);
-      cur->prefetched_to = std::max(cur->prefetched_to, ScheduleLocked(*b, from, to, &todo));
+      // The latency may have been measured since the stream began (its first fetch gave it).
+      streams.Continue(*cur, off, len, StartWindow(), now);
+      const StreamTracker::Range r = streams.SequentialRange(*cur, off, len, b->ref.size);
+      cur->prefetched_to = std::max(cur->prefetched_to, ScheduleLocked(*b, r.from, r.to, &todo));
       // Past the end of the tensor the stream is capped at: the kernel's readahead, which needs
       // this read's blocks but nothing after them.
-      if (off >= cap) demand_last = static_cast<uint32_t>((off + len - 1) / kBlockSize);
+      if (off >= streams.RegionCap(*cur)) demand_last = static_cast<uint32_t>((off + len - 1) / kBlockSize);
       // A stream from the file's head (its first chunk or its first tensor) that has scheduled it
       // to its end: a whole-file reader, so the next file (HintNext) starts now and its
       // connections leave slow start meanwhile. As much of it as the link's latency calls for
       // (StartWindow): all of max_window on a far link, two chunks on a near one, where a reader
       // of one shard should not pay for the next.
-      const uint64_t head_end = std::max<uint64_t>(kChunkSize, b->regions.size() > 1 ? b->regions[1] : 0);
+      const uint64_t head_end = std::max<uint64_t>(kChunkSize, regions.size() > 1 ? regions[1] : 0);
       if (b->next && cur->start < head_end && cur->prefetched_to >= b->ref.size) lookahead = StartWindow();
     }
   }
@@ -406,39 +361,10 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
   return demand_last;
 }
 
-uint64_t DiskBlobStore::RegionCapLocked(const Blob& b, const Cursor& cur) const {
-  // A stream still inside the region it began in stops at its end. "Inside" allows the kernel's
-  // readahead past the end of a tensor (up to kSeekForwardTolerance, the readahead we ask for): a
-  // loader reading one tensor makes the kernel read on past it, and that alone must not turn it
-  // into a sequential reader whose window runs further still. The header is read with small
-  // reads (8 bytes, then the JSON: the kernel reads 16 KiB), so a stream that began there is a
-  // sequential reader as soon as it is a little past it: a loader of every tensor, or dd.
-  if (b.regions.empty() || cur.whole) return UINT64_MAX;
-  auto region_end = std::upper_bound(b.regions.begin(), b.regions.end(), cur.start);
-  if (region_end == b.regions.end()) return UINT64_MAX;
-  return cur.next <= *region_end + RegionSlack(b, *region_end) ? *region_end : UINT64_MAX;
-}
-
-uint64_t DiskBlobStore::RegionSlack(const Blob& b, uint64_t region_end) const {
-  // Past a tensor: the readahead we ask the kernel for. Past the header: what the kernel reads
-  // ahead of a reader of the header alone (its readahead window grows 4x per step as the JSON is
-  // read), but not so much that a sequential reader waits long for its prefetch.
-  if (region_end != b.regions.front()) return std::max(kSeekForwardTolerance, 2 * opts_.kernel_readahead);
-  return std::min(kSeekForwardTolerance, std::max(kHeaderSlack, 8 * region_end));
-}
-
 void DiskBlobStore::GrowWindow(const std::shared_ptr<Blob>& b, uint64_t end) {
-  // The reader of a stream caught up with its prefetch and waited: the window (and with it the
-  // number of chunks in flight, i.e. parallel connections) is too small for this link's
-  // bandwidth-delay product, so double it. While prefetch keeps ahead it stays as it is: on a fast
-  // local link a few connections suffice, and more only compete for the server and the CPU.
+  // The reader of a stream caught up with its prefetch and waited: its window grows.
   std::lock_guard<std::mutex> l(b->mu);
-  for (auto& c : b->cursors) {
-    if (end + kSeekBackTolerance >= c.next && end <= c.next + kSeekForwardTolerance && c.hits > 0) {
-      c.window = std::min(c.window * 2, opts_.max_window);
-      return;
-    }
-  }
+  b->streams.Grow(end);
 }
 
 void DiskBlobStore::ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok) {

@@ -415,7 +415,7 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
       b->generation++;
       b->spill.clear();
       b->head.reset();
-      for (auto& c : b->cursors) c.prefetched_to = 0;
+      b->streams.Rewind();
       if (only.empty()) {
         bad = b->sources;
         b->sources.clear();

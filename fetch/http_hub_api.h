@@ -1,5 +1,5 @@
 // HttpHubApi: HubApi over the hub's JSON endpoints (revision and paginated tree APIs, with the
-// hub's error answers mapped by http_client.h's HubErrorStatus).
+// hub's error answers mapped by http_client.h's MapHubError).
 //
 //   ResolveRevision: GET {EP}/api/{type}s/{repo}?blobs=true            (empty rev: default branch)
 //                    GET {EP}/api/{type}s/{repo}/revision/{quote(rev)}?blobs=true -> "sha", and

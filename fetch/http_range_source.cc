@@ -149,11 +149,6 @@ HttpRangeSource::HttpRangeSource(std::shared_ptr<http::HttpClient> client)
 
 HttpRangeSource::~HttpRangeSource() { prepare_pool_.reset(); }  // before the slots it touches
 
-void HttpRangeSource::ClearUrlCache() {
-  std::lock_guard<std::mutex> lock(url_mu_);
-  slots_.clear();
-}
-
 std::shared_ptr<HttpRangeSource::Slot> HttpRangeSource::GetSlot(const std::string& key) {
   std::lock_guard<std::mutex> lock(url_mu_);
   auto it = slots_.find(key);

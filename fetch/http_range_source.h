@@ -58,9 +58,6 @@ class HttpRangeSource : public RangeSource {
   FetchStats Stats() const { return client_->Stats(); }
   const std::shared_ptr<http::HttpClient>& client() const { return client_; }
 
-  // Forgets every resolved URL (tests; a token change).
-  void ClearUrlCache();
-
   static constexpr int kMaxRedirects = 5;
   // Re-resolve this long before a signed URL's Expires, so a read started just before expiry does
   // not reach the CDN after it. 30 s is far above any one ranged GET's normal duration.

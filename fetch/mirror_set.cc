@@ -41,7 +41,8 @@ FetchStats MirrorSetStats::Total() const {
   return t;
 }
 
-MirrorSet::MirrorSet(const FetchOptions& opts) : opts_(opts) {
+MirrorSet::MirrorSet(const FetchOptions& opts, CoolDownClock cool_down_clock)
+    : opts_(opts), cool_down_clock_(std::move(cool_down_clock)) {
   std::vector<std::string> eps = opts.endpoints.empty() ? std::vector<std::string>{opts.endpoint} : opts.endpoints;
   std::vector<std::string> seen;
   for (std::string ep : eps) {
@@ -73,6 +74,7 @@ MirrorSet::MirrorSet(const FetchOptions& opts) : opts_(opts) {
 
 std::vector<size_t> MirrorSet::Order(uint64_t bytes, const std::string& file_key, size_t* healthy_count) {
   const auto now = Clock::now();
+  const auto cd_now = CoolDownNow(now);
   struct Cand {
     size_t i;
     int tier;  // 0 healthy, 1 down, 2 bad for this file
@@ -84,20 +86,20 @@ std::vector<size_t> MirrorSet::Order(uint64_t bytes, const std::string& file_key
     for (size_t i = 0; i < mirrors_.size(); ++i) {
       Mirror& m = *mirrors_[i];
       Cand x{i, 0, 0};
-      auto rl = m.client->RateLimitedUntil();
-      auto down = std::max(m.down_until, rl);
+      // Down until the later of its cool-down and the rate limit it asked for.
+      const auto down_left = std::max(m.down_until - cd_now, m.client->RateLimitedUntil() - now);
       if (!file_key.empty()) {
         auto it = m.bad_files.find(file_key);
-        if (it != m.bad_files.end() && it->second > now) {
+        if (it != m.bad_files.end() && it->second > cd_now) {
           // Among mirrors bad for this file, the one marked longest ago comes first: a later
           // mark is newer evidence (the cache blames one host at a time, see DiskBlobStore::Blame).
           x.tier = 2;
-          x.cost = std::chrono::duration<double, std::milli>(it->second - now).count();
+          x.cost = std::chrono::duration<double, std::milli>(it->second - cd_now).count();
         }
       }
-      if (x.tier == 0 && down > now) {
+      if (x.tier == 0 && down_left > Clock::duration::zero()) {
         x.tier = 1;
-        x.cost = std::chrono::duration<double, std::milli>(down - now).count();
+        x.cost = std::chrono::duration<double, std::milli>(down_left).count();
       }
       if (x.tier == 0 && opts_.endpoint_policy == FetchOptions::EndpointPolicy::kOrdered) {
         x.cost = static_cast<double>(i);  // configuration order, whatever the load or speed
@@ -144,7 +146,7 @@ void MirrorSet::MarkDown(size_t i, const Status& why) {
   Mirror& m = *mirrors_[i];
   {
     std::lock_guard<std::mutex> lock(mu_);
-    m.down_until = Clock::now() + std::chrono::seconds(std::max(0L, opts_.mirror_retry_after_s));
+    m.down_until = CoolDownNow(Clock::now()) + std::chrono::seconds(std::max(0L, opts_.mirror_retry_after_s));
   }
   MODELFS_LOG(kWarn, "mirror %s failed (%s); trying it again in %ld s", m.endpoint.c_str(),
               why.ToString().c_str(), opts_.mirror_retry_after_s);
@@ -152,7 +154,7 @@ void MirrorSet::MarkDown(size_t i, const Status& why) {
 
 void MirrorSet::MarkBadFile(size_t i, const std::string& file_key, const std::string& why) {
   Mirror& m = *mirrors_[i];
-  const auto now = Clock::now();
+  const auto now = CoolDownNow(Clock::now());
   std::lock_guard<std::mutex> lock(mu_);
   if (m.bad_files.size() >= kMaxBadFiles) {
     for (auto it = m.bad_files.begin(); it != m.bad_files.end();) it = it->second <= now ? m.bad_files.erase(it) : std::next(it);
@@ -359,7 +361,7 @@ void MirrorSet::WaitWarm() {
 }
 
 uint64_t MirrorSet::LatencyHintUs() const {
-  const auto now = Clock::now();
+  const auto now = CoolDownNow(Clock::now());
   std::lock_guard<std::mutex> lock(mu_);
   double best = 0;
   for (const auto& m : mirrors_) {
@@ -470,17 +472,18 @@ MirrorSetStats MirrorSet::Stats() const {
   st.bad_source_reports = bad_reports_.load();
   st.rate_limited = rate_limited_.load();
   const auto now = Clock::now();
+  const auto cd_now = CoolDownNow(now);
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& m : mirrors_) {
     MirrorStats ms;
     ms.endpoint = m->endpoint;
-    ms.healthy = m->down_until <= now && m->client->RateLimitedUntil() <= now;
+    ms.healthy = m->down_until <= cd_now && m->client->RateLimitedUntil() <= now;
     ms.latency_ms = m->latency_ms;
     ms.throughput_Bps = m->throughput_Bps;
     ms.calls_ok = m->calls_ok;
     ms.calls_failed = m->calls_failed;
     ms.bytes_read = m->bytes_read;
-    for (const auto& [k, until] : m->bad_files) ms.bad_files += until > now;
+    for (const auto& [k, until] : m->bad_files) ms.bad_files += until > cd_now;
     ms.http = m->client->Stats();
     st.mirrors.push_back(std::move(ms));
   }

@@ -41,6 +41,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,8 +93,13 @@ struct TransferInfo {
 
 class MirrorSet : public HubApi, public RangeSource {
  public:
+  // The clock the cool-downs run on: a mirror marked down (--mirror-retry) and a mirror marked
+  // bad for a file. Null: std::chrono::steady_clock. Tests pass one they move forward, so that a
+  // cool-down passes without a sleep. (Latencies, rate limits and transfers use steady_clock.)
+  using CoolDownClock = std::function<std::chrono::steady_clock::time_point()>;
+
   // Endpoints: opts.endpoints, or {opts.endpoint} if that is empty; duplicates are dropped.
-  explicit MirrorSet(const FetchOptions& opts);
+  explicit MirrorSet(const FetchOptions& opts, CoolDownClock cool_down_clock = nullptr);
   MirrorSet(const MirrorSet&) = delete;
   MirrorSet& operator=(const MirrorSet&) = delete;
 
@@ -169,6 +175,10 @@ class MirrorSet : public HubApi, public RangeSource {
   void Record(size_t i, bool ok, uint64_t bytes, double ms, bool small);
   void MarkDown(size_t i, const Status& why);
   void MarkBadFile(size_t i, const std::string& file_key, const std::string& why);
+  // Now on the cool-down clock, given steady_clock's now (which it is when no clock was passed).
+  std::chrono::steady_clock::time_point CoolDownNow(std::chrono::steady_clock::time_point steady_now) const {
+    return cool_down_clock_ ? cool_down_clock_() : steady_now;
+  }
   struct Transfer {
     std::string file, mirror;
     uint64_t bytes_done = 0, bytes_in_flight = 0, failed = 0;
@@ -181,6 +191,7 @@ class MirrorSet : public HubApi, public RangeSource {
   void EndTransfer(const std::string& file, uint64_t len, bool ok);
 
   FetchOptions opts_;
+  const CoolDownClock cool_down_clock_;
   std::vector<std::unique_ptr<Mirror>> mirrors_;
   mutable std::mutex mu_;
   std::atomic<uint64_t> failovers_{0}, bad_reports_{0}, rate_limited_{0};

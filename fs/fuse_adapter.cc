@@ -4,88 +4,36 @@
 // run concurrently with every other; ModelFs is thread-safe and the adapter keeps no shared state
 // apart from per-opendir listing snapshots owned by their file handle.
 //
-// API version: 3.12, not 3.4. Under FUSE_USE_VERSION < 312 the headers map fuse_session_loop_mt to
-// the 3.2 ABI, whose config struct has no max_threads (libfuse then caps the pool at 10 workers,
-// too few when slow network reads occupy workers). 312 gives fuse_loop_cfg_set_max_threads. Nothing
-// else we use differs between the two versions (only ioctl's signature, which we do not implement).
-#define FUSE_USE_VERSION 312
-
-#include "fs/fuse_adapter.h"
+// Mounting and the session's life are in fs/fuse_mount.cc; fs/fuse_adapter_internal.h holds what
+// both share (the API version, Server, the op table).
+#include "fs/fuse_adapter_internal.h"
 
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/page_buffer.h"
 
-#include <fcntl.h>
-#include <fuse3/fuse_lowlevel.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <chrono>
-#include <climits>
-#include <cstddef>
-#include <cstdio>
 #include <cstring>
 #include <vector>
 
 #include "fs/errno.h"
-#include "fs/kernel_knobs.h"
-#include "fs/error_reporter.h"
 
-namespace modelfs {
+namespace modelfs::fuse_edge {
 
 namespace {
 
-// Largest FUSE read/write request in bytes. The kernel splits reads at max_pages * page size;
-// libfuse derives max_pages from max_write, and its receive buffer holds 256 pages + header, so 1
-// MiB is the most libfuse 3.14 can take. The `max_read` mount option must equal conn->max_read
-// (libfuse checks).
-constexpr unsigned kMaxIo = 1u << 20;
 // Outstanding background (readahead) requests; 64 as mountpoint-s3 and hf-mount use, with the
 // congestion threshold at the kernel's usual 75%.
 constexpr unsigned kMaxBackground = 64;
 constexpr unsigned kCongestionThreshold = 48;
-// Idle workers kept alive between bursts, so a burst of reads does not pay thread creation each
-// time.
-constexpr unsigned kIdleThreads = 16;
 // statfs block size and longest name, in bytes.
 constexpr unsigned kStatfsBlock = 4096;
 constexpr unsigned kNameMax = 255;
-
-// The op label of modelfs_fuse_request_duration_seconds (the ops before kOpTimedCount) and of
-// modelfs_fuse_errors_total (all of them). Write-type requests and getxattr are answered at once
-// and forget has no reply, so they are not timed; they can still answer with an error.
-enum FuseOp { kOpLookup, kOpGetattr, kOpOpendir, kOpReaddir, kOpReaddirplus, kOpReleasedir, kOpOpen,
-              kOpRead, kOpRelease, kOpStatfs, kOpTimedCount,
-              kOpGetxattr = kOpTimedCount, kOpSetattr, kOpMknod, kOpMkdir, kOpUnlink, kOpRmdir,
-              kOpSymlink, kOpRename, kOpLink, kOpCreate, kOpWrite, kOpSetxattr, kOpRemovexattr,
-              kOpFallocate, kOpCount };
-constexpr const char* kOpNames[kOpCount] = {
-    "lookup", "getattr",  "opendir", "readdir", "readdirplus", "releasedir", "open",   "read",
-    "release", "statfs",  "getxattr", "setattr", "mknod",      "mkdir",      "unlink", "rmdir",
-    "symlink", "rename",  "link",     "create",  "write",      "setxattr",   "removexattr",
-    "fallocate"};
-
-// What the session's userdata points to. `fs` is set after the fork, before the loop starts, and
-// stays until the session is destroyed. `latency` is filled before the session exists (all null
-// without a metrics registry) and read-only afterwards; `errors` lives as long as the Server.
-struct Server {
-  explicit Server(MetricsRegistry* metrics) : errors(metrics) {}
-  std::unique_ptr<ModelFs> fs;
-  unsigned max_readahead = 0;  // bytes, from MountOptions
-  std::unique_ptr<PageBufferPool> replies;  // read reply buffers (MountOptions::reply_buffers)
-  // Whether read replies of checked cache blocks are spliced (EnableSplicePipes), and why if not.
-  bool splice = false;
-  std::string splice_note;
-  std::array<Histogram*, kOpTimedCount> latency{};
-  ErrorReporter errors;
-};
 
 Server& Srv(fuse_req_t req) { return *static_cast<Server*>(fuse_req_userdata(req)); }
 ModelFs& Fs(fuse_req_t req) { return *Srv(req).fs; }
@@ -411,6 +359,8 @@ void RoFallocate(fuse_req_t req, fuse_ino_t ino, int, off_t, off_t, fuse_file_in
   RefuseWrite(req, kOpFallocate, ino);
 }
 
+}  // namespace
+
 fuse_lowlevel_ops MakeOps() {
   fuse_lowlevel_ops ops;
   std::memset(&ops, 0, sizeof ops);
@@ -445,184 +395,4 @@ fuse_lowlevel_ops MakeOps() {
   return ops;
 }
 
-// Escapes a value for a libfuse "-o a=b,c=d" list: ',' separates options and '\' escapes.
-std::string EscapeOpt(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == ',' || c == '\\') out.push_back('\\');
-    out.push_back(c);
-  }
-  return out;
-}
-
-// RAII owner of a mounted session: unmounts and destroys on every exit path.
-class Session {
- public:
-  Session(fuse_session* se, bool mounted) : se_(se), mounted_(mounted) {}
-  ~Session() {
-    if (se_ == nullptr) return;
-    if (handlers_) fuse_remove_signal_handlers(se_);
-    if (mounted_) fuse_session_unmount(se_);
-    fuse_session_destroy(se_);
-  }
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
-  fuse_session* get() const { return se_; }
-  void set_mounted() { mounted_ = true; }
-  void set_handlers() { handlers_ = true; }
-  // The invoking process of a daemonizing mount: the daemon owns the mount now; just let go.
-  void Abandon() { se_ = nullptr; }
-
- private:
-  fuse_session* se_;
-  bool mounted_;
-  bool handlers_ = false;
-};
-
-// Redirects stdin/stdout (and stderr unless keep_stderr) to /dev/null, as a daemon should.
-void DetachStdio(bool keep_stderr) {
-  int fd = open("/dev/null", O_RDWR);
-  if (fd < 0) return;
-  dup2(fd, STDIN_FILENO);
-  dup2(fd, STDOUT_FILENO);
-  if (!keep_stderr) dup2(fd, STDERR_FILENO);
-  if (fd > STDERR_FILENO) close(fd);
-}
-
-
-void WriteByte(int fd, char c) {
-  while (write(fd, &c, 1) < 0 && errno == EINTR) {
-  }
-}
-
-}  // namespace
-
-int ServeFuse(const MountOptions& opts,
-              const std::function<Result<std::unique_ptr<ModelFs>>()>& make_fs) {
-  std::string mount_opts = "ro,default_permissions,fsname=" + EscapeOpt(opts.fsname) +
-                           ",subtype=" + EscapeOpt(opts.subtype) +
-                           ",max_read=" + std::to_string(kMaxIo);
-  if (opts.allow_other) mount_opts += ",allow_other";
-  std::vector<std::string> argv_s = {"modelfs", "-o", mount_opts};
-  if (opts.debug) argv_s.push_back("-d");
-  std::vector<char*> argv;
-  for (std::string& s : argv_s) argv.push_back(s.data());
-  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-
-  Server server(opts.metrics);
-  server.max_readahead = opts.max_readahead;
-  const unsigned replies = opts.reply_buffers ? opts.reply_buffers : std::max(1u, opts.max_threads);
-  server.replies = std::make_unique<PageBufferPool>(kMaxIo, std::min(replies, kMaxBackground), replies);
-  if (opts.metrics) {
-    for (int op = 0; op < kOpTimedCount; ++op)
-      server.latency[op] = opts.metrics->Hist(Metric::kFuseRequestDuration, {kOpNames[op]});
-  }
-  const fuse_lowlevel_ops ops = MakeOps();
-  Session session(fuse_session_new(&args, &ops, sizeof ops, &server), /*mounted=*/false);
-  fuse_opt_free_args(&args);
-  if (session.get() == nullptr) {
-    std::fprintf(stderr, "modelfs: cannot create FUSE session\n");
-    return 1;
-  }
-  if (fuse_set_signal_handlers(session.get()) != 0) {
-    std::fprintf(stderr, "modelfs: cannot install signal handlers\n");
-    return 1;
-  }
-  session.set_handlers();
-  if (fuse_session_mount(session.get(), opts.mountpoint.c_str()) != 0) {
-    std::fprintf(stderr, "modelfs: cannot mount at %s\n", opts.mountpoint.c_str());
-    return 1;
-  }
-  session.set_mounted();
-  RaiseBdiReadahead(opts.mountpoint, opts.max_readahead);
-  server.splice = EnableSplicePipes(kMaxIo, &server.splice_note);
-
-  // Daemonize by hand rather than with fuse_daemonize(): the invoking process must learn whether
-  // make_fs() succeeded in the daemon (a mount of a bad repo should exit 1, not 0), so it waits on
-  // a pipe for one status byte written after make_fs().
-  int status_pipe[2] = {-1, -1};
-  if (!opts.foreground) {
-    if (pipe(status_pipe) != 0) {
-      std::perror("modelfs: pipe");
-      return 1;
-    }
-    std::fflush(nullptr);  // do not let both processes flush the same buffered output
-    const pid_t pid = fork();
-    if (pid < 0) {
-      std::perror("modelfs: fork");
-      return 1;
-    }
-    if (pid > 0) {
-      close(status_pipe[1]);
-      char code = 1;  // EOF without a byte: the daemon died before reporting
-      while (read(status_pipe[0], &code, 1) < 0 && errno == EINTR) {
-      }
-      // On failure the daemon sends why after the byte (its stderr is already the log file):
-      // say it on the user's terminal too.
-      std::string why;
-      char buf[512];
-      for (ssize_t n; code != 0 && why.size() < 4096 && (n = read(status_pipe[0], buf, sizeof buf)) != 0;) {
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) break;
-        why.append(buf, static_cast<size_t>(n));
-      }
-      if (!why.empty()) std::fprintf(stderr, "modelfs: %s\n", why.c_str());
-      close(status_pipe[0]);
-      close(fuse_session_fd(session.get()));
-      session.Abandon();
-      return code == 0 ? 0 : 1;
-    }
-    close(status_pipe[0]);
-    setsid();
-    if (chdir("/") != 0) {
-      // Not fatal: only matters for keeping the old cwd's filesystem busy.
-    }
-  }
-
-  Result<std::unique_ptr<ModelFs>> fs = make_fs();
-  if (!fs.ok()) {
-    const std::string why = fs.status().ToString();
-    std::fprintf(stderr, "modelfs: %s\n", why.c_str());
-    if (status_pipe[1] >= 0) {
-      WriteByte(status_pipe[1], 1);
-      for (size_t off = 0; off < why.size();) {
-        ssize_t n = write(status_pipe[1], why.data() + off, why.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        off += static_cast<size_t>(n);
-      }
-      close(status_pipe[1]);
-    }
-    return 1;  // ~Session unmounts
-  }
-  server.fs = std::move(fs).value();
-  if (status_pipe[1] >= 0) {
-    // A daemon must not hold the user's terminal; stderr that make_fs() already pointed at a log
-    // file (not a terminal) stays, so the daemon's log keeps flowing there.
-    DetachStdio(/*keep_stderr=*/opts.debug || !isatty(STDERR_FILENO));
-    WriteByte(status_pipe[1], 0);
-    close(status_pipe[1]);
-  }
-  NotifyReady(opts.notify_socket);  // the mount is live and the filesystem can answer
-  // Content that failed its hash after being served: drop the kernel's cached pages of it.
-  fuse_session* se = session.get();
-  server.fs->SetContentInvalidator(
-      [se](uint64_t ino) {
-        int rc = fuse_lowlevel_notify_inval_inode(se, static_cast<fuse_ino_t>(ino), 0, 0);
-        MODELFS_LOG(kDebug, "dropped the kernel's cached pages of inode %llu (%s)", (unsigned long long)ino,
-                    rc == 0 ? "ok" : strerror(-rc));
-      });
-
-  fuse_loop_config* cfg = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(cfg, 0);
-  fuse_loop_cfg_set_max_threads(cfg, std::max(1u, opts.max_threads));
-  fuse_loop_cfg_set_idle_threads(cfg, std::min(kIdleThreads, std::max(1u, opts.max_threads)));
-  const int rc = fuse_session_loop_mt(session.get(), cfg);
-  fuse_loop_cfg_destroy(cfg);
-  server.fs->SetContentInvalidator(nullptr);  // before the session goes away
-  // ~Session (remove handlers, unmount, destroy) runs before `server` (declared earlier) is
-  // destroyed, so no callback can reach a dead ModelFs.
-  return rc < 0 ? 1 : 0;
-}
-
-}  // namespace modelfs
+}  // namespace modelfs::fuse_edge

@@ -1,6 +1,7 @@
-// ServeFuse: mounts a ModelFs through the libfuse low-level API and serves it. This header and
-// fs/fuse_adapter.cc are the only places that know about libfuse; the adapter converts requests to
-// ModelFs calls and Status to errno (fs/errno.h), and nothing else.
+// ServeFuse: mounts a ModelFs through the libfuse low-level API and serves it. This header,
+// fs/fuse_adapter.cc (the requests) and fs/fuse_mount.cc (the session) are the only places that know
+// about libfuse; the adapter converts requests to ModelFs calls and Status to errno (fs/errno.h),
+// and nothing else.
 #pragma once
 
 #include <functional>

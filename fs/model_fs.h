@@ -251,6 +251,10 @@ class ModelFs {
   Result<uint64_t> LookupHfSnapshot(uint64_t snapshots_ino, const std::string& name);
   // Under table_mu_ (exclusive): the child `name` of the hf repo dir `repo_ino`.
   uint64_t HfChildLocked(uint64_t repo_ino, const std::string& name) const;
+  // Under table_mu_ (exclusive): adds blobs/<etag> for each file of `entries`, a snapshot just
+  // published in `snapshots_ino`.
+  void AddHfBlobsLocked(uint64_t snapshots_ino, const RepoId& repo, const std::string& commit,
+                        const std::vector<FileEntry>& entries);
   Status BuildTree(const RepoId& repo, const std::string& commit,
                    const std::vector<FileEntry>& entries, uint64_t repo_ino, uint64_t repo_parent,
                    const std::string& repo_name, std::vector<std::unique_ptr<Node>>* out);

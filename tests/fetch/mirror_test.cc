@@ -38,6 +38,19 @@ FakeHubOptions HubOpts(int seed = 0, std::vector<std::string> args = {}) {
   return o;
 }
 
+// A cool-down clock (MirrorSet::CoolDownClock) the test moves forward: a cool-down passes when
+// the test says so, not after a sleep that a loaded machine may stretch.
+class SteppedClock {
+ public:
+  MirrorSet::CoolDownClock Fn() {
+    return [this] { return std::chrono::steady_clock::now() + std::chrono::milliseconds(offset_ms_.load()); };
+  }
+  void Advance(std::chrono::milliseconds d) { offset_ms_ += d.count(); }
+
+ private:
+  std::atomic<int64_t> offset_ms_{0};
+};
+
 FetchOptions Opts(std::vector<std::string> endpoints) {
   FetchOptions o;
   o.endpoints = std::move(endpoints);
@@ -266,7 +279,8 @@ TEST_F(MirrorDeathTest, MidFileFailoverWhenAMirrorDies) {
 TEST_F(MirrorTest, FailedMirrorIsRetriedAfterCoolDown) {
   FetchOptions o = Opts({a_->endpoint(), b_->endpoint()});
   o.mirror_retry_after_s = 1;
-  MirrorSet m(o);
+  SteppedClock clock;
+  MirrorSet m(o, clock.Fn());
   ASSERT_TRUE(a_->SetFaults({{"where", "both"}, {"error_rate", 1.0}}));
   Status err;
   ASSERT_EQ(ReadRange(m, blob_, 0, kChunk, &err), content_.substr(0, kChunk)) << err.ToString();
@@ -275,7 +289,7 @@ TEST_F(MirrorTest, FailedMirrorIsRetriedAfterCoolDown) {
   // Still cooling down: A is not asked.
   ASSERT_EQ(ReadRange(m, blob_, 0, 4 * kChunk, &err), content_.substr(0, 4 * kChunk)) << err.ToString();
   EXPECT_EQ(a_->Log().size(), 0u);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  clock.Advance(std::chrono::milliseconds(1300));
   ASSERT_EQ(ReadRange(m, blob_, 0, blob_.size, &err), content_) << err.ToString();
   EXPECT_GT(a_->Log().size(), 0u);  // back in use
   EXPECT_TRUE(m.Stats().mirrors[0].healthy);
@@ -359,7 +373,8 @@ TEST_F(MirrorTest, OrderedPolicyKeepsReadsOnTheFirstHealthyMirror) {
   FetchOptions o = Opts({a_->endpoint(), b_->endpoint()});
   o.endpoint_policy = FetchOptions::EndpointPolicy::kOrdered;
   o.mirror_retry_after_s = 1;
-  MirrorSet m(o);
+  SteppedClock clock;
+  MirrorSet m(o, clock.Fn());
   auto parallel_read = [&] { return ParallelRead(m); };
   EXPECT_EQ(parallel_read(), 0);
   EXPECT_GT(CdnGets(*a_), 0);
@@ -370,7 +385,7 @@ TEST_F(MirrorTest, OrderedPolicyKeepsReadsOnTheFirstHealthyMirror) {
   EXPECT_GT(CdnGets(*b_), 0);
   // A recovers; after the cool-down every read is A's again.
   ASSERT_TRUE(a_->ClearFaults());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  clock.Advance(std::chrono::milliseconds(1300));
   ASSERT_TRUE(a_->ClearLog());
   ASSERT_TRUE(b_->ClearLog());
   EXPECT_EQ(parallel_read(), 0);

@@ -21,7 +21,7 @@ fi
 
 mkdir -p "$FUZZ_DIR/corpus"
 clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I. tests/fuzz/protocol_fuzz.cc fetch/protocol.cc cache/safetensors.cc common/status.cc \
+  -I. tests/fuzz/protocol_fuzz.cc fetch/protocol.cc fetch/protocol_url.cc cache/safetensors.cc common/status.cc \
   -o "$FUZZ_DIR/protocol_fuzz"
 
 # -max_len 65536: room for multi-entry tree pages and deep nesting; -timeout 10: one input taking
