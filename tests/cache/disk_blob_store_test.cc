@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "cache/pins.h"
 #include "tests/testing/fake_range_source.h"
 #include "tests/testing/temp_dir.h"
 
@@ -550,6 +551,43 @@ TEST_F(DiskBlobStoreTest, VerifiedWholeFilesAreEvictedBeforePartialOnes) {
   EXPECT_EQ(store->Stats().evicted_bytes, 3ull * kBlockSize);
   EXPECT_EQ(store->Stats().used_bytes, 7ull * kBlockSize);
   EXPECT_LE(store->Stats().peak_used_bytes, 8ull * kBlockSize);
+}
+
+// A pinned file (cache/pins.h, `modelfs prefetch --pin`) is never evicted: with the quota full of
+// it, a reader of another file gets its bytes uncached, and the pinned file is still read from disk
+// afterwards. Unpinned, it is evicted like any other. The store sees the pins directory change
+// without being reopened.
+TEST_F(DiskBlobStoreTest, PinnedFilesAreNeverEvicted) {
+  std::string a = RandomBytes(6 * kBlockSize, 40), b = RandomBytes(6 * kBlockSize, 41),
+              c = RandomBytes(6 * kBlockSize, 42);
+  BlobRef ra = source_.Add("a.safetensors", a), rb = source_.Add("b.safetensors", b),
+          rc = source_.Add("c.safetensors", c);
+  auto store = NewStore(8 * kBlockSize);
+  EXPECT_EQ(ReadAll(store.get(), ra), a);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  ASSERT_TRUE(store->IsVerified(ra.key));
+  Pin pin;
+  pin.repo = "org/repo";
+  pin.commit = ra.commit;
+  pin.keys = {ra.key};
+  pin.bytes = a.size();
+  ASSERT_TRUE(SavePin(dir_.path(), "org--repo.json", pin).ok());
+
+  EXPECT_EQ(ReadAll(store.get(), rb), b);  // no room without evicting a: read uncached
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_TRUE(store->IsVerified(ra.key));
+  EXPECT_EQ(store->Stats().evicted_bytes, 0u);
+  EXPECT_LE(store->Stats().peak_used_bytes, 8ull * kBlockSize);
+  source_.ClearRequests();
+  EXPECT_EQ(ReadAll(store.get(), ra), a);
+  EXPECT_EQ(source_.request_count(), 0u) << "the pinned file was fetched again";
+
+  // (A third file: b's chunks may still be in the in-memory spill, needing no room on disk.)
+  ASSERT_TRUE(RemovePin(dir_.path(), "org--repo.json"));
+  EXPECT_EQ(ReadAll(store.get(), rc), c);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_FALSE(store->IsVerified(ra.key)) << "unpinned, a should have made room for c";
+  EXPECT_GT(store->Stats().evicted_bytes, 0u);
 }
 
 TEST_F(DiskBlobStoreTest, OpenBlobsAreNeverEvictedAndReadsGoUncached) {
