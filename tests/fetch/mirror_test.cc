@@ -201,7 +201,8 @@ TEST_F(MirrorTest, WarmOpensTheConnectionTheFirstLookupUsesAndRanksTheMirrors) {
   m.Warm();
   m.WaitWarm();
   MirrorSetStats st = m.Stats();
-  EXPECT_GE(st.mirrors[0].latency_ms, 150.0);
+  // The 150 ms delay, within curl's timing (CI's Release stage once measured 149.949 ms).
+  EXPECT_GE(st.mirrors[0].latency_ms, 140.0);
   EXPECT_GT(st.mirrors[1].latency_ms, 0.0);
   EXPECT_LT(st.mirrors[1].latency_ms, st.mirrors[0].latency_ms);
   EXPECT_EQ(st.mirrors[0].calls_ok + st.mirrors[1].calls_ok, 0u) << "a warm-up is not a call";
