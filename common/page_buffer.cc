@@ -12,6 +12,12 @@ namespace {
 constexpr size_t kPage = 4096;
 constexpr size_t kHugePage = 2u << 20;
 
+// Bytes mapped for a buffer of `len`: whole small pages below a huge page, whole huge pages above.
+size_t MappedSize(size_t len) {
+  const size_t unit = len < kHugePage ? kPage : kHugePage;
+  return (len + unit - 1) / unit * unit;
+}
+
 }  // namespace
 
 void PageBufferFree::operator()(char* p) const {
@@ -19,8 +25,8 @@ void PageBufferFree::operator()(char* p) const {
 }
 
 PageBuffer NewPageBuffer(size_t len) {
+  const size_t size = MappedSize(len);
   if (len < kHugePage) {  // a huge page would cost more memory than it saves faults
-    const size_t size = (len + kPage - 1) / kPage * kPage;
     void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
       fprintf(stderr, "modelfs: cannot map a %zu-byte buffer\n", size);
@@ -28,7 +34,6 @@ PageBuffer NewPageBuffer(size_t len) {
     }
     return PageBuffer(static_cast<char*>(p), PageBufferFree{size});
   }
-  const size_t size = (len + kHugePage - 1) / kHugePage * kHugePage;
   // Map one huge page more than asked and trim both ends, so the buffer starts on a boundary.
   void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) {
@@ -61,7 +66,9 @@ PageBuffer PageBufferPool::Get(size_t len) {
 }
 
 void PageBufferPool::Put(PageBuffer b) {
-  if (!b || b.get_deleter().len < bytes_) return;  // not one of ours: unmapped here
+  // Not one of ours (smaller, or one of its own from Get(len) past bytes_): unmapped here, and
+  // never counted as one given back.
+  if (!b || b.get_deleter().len != MappedSize(bytes_)) return;
   std::lock_guard<std::mutex> l(mu_);
   if (out_ > 0) out_--;
   returned_.notify_one();
