@@ -14,6 +14,27 @@
 
 namespace modelfs {
 
+// Where a read's bytes go: a buffer the caller already has, or one taken by `take` only when the
+// first byte is about to be copied. A read that waits for the network, or is answered with a
+// FileSpan, then holds no buffer meanwhile: a bounded pool of reply buffers (the FUSE adapter's)
+// is not drained by reads that are waiting on a far mirror. `take` is called at most once, with no
+// lock of the store held, and may wait; it must return room for the read's len.
+class ReadDest {
+ public:
+  ReadDest(char* buf) : buf_(buf) {}  // NOLINT(google-explicit-constructor): a char* is a destination
+  explicit ReadDest(std::function<char*()> take) : take_(std::move(take)) {}
+  char* get() {
+    if (buf_ == nullptr && take_) buf_ = take_();
+    return buf_;
+  }
+  // Whether a buffer is there already (a caller's, or one taken).
+  bool has_buffer() const { return buf_ != nullptr; }
+
+ private:
+  char* buf_ = nullptr;
+  std::function<char*()> take_;
+};
+
 class BlobStore {
  public:
   virtual ~BlobStore() = default;
@@ -37,12 +58,12 @@ class BlobStore {
   };
   // Read, except that where every block of the range is on disk and was checked in this run (see
   // cache/block_file.h) the store may fill *span (span->fd >= 0, len: what Read would copy) and
-  // copy nothing into buf. Everything else Read does holds: the prefetch, the end-of-file hash
+  // take no buffer from dest. Everything else Read does holds: the prefetch, the end-of-file hash
   // check (and its error), a strict store's verification (spans of such a store only once the
   // file verified). The default copies. Thread-safe.
-  virtual Status ReadOrSpan(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n,
+  virtual Status ReadOrSpan(const BlobRef& blob, uint64_t offset, size_t len, ReadDest dest, size_t* n,
                             FileSpan* span) {
-    return Read(blob, offset, len, buf, n);
+    return Read(blob, offset, len, dest.get(), n);
   }
 
   // A file handle on `blob` was opened / released. Open blobs are not evicted. A store that

@@ -22,10 +22,13 @@
 namespace modelfs {
 namespace {
 
-// 1 MiB buffers kept for reads of partial blocks, in use and free. One per concurrent read: the FUSE
-// adapter bounds those (MountOptions::reply_buffers, at most 64), so this bounds nothing there;
-// the pool holds what the busiest moment needed.
+// 1 MiB buffers kept for reads of partial blocks, in use and free. One per read copying from disk:
+// the FUSE adapter bounds those (MountOptions::reply_buffers, at most 64), so this bounds nothing
+// there; the pool holds what the busiest moment needed.
 constexpr size_t kScratchKept = 64;
+// The longest a read waits for a slot among the reads waiting for the network before it goes over
+// the bound (CacheOptions::max_network_reads): the holders' fetches time out well before.
+constexpr int kNetworkSlotWaitS = 60;
 
 }  // namespace
 
@@ -73,6 +76,8 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
     : opts_(opts),
       source_(source),
       pool_(new ThreadPool(std::max(1u, opts.fetch_threads))),
+      network_reads_(opts.max_network_reads ? std::make_unique<std::counting_semaphore<>>(opts.max_network_reads)
+                                            : nullptr),
       buffers_(std::make_shared<PageBufferPool>(kChunkSize, opts.max_inflight_chunks + opts.max_spill_chunks)),
       verify_pool_(new ThreadPool(1)),
       notify_pool_(new ThreadPool(1)),
@@ -200,7 +205,7 @@ Status DiskBlobStore::Read(const BlobRef& ref, uint64_t offset, size_t len, char
   return ReadOrSpan(ref, offset, len, buf, n, nullptr);
 }
 
-Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len, char* buf, size_t* n,
+Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len, ReadDest dest, size_t* n,
                                 FileSpan* span) {
   *n = 0;
   if (offset >= ref.size || len == 0) return Status::Ok();
@@ -228,7 +233,7 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
     if (!s.ok()) strict = false;
   }
   if (!strict) {
-    if (ReadHead(b, offset, end, buf)) {  // a header reader's first reads: no cursor, no block 0
+    if (ReadHead(b, offset, end, dest)) {  // a header reader's first reads: no cursor, no block 0
       *n = end - offset;
       return Status::Ok();
     }
@@ -250,15 +255,35 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
 
   // A partial block is read whole (its XXH3 covers all of it) into a buffer from a pool: a fresh
   // zero-filled 1 MiB per read was the daemon's largest CPU cost on cold reads, and one kept per
-  // thread cost 1 MiB of RSS per FUSE worker (64 by default). In use at once: at most one per
-  // concurrent read, which the FUSE adapter bounds (MountOptions::reply_buffers).
+  // thread cost 1 MiB of RSS per FUSE worker (64 by default). A scratch buffer, like dest's, is
+  // taken only for a block on disk and given back before any wait on the network: in use at once,
+  // at most one per read copying, which the FUSE adapter bounds (MountOptions::reply_buffers).
   static PageBufferPool* const scratch_pool = new PageBufferPool(kBlockSize, kScratchKept);  // never freed
   struct Scratch {
     PageBuffer buf;
-    ~Scratch() {
+    char* get() {
+      if (!buf) buf = scratch_pool->Get();
+      return buf.get();
+    }
+    void Release() {
       if (buf) scratch_pool->Put(std::move(buf));
     }
+    ~Scratch() { Release(); }
   } scratch;
+  // A slot among the reads waiting for the network (CacheOptions::max_network_reads), taken at
+  // this read's first miss and kept to the end of the read. The wait is bounded: the slots'
+  // holders wait on fetches, which time out.
+  struct NetworkSlot {
+    std::counting_semaphore<>* sem;
+    bool held = false;
+    void Take(bool may_wait) {
+      if (sem == nullptr || held) return;
+      held = may_wait ? sem->try_acquire_for(std::chrono::seconds(kNetworkSlotWaitS)) : sem->try_acquire();
+    }
+    ~NetworkSlot() {
+      if (held) sem->release();
+    }
+  } slot{network_reads_.get()};
   std::shared_ptr<Inflight> last;  // the range fetched for an earlier block of this read
   bool waited = false;             // this read had to wait for the network
   int refetches = 0;               // blocks that vanished between a miss and their fetch
@@ -267,22 +292,25 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
     uint64_t bstart = static_cast<uint64_t>(i) * kBlockSize;
     uint64_t blen = std::min<uint64_t>(kBlockSize, ref.size - bstart);
     uint64_t take = std::min(blen - (pos - bstart), end - pos);
-    char* out = buf + (pos - offset);
     if (!last || !last->Covers(i)) {
       last.reset();
-      bool whole = pos == bstart && take == blen;
-      char* target = out;
-      if (!whole) {
-        if (!scratch.buf) scratch.buf = scratch_pool->Get();
-        target = scratch.buf.get();
+      if (b->file && b->file->Present(i)) {
+        // dest's buffer is taken here, for a block on disk, or below once fetched bytes arrived.
+        char* out = dest.get() + (pos - offset);
+        bool whole = pos == bstart && take == blen;
+        char* target = whole ? out : scratch.get();
+        if (b->file->ReadBlock(i, target)) {
+          if (!whole) memcpy(out, target + (pos - bstart), take);
+          hit_bytes_ += take;
+          pos += take;
+          continue;
+        }
+        NoteCorruption(b);
       }
-      if (b->file && b->file->ReadBlock(i, target)) {
-        if (!whole) memcpy(out, scratch.buf.get() + (pos - bstart), take);
-        hit_bytes_ += take;
-        pos += take;
-        continue;
-      }
-      if (b->file) NoteCorruption(b);
+      scratch.Release();
+      // Waiting for a slot holding dest's buffer could deadlock with the holders of slots waiting
+      // for a buffer: such a read goes over the bound instead.
+      slot.Take(/*may_wait=*/!dest.has_buffer());
       if (strict) {
         if (++strict_rounds > 3) {
           return Status::IoError("blocks of " + ref.path + " keep vanishing after verification");
@@ -304,7 +332,7 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
         return Status::Unavailable("fetch of " + ref.path + " ended short");
       }
     }
-    memcpy(out, last->data.get() + (pos - last->begin), take);
+    memcpy(dest.get() + (pos - offset), last->data.get() + (pos - last->begin), take);
     miss_bytes_ += take;
     pos += take;
   }

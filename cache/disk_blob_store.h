@@ -79,6 +79,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <semaphore>
 #include <string>
 #include <vector>
 
@@ -130,6 +131,11 @@ struct CacheOptions {
   // through memory (fs/fuse_adapter.h) = 128 MiB (--memory-budget).
   unsigned max_inflight_chunks = 21;
   unsigned max_spill_chunks = 7;
+  // Reads waiting for the network at once (0 = no bound), each of which may have a demand fetch's
+  // chunk buffer in flight: the memory budget gives it the count of FUSE reply buffers. A read
+  // past it waits for a slot holding nothing; reads of cached bytes never take one. A read that
+  // already holds the buffer it copies into (ReadDest) does not wait: it goes over the bound.
+  unsigned max_network_reads = 0;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
   bool verify_before_read = false;
   // Opening a multi-chunk blob starts a background fill of all of it (over the fetch pool, within
@@ -173,7 +179,7 @@ class DiskBlobStore : public BlobStore {
   ~DiskBlobStore() override;
 
   Status Read(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n) override;
-  Status ReadOrSpan(const BlobRef& blob, uint64_t offset, size_t len, char* buf, size_t* n,
+  Status ReadOrSpan(const BlobRef& blob, uint64_t offset, size_t len, ReadDest dest, size_t* n,
                     FileSpan* span) override;
   void OpenBlob(const BlobRef& blob) override;
   void PrepareBlob(const BlobRef& blob) override;
@@ -231,7 +237,7 @@ class DiskBlobStore : public BlobStore {
   // The head fetch an open starts (kHeadBytes, memory only), and a read served from it: true if
   // [offset, end) lies in it and arrived.
   void RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
-  bool ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, char* buf);
+  bool ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, ReadDest& dest);
   // Requires b.mu: records who served blocks [first, last] (for Blame).
   static void RecordHostLocked(Blob& b, uint32_t first, uint32_t last, const std::string& host);
   // Writes the range's missing blocks (from block `first`); returns false if any could not be cached.
@@ -309,6 +315,7 @@ class DiskBlobStore : public BlobStore {
   const CacheOptions opts_;
   RangeSource* const source_;
   std::unique_ptr<ThreadPool> pool_;         // prefetch fetches
+  std::unique_ptr<std::counting_semaphore<>> network_reads_;  // CacheOptions::max_network_reads; null: none
   // Recycled chunk buffers (shared: Inflights return theirs). Allocating one per fetch zero-filled
   // and faulted it in afresh (cold reads ran at half speed), or left freed buffers scattered over
   // glibc's per-thread arenas (RSS grew far past what was in use).

@@ -92,14 +92,14 @@ void DiskBlobStore::RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shar
   busy_--;
 }
 
-bool DiskBlobStore::ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, char* buf) {
+bool DiskBlobStore::ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, ReadDest& dest) {
   std::shared_ptr<Inflight> head;
   {
     std::lock_guard<std::mutex> l(b->mu);
     head = b->head;
   }
   if (!head || end > head->end || !head->WaitFor(end)) return false;
-  memcpy(buf, head->data.get() + offset, end - offset);
+  memcpy(dest.get(), head->data.get() + offset, end - offset);
   miss_bytes_ += end - offset;
   return true;
 }

@@ -266,18 +266,24 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // concurrent reads need stay faulted in, whichever of the workers (up to --threads, started and
 // ended by libfuse as load comes and goes) takes a read. A buffer per thread, zeroed when it grew,
 // cost a fault and a memset per page for every new worker. At most MountOptions::reply_buffers are
-// in use (a read past them waits here, holding nothing) and kept, so that replies stay inside the
-// memory budget whatever the number of workers. The reply is written to /dev/fuse before a buffer
-// goes back; a read answered by splice gives its buffer back first.
+// in use and kept, so that replies stay inside the memory budget whatever the number of workers.
+// A read takes its buffer only once its bytes are ready to copy (ReadDest): one waiting for the
+// network or answered by splice holds none, so cold reads on a far mirror never make reads of
+// cached bytes wait. A read past the cap waits for a buffer holding nothing another read needs.
+// The reply is written to /dev/fuse before the buffer goes back.
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   OpTimer timer(req, kOpRead);
   PageBufferPool* const buffers = Srv(req).replies.get();
-  PageBuffer buf = buffers->Get(size);
+  PageBuffer buf;  // taken by the store through dest, if it copies
+  ReadDest dest([&buf, buffers, size]() -> char* {
+    if (!buf) buf = buffers->Get(size);
+    return buf.get();
+  });
   size_t n = 0;
   MODELFS_LOG(kDebug, "read ino %lu: %zu bytes at %lld", static_cast<unsigned long>(ino), size,
               static_cast<long long>(off));
   BlobStore::FileSpan span;
-  Status s = Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, buf.get(), &n, fi->fh,
+  Status s = Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, std::move(dest), &n, fi->fh,
                           Srv(req).splice ? &span : nullptr);
   if (!s.ok()) {
     buffers->Put(std::move(buf));
@@ -295,7 +301,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
     fuse_reply_data(req, &bv, static_cast<fuse_buf_copy_flags>(0));
     return;
   }
-  fuse_reply_buf(req, buf.get(), n);
+  fuse_reply_buf(req, n > 0 ? buf.get() : nullptr, n);
   buffers->Put(std::move(buf));
 }
 

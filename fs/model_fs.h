@@ -170,9 +170,10 @@ class ModelFs {
   // bytes. Thread-safe; many reads run concurrently.
   // With `span`: where the store can give the bytes as a range of one of its files
   // (BlobStore::ReadOrSpan: blocks checked in this run), *span is filled and nothing is copied
-  // into buf (*n is the span's length); the caller has the kernel copy them and then releases
-  // span->hold. Otherwise span->fd stays -1 and buf holds the bytes.
-  Status Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n, uint64_t fh = 0,
+  // into dest (*n is the span's length); the caller has the kernel copy them and then releases
+  // span->hold. Otherwise span->fd stays -1 and dest's buffer holds the bytes. A dest that takes
+  // its buffer lazily (ReadDest) is asked for it only once bytes are ready to copy.
+  Status Read(uint64_t ino, uint64_t offset, size_t size, ReadDest dest, size_t* n, uint64_t fh = 0,
               BlobStore::FileSpan* span = nullptr);
 
   // Number of inodes handed out so far (for statfs).

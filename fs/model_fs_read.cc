@@ -167,7 +167,7 @@ bool ModelFs::OpenFile::Asked(uint64_t end) const {
   return it != asked.end() && it->second >= end;
 }
 
-Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size_t* n, uint64_t fh,
+Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, ReadDest dest, size_t* n, uint64_t fh,
                      BlobStore::FileSpan* span) {
   *n = 0;
   const Node* node;
@@ -179,7 +179,7 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
   if (node->kind == Kind::kRefFile) {  // immutable once published, like a kFile node
     if (offset < node->data.size()) {
       *n = std::min<size_t>(size, node->data.size() - offset);
-      memcpy(buf, node->data.data() + offset, *n);
+      memcpy(dest.get(), node->data.data() + offset, *n);
     }
     return Status::Ok();
   }
@@ -220,8 +220,7 @@ Status ModelFs::Read(uint64_t ino, uint64_t offset, size_t size, char* buf, size
       return c;
     }
   }
-  Status s = span != nullptr ? store_.ReadOrSpan(node->blob, offset, len, buf, n, span)
-                             : store_.Read(node->blob, offset, len, buf, n);
+  Status s = store_.ReadOrSpan(node->blob, offset, len, std::move(dest), n, span);
   if (s.ok() && *n > 0 && handle != nullptr) {
     // As of before this read, so that a failure during it counts; but a first read that waited
     // for the file to verify (after a failure the store serves it only verified) got verified

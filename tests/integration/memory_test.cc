@@ -8,10 +8,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <chrono>
 #include <fstream>
 #include <random>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,6 +112,89 @@ TEST(MemoryTest, BudgetHoldsWhile64ThreadsReadAtRandom) {
   EXPECT_GT(hwm, 0u);
   EXPECT_LE(hwm, kBudgetMiB + kOverheadMiB) << "peak RSS " << hwm << " MiB (sampled " << peak_sampled << ")";
   EXPECT_LE(peak_sampled, hwm + 1);
+}
+
+
+// Read replies are capped (--memory-budget 32MiB: 4 reply buffers), but a read takes its buffer only
+// once its bytes are ready: reads waiting for a slow mirror hold none, and a reader of cached bytes
+// is not queued behind them. Here 8 threads read a shard the CDN sends at 256 KiB/s per response
+// (each read waits seconds), and while at least 4 of them are inside the daemon, another thread
+// reads 16 MiB of a cached shard (dropped from the page cache first, so every read reaches the
+// daemon). It must get all of it, right, before any of the slow reads returns. When the buffer was
+// taken before the read started, the 4 slow reads held all of them and the cached read waited.
+TEST(MemoryTest, CachedReadsDoNotWaitBehindReadsWaitingForTheNetwork) {
+  FakeHubOptions o;
+  o.repos[0].repo = kRepo;
+  o.repos[0].total_size = 64 << 20;
+  o.repos[0].shards = 2;
+  FakeHubProcess hub(o);
+  ASSERT_TRUE(hub.ok()) << hub.ServerOutput();
+  const std::string commit = hub.CommitOf("main");
+  std::vector<std::string> lfs;
+  for (const auto& f : hub.manifest()["commits"][commit]["files"])
+    if (f["lfs"].get<bool>()) lfs.push_back(f["path"]);
+  ASSERT_EQ(lfs.size(), 2u);
+  const std::string cached = lfs[0], slow = lfs[1];
+
+  TempDir dir("modelfs-replies");
+  MountSpec spec;
+  spec.endpoint = hub.endpoint();
+  spec.cache_dir = dir.Sub("cache");
+  spec.repo = kRepo;
+  spec.extra = {"--memory-budget", std::to_string(kBudgetMiB) + "MiB", "--log-level", "debug",
+                "--stall-timeout", "120"};
+  MountedFs m(spec);
+  ASSERT_TRUE(m.mounted()) << m.Log();
+
+  // The slow shard is slow from the start (a lookahead from the cached shard to it is slow too).
+  ASSERT_TRUE(hub.SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 256 << 10}, {"only_paths", {slow}}}));
+  // The cached shard: read whole (cached and verified), then out of the page cache.
+  const std::string want = hub.Content(commit, cached);
+  ASSERT_EQ(ReadFileOrDie(m.Path(cached)), want);
+  const int cfd = open(m.Path(cached).c_str(), O_RDONLY);
+  ASSERT_GE(cfd, 0);
+  ASSERT_EQ(posix_fadvise(cfd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  struct stat sb;
+  ASSERT_EQ(stat(m.Path(slow).c_str(), &sb), 0);
+  const std::string slow_reads = "read ino " + std::to_string(sb.st_ino) + ":";
+  std::atomic<int> slow_done{0}, slow_failed{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 8; ++t) {
+    readers.emplace_back([&, t] {
+      const int fd = open(m.Path(slow).c_str(), O_RDONLY);
+      std::vector<char> buf(1 << 20);
+      const off_t off = static_cast<off_t>(t) * (4 << 20);  // one per chunk: 8 fetches
+      if (pread(fd, buf.data(), buf.size(), off) != static_cast<ssize_t>(buf.size())) slow_failed++;
+      slow_done++;
+      close(fd);
+    });
+  }
+  // At least as many slow reads inside the daemon as there are reply buffers (the debug log
+  // names each read as it starts).
+  auto count = [](const std::string& log, const std::string& what) {
+    size_t n = 0;
+    for (size_t p = log.find(what); p != std::string::npos; p = log.find(what, p + 1)) n++;
+    return n;
+  };
+  for (int i = 0; i < 500 && count(m.Log(), slow_reads) < 4; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_GE(count(m.Log(), slow_reads), 4u) << m.Log();
+  ASSERT_EQ(slow_done.load(), 0) << "the slow shard is not slow enough for this test";
+
+  std::string got(16 << 20, '\0');
+  size_t have = 0;
+  while (have < got.size()) {
+    const ssize_t n = pread(cfd, got.data() + have, got.size() - have, static_cast<off_t>(have));
+    if (n <= 0) break;
+    have += static_cast<size_t>(n);
+  }
+  const int slow_done_then = slow_done.load();
+  close(cfd);
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(have, got.size());
+  EXPECT_TRUE(got == want.substr(0, got.size()));
+  EXPECT_EQ(slow_done_then, 0) << "the cached read waited for a read of the slow shard";
+  EXPECT_EQ(slow_failed.load(), 0) << m.Log();
 }
 
 }  // namespace

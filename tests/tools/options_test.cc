@@ -122,11 +122,13 @@ TEST_F(OptionsTest, MemoryBudgetSizesChunkBuffers) {
   ASSERT_TRUE(Parse({"/mnt"}, &d).ok());
   // 128 MiB: 8 reads of 2 MiB (reply and block buffer), then 28 chunks, 3/4 in flight.
   EXPECT_EQ(d.mount.reply_buffers, 8u);
+  EXPECT_EQ(d.cache.max_network_reads, 8u);
   EXPECT_EQ(d.cache.max_inflight_chunks, 21u);
   EXPECT_EQ(d.cache.max_spill_chunks, 7u);
   MountConfig e;
   ASSERT_TRUE(Parse({"--memory-budget", "32MiB", "/mnt"}, &e).ok());
   EXPECT_EQ(e.mount.reply_buffers, 4u);  // the floor
+  EXPECT_EQ(e.cache.max_network_reads, 4u);
   EXPECT_EQ(e.cache.max_inflight_chunks, 4u);
   EXPECT_EQ(e.cache.max_spill_chunks, 2u);
   MountConfig big;
