@@ -4,19 +4,23 @@ target 5): interleaved rounds of `curl -o /dev/shm/x` of a shard's CDN URL (ngin
 the same piped through `tee /dev/shm/x | sha256sum` (the transfer plus the hash modelfs must do),
 and a cold modelfs read of the shard with --cache-dir on /dev/shm. Page cache dropped before each.
 
-    MODELFS_BIN=... python3 bench/tmpfs_bound.py ROUNDS   (root; the repo of bench/ab_cold.sh, run it
-                                                         once first to generate /tmp/modelfs-ab)
+    MODELFS_BIN=... python3 bench/tmpfs_bound.py ROUNDS   (root; generates its repo, 1 GiB in 2 shards,
+                                                         in /tmp/tmpfsb the first time)
 """
 import sys, os, subprocess, time, argparse, shutil, statistics
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench
 a = argparse.Namespace(hub_port=19700, rtt_ms=0, link_mbit=0, per_conn_rate="0")
 d = "/tmp/tmpfsb"; os.makedirs(d, exist_ok=True)
-hub = bench.Hub("/tmp/modelfs-ab/hub", d, False, a)
-repo, path = "bench-org/ab-model", "model-00001-of-00002.safetensors"
+repo, path = "bench/tmpfs-model", "model-00001-of-00002.safetensors"
+root = os.path.join(d, "hub")
+if not os.path.exists(os.path.join(root, "models", repo, "manifest.json")):
+    subprocess.run(["python3", os.path.join(bench.TESTING, "gen_repo.py"), "--root", root, "--repo", repo,
+                    "--total-size", "1GiB", "--shards", "2", "--quiet"], check=True)
+hub = bench.Hub(root, d, False, a)
 url = hub.cdn_url(repo, path)
 import glob
-size = os.path.getsize(glob.glob("/tmp/modelfs-ab/hub/models/%s/commits/*/%s" % (repo, path))[0])
+size = os.path.getsize(glob.glob(os.path.join(root, "models", repo, "commits", "*", path))[0])
 res = {}
 def t(name, fn):
     bench.drop_caches(); t0 = time.monotonic(); fn(); s = time.monotonic() - t0

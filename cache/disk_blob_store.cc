@@ -79,6 +79,9 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
       network_reads_(opts.max_network_reads ? std::make_unique<std::counting_semaphore<>>(opts.max_network_reads)
                                             : nullptr),
       buffers_(std::make_shared<PageBufferPool>(kChunkSize, opts.max_inflight_chunks + opts.max_spill_chunks)),
+      // One-block buffers kept (in use and free) as many as the chunks in flight: a quarter of
+      // the in-flight budget's memory; more in use are unmapped as they come back.
+      block_buffers_(std::make_shared<PageBufferPool>(kBlockSize, std::max(4u, opts.max_inflight_chunks))),
       verify_pool_(new ThreadPool(1)),
       notify_pool_(new ThreadPool(1)),
       demand_pool_(new ThreadPool(std::max(1u, opts.fetch_threads))) {}
@@ -270,8 +273,8 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
     }
     ~Scratch() { Release(); }
   } scratch;
-  // A slot among the reads waiting for the network (CacheOptions::max_network_reads), taken at
-  // this read's first miss and kept to the end of the read. The wait is bounded: the slots'
+  // A slot among the reads that fetch for themselves (CacheOptions::max_network_reads), taken
+  // before this read's own fetch and kept to the end of the read. The wait is bounded: the slots'
   // holders wait on fetches, which time out.
   struct NetworkSlot {
     std::counting_semaphore<>* sem;
@@ -308,9 +311,6 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
         NoteCorruption(b);
       }
       scratch.Release();
-      // Waiting for a slot holding dest's buffer could deadlock with the holders of slots waiting
-      // for a buffer: such a read goes over the bound instead.
-      slot.Take(/*may_wait=*/!dest.has_buffer());
       if (strict) {
         if (++strict_rounds > 3) {
           return Status::IoError("blocks of " + ref.path + " keep vanishing after verification");
@@ -319,6 +319,17 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
         if (!s.ok()) return s;
         continue;  // read this block again, now verified
       }
+      // A read that is about to start a fetch of its own (no prefetch or other reader has its
+      // block on the wire) takes a slot first: that fetch's chunk buffer is what the bound is for.
+      // Reads that wait for bytes already on the wire (a tensor's or a stream's prefetch) cost no
+      // memory and take none: a far loader's many faults wait on them at once. Holding dest's
+      // buffer, a read never waits for a slot (its holders may wait for a buffer): it goes over.
+      bool on_wire;
+      {
+        std::lock_guard<std::mutex> l(b->mu);
+        on_wire = CoveringLocked(*b, i) != nullptr;
+      }
+      if (!on_wire) slot.Take(/*may_wait=*/!dest.has_buffer());
       last = FetchBlock(b, i, demand_last);
       waited = true;
       if (!last) {  // stored meanwhile by another fetch: read it from disk

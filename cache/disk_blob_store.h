@@ -131,10 +131,11 @@ struct CacheOptions {
   // through memory (fs/fuse_adapter.h) = 128 MiB (--memory-budget).
   unsigned max_inflight_chunks = 21;
   unsigned max_spill_chunks = 7;
-  // Reads waiting for the network at once (0 = no bound), each of which may have a demand fetch's
-  // chunk buffer in flight: the memory budget gives it the count of FUSE reply buffers. A read
-  // past it waits for a slot holding nothing; reads of cached bytes never take one. A read that
-  // already holds the buffer it copies into (ReadDest) does not wait: it goes over the bound.
+  // Reads that start a fetch of their own at once (0 = no bound), each with a demand fetch's chunk
+  // buffer in flight: the memory budget gives it the count of FUSE reply buffers. A read past it
+  // waits for a slot holding nothing; reads of cached bytes, and reads that wait for bytes already
+  // on the wire, never take one. A read that already holds the buffer it copies into (ReadDest)
+  // does not wait: it goes over the bound.
   unsigned max_network_reads = 0;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
   bool verify_before_read = false;
@@ -320,6 +321,7 @@ class DiskBlobStore : public BlobStore {
   // and faulted it in afresh (cold reads ran at half speed), or left freed buffers scattered over
   // glibc's per-thread arenas (RSS grew far past what was in use).
   std::shared_ptr<PageBufferPool> buffers_;
+  std::shared_ptr<PageBufferPool> block_buffers_;  // one-block ranges' (kBlockSize each)
   std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)
   std::unique_ptr<ThreadPool> notify_pool_;  // invalidate callbacks (may wait on kernel page locks)
   // Fetches a reader waits for (its own block, the tensor it started, a just-opened file's head):
@@ -351,7 +353,11 @@ class DiskBlobStore : public BlobStore {
   bool full_logged_ = false;     // "cache full" logged since the last successful admission
   std::set<std::string> pinned_;  // content keys of pinned repos (cache/pins.h): never evicted
   int64_t pins_stamp_ = -1;       // mtime (ns) of dir/pins when pinned_ was loaded; 0 = none
-  std::atomic<unsigned> inflight_chunks_{0};  // chunk fetches queued or running (memory bound)
+  // The fetch buffers of ranges queued or running, in blocks (memory bound): a one-block range
+  // has a block's buffer (1), any other a chunk's (kBlocksPerChunk). The prefetch budget is
+  // max_inflight_chunks chunks of it, so a far link's tensor, fetched in one-block ranges over
+  // many connections, has four times as many ranges on the wire as chunks would allow.
+  std::atomic<unsigned> inflight_blocks_{0};
   std::atomic<unsigned> busy_{0};             // fetch + verify tasks queued or running
   std::atomic<uint64_t> latency_us_{0};       // moving average time to a range's first byte
   uint64_t clock_ = 0;                  // logical time for LRU

@@ -61,7 +61,7 @@ std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::NewSpanLocked(Blob& b, u
   f->begin = static_cast<uint64_t>(first) * kBlockSize;
   f->end = std::min<uint64_t>(b.ref.size, static_cast<uint64_t>(last + 1) * kBlockSize);
   b.inflight[first] = f;
-  inflight_chunks_++;
+  inflight_blocks_ += f->buffer_blocks();
   busy_++;
   return f;
 }
@@ -108,8 +108,8 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     // nothing unverified is returned; and after a hash failure an answer may be fetched again.
     stream = !(start == 0 && len == ref.size) && !opts_.verify_before_read && b->suspected.empty();
   }
-  f->pool = buffers_;
-  f->data = buffers_->Get();
+  f->pool = f->first == f->last ? block_buffers_ : buffers_;
+  f->data = f->pool->Get();
   char* data = f->data.get();
   std::string served_by;
   Status st;
@@ -266,7 +266,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
   }
   b->changed.notify_all();
   if (st.ok()) MaybeScheduleVerify(b);
-  inflight_chunks_--;  // before ContinueFill: this range's slot is free for the next
+  inflight_blocks_ -= f->buffer_blocks();  // before ContinueFill: this range's room is free for the next
   ContinueFill(b, st.ok() && !refused);
   busy_--;
 }

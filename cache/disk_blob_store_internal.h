@@ -51,6 +51,9 @@ struct DiskBlobStore::Inflight {
   }
   uint64_t begin = 0, end = 0;       // file offsets of data[0] and one past its last byte; fixed
   uint32_t first = 0, last = 0;      // the blocks it brings; fixed
+  // The memory its fetch buffer takes, in blocks (DiskBlobStore::inflight_blocks_): a one-block
+  // range gets a block-sized buffer, any other a chunk-sized one.
+  uint32_t buffer_blocks() const { return first == last ? 1 : kBlocksPerChunk; }
   std::shared_ptr<PageBufferPool> pool;  // where data goes back to (null: not pooled)
   std::mutex mu;
   std::condition_variable cv;
@@ -92,6 +95,7 @@ struct DiskBlobStore::Inflight {
     }
   }
 };
+
 
 struct DiskBlobStore::Blob {
   BlobRef ref;                        // as last seen (any repo/path naming this content)

@@ -247,7 +247,7 @@ uint64_t DiskBlobStore::ScheduleLocked(Blob& b, uint64_t from, uint64_t to,
   uint32_t lo = static_cast<uint32_t>(from / kBlockSize);
   const uint32_t hi = static_cast<uint32_t>((to - 1) / kBlockSize);
   while (lo <= hi) {
-    if (inflight_chunks_ >= max_inflight) {
+    if (inflight_blocks_ >= max_inflight * kBlocksPerChunk) {
       return static_cast<uint64_t>(lo) * kBlockSize;  // budget: resume on a later read
     }
     auto f = NewSpanLocked(b, lo, hi, span_blocks);

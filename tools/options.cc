@@ -217,7 +217,7 @@ const std::vector<OptionSpec>& MountOptionTable() {
        .default_is_value = true},
       {.flag = "--memory-budget", .env = "MODELFS_MEMORY_BUDGET", .value_name = "SIZE", .default_text = "128MiB",
        .help = "Memory for data buffers, used and free: 1/8 for reads copied through memory (each a 1 MiB "
-               "reply and a 1 MiB block buffer; 4 to 64 reads, and as many reads waiting for the network), of the rest 3/4 for chunks in flight and 1/4 for chunks kept in memory when "
+               "reply and a 1 MiB block buffer; 4 to 64 reads, and as many reads fetching for themselves), of the rest 3/4 for chunks in flight and 1/4 for chunks kept in memory when "
                "the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's RSS is about this "
                "plus 35 MiB. Lower it on small edge boxes; a far link needs about 7 chunks in flight.",
        .apply = [](const std::string& v, MountConfig* c) -> Status {
