@@ -50,15 +50,19 @@ class BlobStore {
   // Where a range of a blob lies in a file of the store, for a reader the kernel serves by copying
   // from that file itself (splice) instead of through the caller's memory. `hold` keeps the bytes
   // where they are (no drop, no eviction) until the caller lets go of it, after the copy.
+  // Or where the range lies in the store's memory (mem != null: bytes fetched and not yet let go
+  // of), for a reply written straight from there.
   struct FileSpan {
+    bool fd_ok = true;  // in: the caller can use an fd span (else only memory spans are given)
     int fd = -1;
     uint64_t pos = 0;  // offset in fd
+    const char* mem = nullptr;
     size_t len = 0;
     std::shared_ptr<void> hold;
   };
   // Read, except that where every block of the range is on disk and was checked in this run (see
-  // cache/block_file.h) the store may fill *span (span->fd >= 0, len: what Read would copy) and
-  // take no buffer from dest. Everything else Read does holds: the prefetch, the end-of-file hash
+  // cache/block_file.h) the store may fill *span (span->fd >= 0, len: what Read would copy), or
+  // where the range arrived in one fetch buffer, span->mem, and take no buffer from dest. Everything else Read does holds: the prefetch, the end-of-file hash
   // check (and its error), a strict store's verification (spans of such a store only once the
   // file verified). The default copies. Thread-safe.
   virtual Status ReadOrSpan(const BlobRef& blob, uint64_t offset, size_t len, ReadDest dest, size_t* n,

@@ -78,10 +78,12 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
       pool_(new ThreadPool(std::max(1u, opts.fetch_threads))),
       network_reads_(opts.max_network_reads ? std::make_unique<std::counting_semaphore<>>(opts.max_network_reads)
                                             : nullptr),
-      buffers_(std::make_shared<PageBufferPool>(kChunkSize, opts.max_inflight_chunks + opts.max_spill_chunks)),
-      // One-block buffers kept (in use and free) as many as the chunks in flight: a quarter of
-      // the in-flight budget's memory; more in use are unmapped as they come back.
-      block_buffers_(std::make_shared<PageBufferPool>(kBlockSize, std::max(4u, opts.max_inflight_chunks))),
+      // Chunk and one-block buffers are kept (in use and free together) within the chunks the
+      // budget gives fetches and the spill; more in use are unmapped as they come back.
+      buffer_keep_(std::make_shared<PageBufferKeep>(
+          static_cast<size_t>(opts.max_inflight_chunks + opts.max_spill_chunks) * kChunkSize)),
+      buffers_(std::make_shared<PageBufferPool>(kChunkSize, buffer_keep_)),
+      block_buffers_(std::make_shared<PageBufferPool>(kBlockSize, buffer_keep_)),
       verify_pool_(new ThreadPool(1)),
       notify_pool_(new ThreadPool(1)),
       demand_pool_(new ThreadPool(std::max(1u, opts.fetch_threads))) {}
@@ -245,7 +247,8 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
   // Every block of the read on disk and checked in this run: the kernel copies them from the
   // cache file itself. A strict reader only once the file verified. The end-of-file check comes
   // first (no hold while waiting for the hash: a failing hash must be able to drop the blocks).
-  if (span != nullptr && b->file && (!strict || b->file->verified()) && TakeSpan(b, offset, end, /*hold=*/false, span)) {
+  if (span != nullptr && span->fd_ok && b->file && (!strict || b->file->verified()) &&
+      TakeSpan(b, offset, end, /*hold=*/false, span)) {
     if (!strict && end == ref.size && ref.size > kChunkSize && !b->file->verified()) {
       Status s = WaitForHashAtEnd(b, failures0);
       if (!s.ok()) return s;
@@ -342,6 +345,16 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
         if (!last->status.ok()) return last->status;
         return Status::Unavailable("fetch of " + ref.path + " ended short");
       }
+    }
+    if (span != nullptr && pos == offset && last->end >= end) {
+      // All of the read in this one fetch buffer: the reply is written from there, with no
+      // reply buffer (readers waiting for one would hold their fetch buffers meanwhile).
+      span->mem = last->data.get() + (offset - last->begin);
+      span->len = static_cast<size_t>(end - offset);
+      span->hold = last;
+      miss_bytes_ += end - offset;
+      pos = end;
+      break;
     }
     memcpy(dest.get() + (pos - offset), last->data.get() + (pos - last->begin), take);
     miss_bytes_ += take;

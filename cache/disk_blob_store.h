@@ -90,7 +90,8 @@
 
 namespace modelfs {
 
-class PageBufferPool;  // common/page_buffer.h
+class PageBufferKeep;  // common/page_buffer.h
+class PageBufferPool;
 
 // Network fetch unit: 4 MiB aligned chunks. Big enough that a 200 ms RTT costs little per byte with
 // several in flight, small enough that a random tensor read fetches little extra.
@@ -127,10 +128,10 @@ struct CacheOptions {
   uint64_t kernel_readahead = 8ull << 20;
   // Memory: fetch buffers in flight, and chunks kept in memory because they could not be cached
   // (quota full of open files, disk full) so a reader consumes a prefetch window that went
-  // uncached without fetching it twice. Defaults: 21 + 7 chunks, with 8 reads of 2 MiB copied
-  // through memory (fs/fuse_adapter.h) = 128 MiB (--memory-budget).
-  unsigned max_inflight_chunks = 21;
-  unsigned max_spill_chunks = 7;
+  // uncached without fetching it twice. Defaults: 15 + 5 chunks, with 8 reads of 6 MiB (a reply,
+  // a block buffer, a chunk of a fetch of their own: max_network_reads) = 128 MiB (--memory-budget).
+  unsigned max_inflight_chunks = 15;
+  unsigned max_spill_chunks = 5;
   // Reads that start a fetch of their own at once (0 = no bound), each with a demand fetch's chunk
   // buffer in flight: the memory budget gives it the count of FUSE reply buffers. A read past it
   // waits for a slot holding nothing; reads of cached bytes, and reads that wait for bytes already
@@ -320,6 +321,7 @@ class DiskBlobStore : public BlobStore {
   // Recycled chunk buffers (shared: Inflights return theirs). Allocating one per fetch zero-filled
   // and faulted it in afresh (cold reads ran at half speed), or left freed buffers scattered over
   // glibc's per-thread arenas (RSS grew far past what was in use).
+  std::shared_ptr<PageBufferKeep> buffer_keep_;  // what the two pools below keep, together
   std::shared_ptr<PageBufferPool> buffers_;
   std::shared_ptr<PageBufferPool> block_buffers_;  // one-block ranges' (kBlockSize each)
   std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)

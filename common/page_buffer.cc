@@ -62,6 +62,7 @@ PageBuffer PageBufferPool::Get(size_t len) {
       return b;
     }
   }
+  if (shared_) shared_->held_ += MappedSize(bytes_);
   return NewPageBuffer(bytes_);
 }
 
@@ -69,6 +70,20 @@ void PageBufferPool::Put(PageBuffer b) {
   // Not one of ours (smaller, or one of its own from Get(len) past bytes_): unmapped here, and
   // never counted as one given back.
   if (!b || b.get_deleter().len != MappedSize(bytes_)) return;
+  if (shared_) {
+    // Kept while every pool sharing the bound holds at most its bytes (this buffer counted).
+    const size_t size = MappedSize(bytes_);
+    if (shared_->held_.load() > shared_->max_bytes_) {
+      shared_->held_ -= size;
+      std::lock_guard<std::mutex> l(mu_);
+      if (out_ > 0) out_--;
+      return;  // unmapped here
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    if (out_ > 0) out_--;
+    free_.push_back(std::move(b));
+    return;
+  }
   std::lock_guard<std::mutex> l(mu_);
   if (out_ > 0) out_--;
   returned_.notify_one();

@@ -7,6 +7,7 @@
 // Holders keep buffers for reuse (PageBufferPool); freeing one unmaps it. Thread-compatible.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <memory>
@@ -32,15 +33,31 @@ PageBuffer NewPageBuffer(size_t len);
 // (0 = none), Get waits while that many are in use: the pool's memory is then at most
 // max(keep, max_out) x bytes. A caller that waits there must hold nothing another user needs. Get(len) for len above `bytes` hands out a buffer of its own, never
 // pooled. Thread-safe.
+//
+// Pools of different sizes can keep under one bound instead (PageBufferKeep): a buffer given back
+// is kept while all of them hold, in use and free, at most its bytes.
+class PageBufferKeep {
+ public:
+  explicit PageBufferKeep(size_t max_bytes) : max_bytes_(max_bytes) {}
+
+ private:
+  friend class PageBufferPool;
+  const size_t max_bytes_;
+  std::atomic<size_t> held_{0};  // mapped bytes of the pools' buffers, in use and free
+};
+
 class PageBufferPool {
  public:
   PageBufferPool(size_t bytes, size_t keep, size_t max_out = 0) : bytes_(bytes), keep_(keep), max_out_(max_out) {}
+  PageBufferPool(size_t bytes, std::shared_ptr<PageBufferKeep> shared)
+      : bytes_(bytes), keep_(0), max_out_(0), shared_(std::move(shared)) {}
   PageBuffer Get(size_t len);
   PageBuffer Get() { return Get(bytes_); }
   void Put(PageBuffer b);
 
  private:
   const size_t bytes_, keep_, max_out_;
+  const std::shared_ptr<PageBufferKeep> shared_;  // null: keep_ bounds what this pool keeps
   std::mutex mu_;
   std::condition_variable returned_;  // a buffer came back (Get waits on it at max_out_)
   std::vector<PageBuffer> free_;  // guarded by mu_

@@ -268,8 +268,9 @@ void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // cost a fault and a memset per page for every new worker. At most MountOptions::reply_buffers are
 // in use and kept, so that replies stay inside the memory budget whatever the number of workers.
 // A read takes its buffer only once its bytes are ready to copy (ReadDest): one waiting for the
-// network or answered by splice holds none, so cold reads on a far mirror never make reads of
-// cached bytes wait. A read past the cap waits for a buffer holding nothing another read needs.
+// network, answered by splice or from the fetch buffer its bytes arrived in (a FileSpan in
+// memory) holds none, so cold reads on a far mirror never make reads of cached bytes wait. A read
+// past the cap waits for a buffer holding nothing another read needs.
 // The reply is written to /dev/fuse before the buffer goes back.
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   OpTimer timer(req, kOpRead);
@@ -283,11 +284,18 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   MODELFS_LOG(kDebug, "read ino %lu: %zu bytes at %lld", static_cast<unsigned long>(ino), size,
               static_cast<long long>(off));
   BlobStore::FileSpan span;
+  span.fd_ok = Srv(req).splice;
   Status s = Fs(req).Read(ino, static_cast<uint64_t>(std::max<off_t>(off, 0)), size, std::move(dest), &n, fi->fh,
-                          Srv(req).splice ? &span : nullptr);
+                          &span);
   if (!s.ok()) {
     buffers->Put(std::move(buf));
     return ReplyStatus(req, kOpRead, ino, s);
+  }
+  if (span.mem != nullptr) {
+    // Bytes just fetched, written to /dev/fuse from the fetch buffer itself (span.hold keeps it).
+    buffers->Put(std::move(buf));
+    fuse_reply_buf(req, span.mem, span.len);
+    return;
   }
   if (span.fd >= 0) {
     // The kernel copies the bytes from the cache file (libfuse splices them to /dev/fuse, or

@@ -168,8 +168,8 @@ class ModelFs {
   // later read of that handle is a Corruption error (EIO), at or past EOF too: such a reader
   // never sees a clean end of a file it may have read wrong. A new open reads the refetched
   // bytes. Thread-safe; many reads run concurrently.
-  // With `span`: where the store can give the bytes as a range of one of its files
-  // (BlobStore::ReadOrSpan: blocks checked in this run), *span is filled and nothing is copied
+  // With `span`: where the store can give the bytes as a range of one of its files (BlobStore::
+  // ReadOrSpan: blocks checked in this run) or of its memory, *span is filled and nothing is copied
   // into dest (*n is the span's length); the caller has the kernel copy them and then releases
   // span->hold. Otherwise span->fd stays -1 and dest's buffer holds the bytes. A dest that takes
   // its buffer lazily (ReadDest) is asked for it only once bytes are ready to copy.

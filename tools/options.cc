@@ -216,17 +216,20 @@ const std::vector<OptionSpec>& MountOptionTable() {
        },
        .default_is_value = true},
       {.flag = "--memory-budget", .env = "MODELFS_MEMORY_BUDGET", .value_name = "SIZE", .default_text = "128MiB",
-       .help = "Memory for data buffers, used and free: 1/8 for reads copied through memory (each a 1 MiB "
-               "reply and a 1 MiB block buffer; 4 to 64 reads, and as many reads fetching for themselves), of the rest 3/4 for chunks in flight and 1/4 for chunks kept in memory when "
-               "the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's RSS is about this "
-               "plus 35 MiB. Lower it on small edge boxes; a far link needs about 7 chunks in flight.",
+       .help = "Memory for data buffers, used and free. Reads: one per 16 MiB of it (4 to 64), each 6 MiB "
+               "(a 1 MiB reply and a 1 MiB block buffer for a read copied through memory, and a 4 MiB chunk "
+               "for a read that starts a fetch of its own). The rest: 3/4 for chunks in flight, 1/4 for chunks "
+               "kept in memory when the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's "
+               "RSS is about this plus 35 MiB. Lower it on small edge boxes; a far link needs about 7 chunks "
+               "in flight.",
        .apply = [](const std::string& v, MountConfig* c) -> Status {
          auto budget = ParseSize(v);
          if (!budget.ok()) return budget.status();
-         const uint64_t replies = std::clamp<uint64_t>(budget.value() / 16 / (1u << 20), 4, 64);
-         c->mount.reply_buffers = static_cast<unsigned>(replies);
-         c->cache.max_network_reads = static_cast<unsigned>(replies);  // each may have a chunk in flight
-         const uint64_t chunks = (budget.value() - std::min(budget.value(), replies << 21)) / kChunkSize;
+         const uint64_t reads = std::clamp<uint64_t>(budget.value() / 16 / (1u << 20), 4, 64);
+         c->mount.reply_buffers = static_cast<unsigned>(reads);
+         c->cache.max_network_reads = static_cast<unsigned>(reads);
+         const uint64_t per_read = 2 * (1u << 20) + kChunkSize;
+         const uint64_t chunks = (budget.value() - std::min(budget.value(), reads * per_read)) / kChunkSize;
          c->cache.max_inflight_chunks = static_cast<unsigned>(std::max<uint64_t>(4, chunks * 3 / 4));
          c->cache.max_spill_chunks = static_cast<unsigned>(std::max<uint64_t>(2, chunks / 4));
          return Status::Ok();

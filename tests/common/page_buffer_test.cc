@@ -2,6 +2,7 @@
 #include "common/page_buffer.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <atomic>
 #include <chrono>
@@ -77,4 +78,35 @@ TEST(PageBufferPoolTest, OversizedBuffersAreNotPooledOrCounted) {
 }
 
 }  // namespace
+// Two pools under one bound of 6 MiB (a 4 MiB and a 1 MiB pool): a buffer given back is kept
+// while both together hold at most 6 MiB, in use and free; past it, it is unmapped.
+bool Mapped(const char* p) { return msync(const_cast<char*>(p), 4096, MS_ASYNC) == 0; }
+
+TEST(PageBufferPoolTest, PoolsSharingABoundKeepWithinItTogether) {
+  auto keep = std::make_shared<PageBufferKeep>(6u << 20);
+  PageBufferPool big(4u << 20, keep), small(1u << 20, keep);
+  PageBuffer a = big.Get();
+  PageBuffer b1 = small.Get(), b2 = small.Get(), b3 = small.Get();  // 7 MiB held
+  char* const pa = a.get();
+  char* const p1 = b1.get();
+  small.Put(std::move(b1));  // 7 > 6: unmapped, 6 held
+  EXPECT_FALSE(Mapped(p1));
+  big.Put(std::move(a));  // 6: kept
+  EXPECT_TRUE(Mapped(pa));
+  PageBuffer a2 = big.Get();
+  EXPECT_EQ(a2.get(), pa);
+  big.Put(std::move(a2));
+  char* const p2 = b2.get();
+  small.Put(std::move(b2));  // 6: kept
+  EXPECT_TRUE(Mapped(p2));
+  PageBuffer c = small.Get();
+  EXPECT_EQ(c.get(), p2);
+  PageBuffer d = small.Get();  // fresh: 7 MiB held
+  char* const pd = d.get();
+  small.Put(std::move(d));  // unmapped
+  EXPECT_FALSE(Mapped(pd));
+  small.Put(std::move(c));
+  small.Put(std::move(b3));
+}
+
 }  // namespace modelfs

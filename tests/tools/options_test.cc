@@ -120,11 +120,12 @@ TEST_F(OptionsTest, MonitorOptions) {
 TEST_F(OptionsTest, MemoryBudgetSizesChunkBuffers) {
   MountConfig d;
   ASSERT_TRUE(Parse({"/mnt"}, &d).ok());
-  // 128 MiB: 8 reads of 2 MiB (reply and block buffer), then 28 chunks, 3/4 in flight.
+  // 128 MiB: 8 reads of 6 MiB (reply, block buffer, a chunk of their own), then 20 chunks, 3/4
+  // in flight.
   EXPECT_EQ(d.mount.reply_buffers, 8u);
   EXPECT_EQ(d.cache.max_network_reads, 8u);
-  EXPECT_EQ(d.cache.max_inflight_chunks, 21u);
-  EXPECT_EQ(d.cache.max_spill_chunks, 7u);
+  EXPECT_EQ(d.cache.max_inflight_chunks, 15u);
+  EXPECT_EQ(d.cache.max_spill_chunks, 5u);
   MountConfig e;
   ASSERT_TRUE(Parse({"--memory-budget", "32MiB", "/mnt"}, &e).ok());
   EXPECT_EQ(e.mount.reply_buffers, 4u);  // the floor
@@ -134,8 +135,8 @@ TEST_F(OptionsTest, MemoryBudgetSizesChunkBuffers) {
   MountConfig big;
   ASSERT_TRUE(Parse({"--memory-budget", "1GiB", "/mnt"}, &big).ok());
   EXPECT_EQ(big.mount.reply_buffers, 64u);  // the cap
-  EXPECT_EQ(big.cache.max_inflight_chunks, 168u);
-  EXPECT_EQ(big.cache.max_spill_chunks, 56u);
+  EXPECT_EQ(big.cache.max_inflight_chunks, 120u);
+  EXPECT_EQ(big.cache.max_spill_chunks, 40u);
   MountConfig tiny;
   ASSERT_TRUE(Parse({"--memory-budget", "1MiB", "/mnt"}, &tiny).ok());
   EXPECT_EQ(tiny.cache.max_inflight_chunks, 4u);  // floors
