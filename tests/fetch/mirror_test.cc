@@ -386,7 +386,8 @@ TEST_F(MirrorTest, OrderedPolicyKeepsReadsOnTheFirstHealthyMirror) {
 // Transfers(): a read in flight is listed with its file, mirror and requested bytes while it
 // runs; afterwards the file's completed bytes, speed and mirror stay visible for the linger time.
 // The list is looked at from the read's own progress callback, which runs while the read is in
-// flight by construction: no polling, no race with the read's end.
+// flight by construction: no polling, no race with the read's end. (The registry's rules alone,
+// linger, bound and order, are tests/fetch/transfer_registry_test.cc.)
 TEST_F(MirrorTest, TransfersShowReadsInFlightAndFinishedBytes) {
   // ~1 MiB/s on A's CDN: the speed measured after the read must say so.
   ASSERT_TRUE(a_->SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 1 << 20}}));
