@@ -3,15 +3,15 @@
 // metrics_server_test.cc, status_file_test.cc, stats_sampler_test.cc.
 #include "tools/monitor.h"
 
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "tests/testing/fake_hub_process.h"
 #include "tools/cmd_cache.h"
@@ -53,14 +53,29 @@ TEST(MonitorTest, WritesStatusAndMetricsFilesAtomicallyAndServesStatus) {
   EXPECT_EQ(j["metrics_listen"], (*m)->server()->address());
   EXPECT_TRUE(j["transfers"].is_array());
   ASSERT_EQ(j["alerts"].size(), 2u);
-  // The file is rewritten each interval (50 ms): watched until it is, not for a fixed time that a
-  // loaded machine may not give the monitor's thread.
+  // The file is rewritten each interval (50 ms): the test waits for that event, the rename of the
+  // new status into run/ (inotify IN_MOVED_TO; nothing else is renamed there), neither polling
+  // nor sleeping for a time a loaded machine may not give the monitor's thread.
   const double first = j["updated_unix"];
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  do {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    j = nlohmann::json::parse(testing::ReadFileOrDie(status_file));
-  } while (j["updated_unix"].get<double>() <= first && std::chrono::steady_clock::now() < deadline);
+  const int in = inotify_init1(IN_CLOEXEC);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(inotify_add_watch(in, o.status_dir.c_str(), IN_MOVED_TO), 0);
+  bool renamed = false;
+  while (!renamed) {
+    pollfd p{in, POLLIN, 0};
+    ASSERT_EQ(poll(&p, 1, 10000), 1) << "the status file was not rewritten within 10 s";
+    alignas(inotify_event) char buf[4096];
+    const ssize_t n = read(in, buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    for (ssize_t off = 0; off < n;) {
+      const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+      renamed = renamed || (ev->len > 0 && StatusFileName(getpid()) == ev->name);
+      off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
+    }
+  }
+  close(in);
+  // Written after the watch began, so by a later sample than the one read above.
+  j = nlohmann::json::parse(testing::ReadFileOrDie(status_file));
   EXPECT_GT(j["updated_unix"].get<double>(), first);
   const std::string prom = testing::ReadFileOrDie(o.metrics_file);
   EXPECT_NE(prom.find("modelfs_alert_active{alert=\"high_bandwidth\"} 0\n"), std::string::npos) << prom;
