@@ -16,7 +16,7 @@ namespace {
 //           for modelfs_fuse_errors_total also getxattr and the refused writes (setattr mknod mkdir
 //           unlink rmdir symlink rename link create write setxattr removexattr fallocate)
 //   errno   the symbolic errno of a FUSE error reply (ENOENT EIO EACCES EROFS ENODATA ...)
-//   alert   low_success_rate | high_bandwidth (tools/monitor.h)
+//   alert   low_success_rate | high_bandwidth (tools/alerts.h)
 constexpr MetricDef kMetricTable[] = {
     {"modelfs_fetch_bytes_total", MetricType::kCounter,
      "Body bytes received from each mirror (API answers and chunk reads, every retry).", {"mirror", nullptr}},

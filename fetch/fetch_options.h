@@ -37,8 +37,9 @@ struct FetchOptions {
   // its own endpoint, and sends the token to each of them (they are all configured by the user)
   // but never to a CDN they redirect to.
   std::vector<std::string> endpoints;
-  // A mirror that failed (network, 5xx after its retries, 429) is left alone this long before it
-  // is tried again, as CernVM-FS does with a failed proxy/server. 5 minutes by default.
+  // A mirror that failed (network, stalls, 5xx after its retries) is left alone this long before
+  // it is tried again, as CernVM-FS does with a failed proxy/server; so is a mirror for a file it
+  // served wrong. 5 minutes by default. (A 429 is left alone for the time it asked instead.)
   long mirror_retry_after_s = 300;
   // How healthy mirrors share the reads (fetch/mirror_set.h):
   //  - kFastest: by expected time x calls in flight, so parallel ranges spread over every healthy

@@ -16,7 +16,9 @@ namespace modelfs::http {
 namespace {
 
 // Idle easy handles kept for reuse. Each holds its own keep-alive connections, so this bounds idle
-// sockets per HttpClient; 64 covers FUSE's default max_threads (10) times a few mirrors.
+// sockets per HttpClient (one per mirror); 64 covers the threads that call one at once with the
+// default options: the cache's prefetch and demand pools (--fetch-threads, 16 each), the URL
+// resolutions in the background (HttpRangeSource::kPrepareThreads, 4) and lookups' hub calls.
 constexpr size_t kMaxIdleHandles = 64;
 // libcurl receive buffer: 512 KiB (default 16 KiB). Fewer, larger write callbacks per 4 MiB range;
 // measurable on loopback, where per-callback overhead dominates.
@@ -305,9 +307,9 @@ Status MapHubError(const Response& resp, bool token_sent, const std::string& wha
     if (token_sent) return Status::PermissionDenied(detail + "; the token lacks access or is invalid");
     if (code == "GatedRepo") return Status::PermissionDenied(detail + "; gated repo, a token is needed");
     // The hub answers an anonymous request for a private repo and for a missing one with the same
-    // bare 401, so it means "private or does not exist". Users (and
-    // huggingface_hub's RepositoryNotFoundError) read that as "not found": ENOENT at the mount,
-    // with the message saying a token may be needed.
+    // bare 401, so it means "private or does not exist". Users (and huggingface_hub's
+    // RepositoryNotFoundError) read that as "not found": ENOENT at the mount, with the message
+    // saying a token may be needed.
     return Status::NotFound(detail + "; repo does not exist, or is private and a token is needed");
   }
   if (s == 403) return Status::PermissionDenied(detail);

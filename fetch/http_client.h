@@ -145,9 +145,11 @@ class HttpClient {
 bool IsRetryableStatus(long status);
 
 // Maps a hub error response (status >= 400) to a Status, as the hub's own clients read them:
-// 404 (+RepoNotFound/RevisionNotFound/EntryNotFound) -> NotFound; 401/403 -> PermissionDenied with
-// a message that says whether a token was sent; other 4xx -> InvalidArgument; 5xx/429 ->
-// Unavailable. `what` names the request for the message (no query strings).
+// 404 (+RepoNotFound/RevisionNotFound/EntryNotFound) -> NotFound; 403, a 401 to a request with
+// the token, and a 401 GatedRepo -> PermissionDenied, with a message that says why; a bare 401
+// to an anonymous request -> NotFound (the hub answers a private repo and a missing one alike:
+// "does not exist, or is private and a token is needed"); other 4xx -> InvalidArgument; 5xx,
+// 408 and 429 -> Unavailable. `what` names the request for the message (no query strings).
 Status MapHubError(const Response& resp, bool token_sent, const std::string& what);
 
 }  // namespace http

@@ -141,11 +141,13 @@ class RangeSink : public http::BodySink {
 
 }  // namespace
 
-HttpRangeSource::HttpRangeSource(FetchOptions opts)
-    : HttpRangeSource(std::make_shared<http::HttpClient>(std::move(opts))) {}
+HttpRangeSource::HttpRangeSource(FetchOptions opts, UrlClock url_clock)
+    : HttpRangeSource(std::make_shared<http::HttpClient>(std::move(opts)), std::move(url_clock)) {}
 
-HttpRangeSource::HttpRangeSource(std::shared_ptr<http::HttpClient> client)
-    : client_(std::move(client)), prepare_pool_(std::make_unique<ThreadPool>(kPrepareThreads)) {}
+HttpRangeSource::HttpRangeSource(std::shared_ptr<http::HttpClient> client, UrlClock url_clock)
+    : client_(std::move(client)),
+      url_clock_(std::move(url_clock)),
+      prepare_pool_(std::make_unique<ThreadPool>(kPrepareThreads)) {}
 
 HttpRangeSource::~HttpRangeSource() { prepare_pool_.reset(); }  // before the slots it touches
 
@@ -155,7 +157,7 @@ std::shared_ptr<HttpRangeSource::Slot> HttpRangeSource::GetSlot(const std::strin
   if (it != slots_.end()) return it->second;
   if (slots_.size() >= kMaxCachedUrls) {
     // Sweep entries nobody is using whose URL expired (or that never got one).
-    auto now = std::chrono::steady_clock::now();
+    auto now = UrlNow();
     for (auto s = slots_.begin(); s != slots_.end();) {
       bool idle = s->second.use_count() == 1;
       bool stale = false;
@@ -176,7 +178,7 @@ void HttpRangeSource::Prepare(const BlobRef& blob) {
   {
     std::unique_lock<std::mutex> lock(slot->mu, std::try_to_lock);
     if (!lock.owns_lock()) return;  // being resolved right now
-    if (slot->value && slot->value->valid_until > std::chrono::steady_clock::now()) return;
+    if (slot->value && slot->value->valid_until > UrlNow()) return;
   }
   if (prepare_pool_->queued() >= kMaxQueuedPrepares) return;  // a hint: dropped under a burst
   prepare_pool_->Submit([this, blob] {
@@ -197,7 +199,7 @@ HttpRangeSource::Attempt HttpRangeSource::Resolve(const BlobRef& blob, bool forc
   std::shared_ptr<Slot> slot = GetSlot(CacheKey(blob));
   // Held across the HEAD on purpose: concurrent readers of the same file wait for one resolution.
   std::lock_guard<std::mutex> lock(slot->mu);
-  auto now = std::chrono::steady_clock::now();
+  auto now = UrlNow();
   if (!force && slot->value && slot->value->valid_until > now) {
     *out = *slot->value;
     return Attempt::Ok();
@@ -253,7 +255,7 @@ HttpRangeSource::Attempt HttpRangeSource::ResolveUncached(const BlobRef& blob, R
       out->url = std::move(target.value());
       out->send_auth = false;
       out->served_by = parsed->HostPort();
-      auto now = std::chrono::steady_clock::now();
+      auto now = UrlNow();
       std::optional<int64_t> expires = protocol::ParseExpires(out->url);
       if (expires) {
         int64_t left = *expires - static_cast<int64_t>(time(nullptr)) - kExpiryMargin.count();
@@ -272,7 +274,7 @@ HttpRangeSource::Attempt HttpRangeSource::ResolveUncached(const BlobRef& blob, R
       out->url = url;
       out->send_auth = true;
       out->served_by = parsed.ok() ? parsed->HostPort() : "";
-      out->valid_until = std::chrono::steady_clock::now() + kDefaultUrlTtl;
+      out->valid_until = UrlNow() + kDefaultUrlTtl;
       return Attempt::Ok();
     }
     Status s = http::MapHubError(resp, req.send_auth && client_->has_token(), what);

@@ -1,5 +1,4 @@
-// HttpRangeSource: RangeSource over the hub's /resolve/ endpoint and whatever CDN it redirects to
-// (hub-protocol 3.4-3.6).
+// HttpRangeSource: RangeSource over the hub's /resolve/ endpoint and whatever CDN it redirects to.
 //
 // Two steps per read:
 //  1. Resolve (cached): HEAD {EP}/{prefix}{repo}/resolve/{commit}/{quote(path)} with no automatic
@@ -14,9 +13,14 @@
 //     total == blob.size and deliver exactly len bytes, written straight into the caller's buffer
 //     (more bytes than asked abort the transfer). A 200 (Range ignored) is accepted only if its
 //     length is blob.size; the wanted window is copied out and the rest discarded, aborting early
-//     once it is in hand if more than kMaxDiscardBytes would remain. 401/403/400/404 from the CDN
-//     drop the cached URL and re-resolve once. Transient failures (network, stalls, short bodies,
-//     5xx, 429 with Retry-After) are retried max_retries times with backoff and jitter.
+//     once it is in hand if more than kMaxDiscardBytes would remain. 401/403/400/404 or a
+//     redirect from the CDN drop the cached URL and re-resolve once. Transient failures (network,
+//     stalls, short bodies, 5xx, 429 with Retry-After) are retried max_retries times with backoff
+//     and jitter; a retry resumes after the bytes already in place.
+//
+// The lifetime of a cached URL runs on an injectable clock (UrlClock; steady_clock by default):
+// the wall-clock Expires is turned into a deadline on it when the URL is resolved, so a test moves
+// that clock past the deadline instead of sleeping through a real expiry.
 //
 // Thread-safe; no lock is held during network I/O except a per-file lock while that file's URL is
 // being resolved. Locks: url_mu_ (guards slots_) is taken before Slot::mu, never the reverse, and
@@ -24,6 +28,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -39,9 +44,16 @@ namespace modelfs {
 
 class HttpRangeSource : public RangeSource {
  public:
-  explicit HttpRangeSource(FetchOptions opts);
+  // The clock a resolved URL's lifetime runs on: a URL resolved at t is used until t + (its
+  // Expires, read against the wall clock at t) - kExpiryMargin, or t + kDefaultUrlTtl. Null:
+  // std::chrono::steady_clock. Tests pass one they move forward, so that a URL expires without a
+  // sleep (as MirrorSet::CoolDownClock does for the cool-downs). Retries and rate limits keep
+  // steady_clock.
+  using UrlClock = std::function<std::chrono::steady_clock::time_point()>;
+
+  explicit HttpRangeSource(FetchOptions opts, UrlClock url_clock = nullptr);
   // Shares connections and counters with other users of `client` (e.g. an HttpHubApi).
-  explicit HttpRangeSource(std::shared_ptr<http::HttpClient> client);
+  explicit HttpRangeSource(std::shared_ptr<http::HttpClient> client, UrlClock url_clock = nullptr);
   ~HttpRangeSource() override;
   HttpRangeSource(const HttpRangeSource&) = delete;
   HttpRangeSource& operator=(const HttpRangeSource&) = delete;
@@ -98,8 +110,13 @@ class HttpRangeSource : public RangeSource {
   Attempt FetchRange(const Resolved& where, const BlobRef& blob, uint64_t offset, size_t len, char* buf,
                      size_t* done, const Progress& progress);
   void Invalidate(const BlobRef& blob, const std::string& url);
+  // Now on the URL clock.
+  std::chrono::steady_clock::time_point UrlNow() const {
+    return url_clock_ ? url_clock_() : std::chrono::steady_clock::now();
+  }
 
   std::shared_ptr<http::HttpClient> client_;
+  const UrlClock url_clock_;
   std::mutex url_mu_;  // guards slots_
   std::unordered_map<std::string, std::shared_ptr<Slot>> slots_;
   std::unique_ptr<ThreadPool> prepare_pool_;  // last: its tasks use the members above

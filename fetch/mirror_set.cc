@@ -289,7 +289,7 @@ Status MirrorSet::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t l
                                   std::string* served_by, const Progress& progress) {
   const std::string label = FileLabel(blob);
   const std::string what = "read " + label;
-  BeginTransfer(label, len);
+  transfers_.Begin(label, len);
   // A failover resumes after the bytes already in place when they may have been handed to a
   // reader (a streaming caller): the range is then served by two mirrors, and it is labelled
   // with the one that sent most of it. Without a reader waiting, the next mirror sends all of
@@ -299,7 +299,7 @@ Status MirrorSet::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t l
   std::string best;
   Status st = Run(what, FileKey(blob), len, [&](size_t i) -> Status {
     Mirror& m = *mirrors_[i];
-    TransferMirror(label, m.label);
+    transfers_.SetMirror(label, m.label);
     std::string host;
     if (!progress) done = 0;
     const size_t base = done;
@@ -318,7 +318,7 @@ Status MirrorSet::ReadAtStreaming(const BlobRef& blob, uint64_t offset, size_t l
     if (s.ok() && served_by) *served_by = best;
     return s;
   });
-  EndTransfer(label, len, st.ok());
+  transfers_.End(label, len, st.ok());
   return st;
 }
 
@@ -378,78 +378,6 @@ void MirrorSet::Prepare(const BlobRef& blob) {
   size_t healthy = 0;
   std::vector<size_t> order = Order(blob.size, FileKey(blob), &healthy);
   if (!order.empty()) mirrors_[order[0]]->source->Prepare(blob);  // where its first read will go
-}
-
-void MirrorSet::BeginTransfer(const std::string& file, uint64_t len) {
-  const auto now = Clock::now();
-  std::lock_guard<std::mutex> lock(transfers_mu_);
-  auto it = transfers_.find(file);
-  if (it != transfers_.end() && it->second.reads == 0 &&
-      std::chrono::duration<double>(now - it->second.last_end).count() > kTransferLingerS) {
-    transfers_.erase(it);  // an old, finished transfer of this file: start a new one
-    it = transfers_.end();
-  }
-  if (it == transfers_.end()) {
-    if (transfers_.size() >= kMaxTransfers) {
-      // Drop the idle entry that ended first; in-flight ones always stay.
-      auto victim = transfers_.end();
-      for (auto j = transfers_.begin(); j != transfers_.end(); ++j)
-        if (j->second.reads == 0 && (victim == transfers_.end() || j->second.last_end < victim->second.last_end))
-          victim = j;
-      if (victim != transfers_.end()) transfers_.erase(victim);
-    }
-    it = transfers_.emplace(file, Transfer{}).first;
-    it->second.file = file;
-    it->second.first_start = now;
-  }
-  it->second.reads++;
-  it->second.bytes_in_flight += len;
-}
-
-void MirrorSet::TransferMirror(const std::string& file, const std::string& mirror) {
-  std::lock_guard<std::mutex> lock(transfers_mu_);
-  auto it = transfers_.find(file);
-  if (it != transfers_.end()) it->second.mirror = mirror;
-}
-
-void MirrorSet::EndTransfer(const std::string& file, uint64_t len, bool ok) {
-  std::lock_guard<std::mutex> lock(transfers_mu_);
-  auto it = transfers_.find(file);
-  if (it == transfers_.end()) return;
-  Transfer& t = it->second;
-  t.reads--;
-  t.bytes_in_flight -= len;
-  if (ok) t.bytes_done += len;
-  else t.failed++;
-  t.last_end = Clock::now();
-}
-
-std::vector<TransferInfo> MirrorSet::Transfers() const {
-  const auto now = Clock::now();
-  std::vector<std::pair<Clock::time_point, TransferInfo>> v;
-  {
-    std::lock_guard<std::mutex> lock(transfers_mu_);
-    for (const auto& [file, t] : transfers_) {
-      const double idle = t.reads > 0 ? 0 : std::chrono::duration<double>(now - t.last_end).count();
-      if (idle > kTransferLingerS) continue;
-      TransferInfo x;
-      x.file = t.file;
-      x.mirror = t.mirror;
-      x.bytes_done = t.bytes_done;
-      x.bytes_in_flight = t.bytes_in_flight;
-      x.reads_in_flight = t.reads;
-      x.failed_reads = t.failed;
-      x.elapsed_s = std::chrono::duration<double>(now - t.first_start).count();
-      x.idle_s = idle;
-      const double active = std::max(x.elapsed_s - idle, 1e-3);
-      x.speed_Bps = static_cast<double>(t.bytes_done) / active;
-      v.emplace_back(t.reads > 0 ? now : t.last_end, std::move(x));
-    }
-  }
-  std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-  std::vector<TransferInfo> out;
-  for (auto& p : v) out.push_back(std::move(p.second));
-  return out;
 }
 
 void MirrorSet::ReportBadSource(const BlobRef& blob, const std::string& served_by) {

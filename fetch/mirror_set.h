@@ -11,10 +11,10 @@
 //    healthy one failed for this call, so the whole set blinking never fails a read by itself.
 //  - Measurement: each call's wall time feeds moving averages (EWMA, alpha kEwmaAlpha) of latency
 //    (API calls and reads under kSmallReadBytes) and throughput (larger reads). The expected time
-//    of a call is latency + bytes / throughput; a mirror not measured yet counts as 0 so it is
-//    tried early, in configuration order. The cost is expected time x (1 + calls in flight on
-//    that mirror), which spreads parallel range requests over the healthy mirrors in proportion
-//    to their speed.
+//    of a call is latency + bytes / throughput, at least 1 ms; a mirror not measured yet (Warm
+//    seeds its latency at mount) counts as that floor, so it is tried early, in configuration
+//    order. The cost is expected time x (1 + calls in flight on that mirror), which spreads
+//    parallel range requests over the healthy mirrors in proportion to their speed.
 //    With EndpointPolicy::kOrdered the cost is the configuration index instead: every call goes
 //    to the first healthy mirror (a site cache), the others only take calls it cannot serve.
 //  - Consistency: reads are commit-addressed (/resolve/{commit}/...), so a mirror that does not
@@ -28,15 +28,13 @@
 //    without the reader noticing: it only sees the chunk arrive a little later.
 // With one endpoint, MirrorSet is a pass-through to that endpoint with the configured retries.
 //
-// Live transfers: every ReadAt is registered while it runs, and its bytes are added to its file's
-// entry when it ends, so `modelfs status` can show per file the bytes so far, the speed and the
-// mirror serving it (Transfers()). An entry lingers kTransferLingerS after its last read so a
-// finished file is still seen for a moment; finished entries are dropped, oldest first, beyond
-// kMaxTransfers.
+// Live transfers: every ReadAt is registered while it runs in a TransferRegistry
+// (fetch/transfer_registry.h), so `modelfs status` can show per file the bytes so far, the speed
+// and the mirror serving it (Transfers()).
 //
-// Thread-safe. mu_ guards the health and measurement fields; transfers_mu_ guards transfers_ (a
-// leaf lock, taken at the start of each chunk read, on each mirror it tries, and at its end).
-// Neither is held during I/O.
+// Thread-safe. mu_ guards the health and measurement fields; the registry's own lock is a leaf,
+// taken at the start of each chunk read, on each mirror it tries, and at its end. Neither is held
+// during I/O.
 #pragma once
 
 #include <atomic>
@@ -55,6 +53,7 @@
 #include "fetch/http_range_source.h"
 #include "fetch/hub_api.h"
 #include "fetch/range_source.h"
+#include "fetch/transfer_registry.h"
 
 namespace modelfs {
 
@@ -78,24 +77,12 @@ struct MirrorSetStats {
   FetchStats Total() const;         // sum of the mirrors' HTTP counters
 };
 
-// One file read through the set now or within the last kTransferLingerS seconds.
-struct TransferInfo {
-  std::string file;              // "org/name@<commit 12>:path"
-  std::string mirror;            // host:port of the mirror that took the latest read
-  uint64_t bytes_done = 0;       // bytes of reads that completed since the transfer began
-  uint64_t bytes_in_flight = 0;  // bytes requested by reads still running
-  unsigned reads_in_flight = 0;  // chunk reads running now (demand + prefetch)
-  uint64_t failed_reads = 0;     // reads that returned an error
-  double elapsed_s = 0;          // since the transfer's first read began
-  double idle_s = 0;             // since its last read ended (0 while reads are running)
-  double speed_Bps = 0;          // bytes_done / active time (first start to now or last end)
-};
-
 class MirrorSet : public HubApi, public RangeSource {
  public:
   // The clock the cool-downs run on: a mirror marked down (--mirror-retry) and a mirror marked
   // bad for a file. Null: std::chrono::steady_clock. Tests pass one they move forward, so that a
-  // cool-down passes without a sleep. (Latencies, rate limits and transfers use steady_clock.)
+  // cool-down passes without a sleep. (Latencies, rate limits and transfers use steady_clock; the
+  // transfer registry is tested with its own clock, tests/fetch/transfer_registry_test.cc.)
   using CoolDownClock = std::function<std::chrono::steady_clock::time_point()>;
 
   // Endpoints: opts.endpoints, or {opts.endpoint} if that is empty; duplicates are dropped.
@@ -135,8 +122,9 @@ class MirrorSet : public HubApi, public RangeSource {
   HttpRangeSource& source(size_t i) { return *mirrors_[i]->source; }
   const std::shared_ptr<http::HttpClient>& client(size_t i) const { return mirrors_[i]->client; }
   MirrorSetStats Stats() const;
-  // Files being read now, then recently finished ones; most recently active first.
-  std::vector<TransferInfo> Transfers() const;
+  // Files being read now, then recently finished ones; most recently active first
+  // (TransferRegistry::Snapshot).
+  std::vector<TransferInfo> Transfers() const { return transfers_.Snapshot(); }
 
   // Moving-average weight of the newest sample: 0.3 follows a change within ~5 calls without
   // letting one slow chunk swing the choice.
@@ -146,11 +134,6 @@ class MirrorSet : public HubApi, public RangeSource {
   static constexpr size_t kSmallReadBytes = 64u << 10;
   // Files remembered as bad per mirror; past this, expired marks are swept.
   static constexpr size_t kMaxBadFiles = 10000;
-  // A finished transfer stays visible this long (seconds): long enough for a 1 s status poll to
-  // see a small file that came and went, short enough that the list stays about the present.
-  static constexpr double kTransferLingerS = 10;
-  // Bound on remembered transfers (in flight ones are never dropped): a status page, not a log.
-  static constexpr size_t kMaxTransfers = 64;
 
  private:
   struct Mirror {
@@ -166,7 +149,8 @@ class MirrorSet : public HubApi, public RangeSource {
     uint64_t calls_ok = 0, calls_failed = 0, bytes_read = 0;
     std::map<std::string, std::chrono::steady_clock::time_point> bad_files;  // file key -> until
   };
-  // Call outcome classes for one mirror.
+  // Runs one call (`fn(mirror index)`) over the mirrors in Order, failing over as the design above
+  // says, for up to max_retries rounds; records each attempt's outcome and time.
   template <typename Fn>
   Status Run(const std::string& what, const std::string& file_key, uint64_t bytes, Fn&& fn);
   // Mirror indexes, best first: healthy ones by cost, then down ones by when they come back.
@@ -179,17 +163,6 @@ class MirrorSet : public HubApi, public RangeSource {
   std::chrono::steady_clock::time_point CoolDownNow(std::chrono::steady_clock::time_point steady_now) const {
     return cool_down_clock_ ? cool_down_clock_() : steady_now;
   }
-  struct Transfer {
-    std::string file, mirror;
-    uint64_t bytes_done = 0, bytes_in_flight = 0, failed = 0;
-    unsigned reads = 0;
-    std::chrono::steady_clock::time_point first_start, last_end;
-  };
-  // Registers a read of `len` bytes of `file` / notes which mirror took it / ends it.
-  void BeginTransfer(const std::string& file, uint64_t len);
-  void TransferMirror(const std::string& file, const std::string& mirror);
-  void EndTransfer(const std::string& file, uint64_t len, bool ok);
-
   FetchOptions opts_;
   const CoolDownClock cool_down_clock_;
   std::vector<std::unique_ptr<Mirror>> mirrors_;
@@ -197,8 +170,7 @@ class MirrorSet : public HubApi, public RangeSource {
   std::atomic<uint64_t> failovers_{0}, bad_reports_{0}, rate_limited_{0};
   std::mutex warm_mu_;
   std::vector<std::thread> warmers_;  // guarded by warm_mu_
-  mutable std::mutex transfers_mu_;
-  std::map<std::string, Transfer> transfers_;  // by file label
+  TransferRegistry transfers_;
 };
 
 }  // namespace modelfs

@@ -18,8 +18,8 @@
 #include "cache/cache_admin.h"
 #include "cache/pins.h"
 #include "common/file_util.h"
-#include "tools/monitor.h"
 #include "tools/options.h"
+#include "tools/status_file.h"
 
 namespace modelfs::cli {
 namespace {
@@ -135,8 +135,8 @@ std::string Rate(double Bps) {
 // every second (tools/monitor.h), so 5 s tolerates a busy machine without showing stale numbers.
 constexpr double kLiveStatusMaxAgeS = 5;
 
-// The status of each mount running on this cache (<dir>/run/status-<pid>.json, tools/monitor.h):
-// files that are fresh and whose pid is alive, oldest mount first.
+// The status of each mount running on this cache (<dir>/run/status-<pid>.json, named as in
+// tools/status_file.h): files that are fresh and whose pid is alive, oldest mount first.
 nlohmann::json LiveMounts(const std::string& dir) {
   nlohmann::json out = nlohmann::json::array();
   const std::string run = dir + "/run";

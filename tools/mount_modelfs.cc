@@ -9,8 +9,8 @@
 //          / "none" / "hf" (every repo on first lookup).
 //   OPTS   comma-separated, "\," escapes a comma. Each key=value becomes --key value and each bare
 //          key --key, with "_" and "-" treated alike, for every flag of `modelfs mount` (the one
-//          option table in tools/options.cc): cache_dir=, cache_size=, endpoint=, token_file=,
-//          log_level=, threads=, allow_other, hf_cache, ... Options that belong to mount(8),
+//          option table, tools/mount_option_table.cc): cache_dir=, cache_size=, endpoint=,
+//          token_file=, log_level=, threads=, allow_other, hf_cache, ... Options that belong to mount(8),
 //          systemd or the kernel's generic flags are dropped: ro (modelfs is always read-only),
 //          rw, defaults, auto, noauto, user, users, nouser, _netdev, nofail, x-*, comment=,
 //          dev/nodev, suid/nosuid, exec/noexec, atime/noatime/relatime (FUSE mounts are nodev and

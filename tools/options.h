@@ -1,7 +1,9 @@
 // The command line: one table of options (flag, environment variable, default, help). Flag
 // recognition, `--help` and the config file's keys come from it; tests check the README's option
-// list and docs/commands/ against it. tools/ is the only place that reads argv, the environment
-// (through tools/environment.h) and token files; it produces typed option structs for each layer.
+// list and docs/commands/ against it. The mount's table is tools/mount_option_table.cc, parsing
+// and help tools/options.cc, the values' syntax (sizes, durations, ...) tools/option_values.h.
+// tools/ is the only place that reads argv, the environment (through tools/environment.h) and
+// token files; it produces typed option structs for each layer.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include "tools/config_file.h"
 #include "tools/environment.h"
 #include "tools/monitor.h"
+#include "tools/option_values.h"
 
 namespace modelfs::cli {
 
@@ -109,13 +112,5 @@ Result<std::string> CacheDirSetting(const Environment& env);
 std::string FormatOptionTable(const std::vector<OptionSpec>& table);
 std::string MountHelp();
 std::string MainHelp();
-
-// Helpers, exposed for tests.
-Result<uint64_t> ParseSize(const std::string& text);      // "20GiB", "512MiB", "1.5G", "1000"
-Result<double> ParsePercent(const std::string& text);     // "10%" -> 10
-Result<int64_t> ParseDuration(const std::string& text);   // "72h", "30m", "90s", "90" -> seconds
-Result<uint64_t> ParseRate(const std::string& text);      // "100MB/s", "1GiB/s", "0" -> bytes/s
-Result<RepoId> ParseRepoArg(const std::string& text, std::string* rev);  // "org/name[@rev]"
-std::string CleanToken(const std::string& raw);
 
 }  // namespace modelfs::cli

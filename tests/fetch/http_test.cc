@@ -23,6 +23,7 @@
 #include "fetch/http_hub_api.h"
 #include "fetch/http_range_source.h"
 #include "tests/testing/fake_hub_process.h"
+#include "tests/testing/stepped_clock.h"
 
 namespace modelfs {
 namespace {
@@ -457,25 +458,54 @@ TEST(ReadLfsTest, TokenReachesHubButNeverCdn) {
   EXPECT_GT(st.bytes_received, 0u);
 }
 
+// A signed URL is used until kExpiryMargin before its Expires, then resolved again. The URL clock
+// moves; nothing sleeps. (The fake hub's URLs live 120 s, rounded up to a whole second: the
+// client keeps one for 89-91 s of its clock.)
 TEST(ReadLfsTest, ReResolvesAfterUrlExpiry) {
-  FakeHubProcess hub(HubWith({"--url-ttl", "1"}));
+  FakeHubProcess hub(HubWith({"--url-ttl", "120"}));
   ASSERT_TRUE(hub.ok());
-  HttpRangeSource src(Opts(hub.endpoint()));
+  testing::SteppedClock clock;
+  HttpRangeSource src(Opts(hub.endpoint()), clock.Fn());
   const std::string commit = hub.CommitOf("main");
   const std::string path = LfsFiles(hub, commit)[0];
   BlobRef b = BlobFor(hub, commit, path);
   std::string want = hub.Content(commit, path);
   std::string got(1000, '\0');
   ASSERT_TRUE(src.ReadAt(b, 0, 1000, got.data(), nullptr).ok());
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  EXPECT_EQ(CountLog(hub.Log(), "hub", "HEAD", path), 1);
+  // Well inside the URL's life: the cached URL serves the read.
+  clock.Advance(std::chrono::seconds(60));
+  ASSERT_TRUE(src.ReadAt(b, 2000, 1000, got.data(), nullptr).ok());
+  EXPECT_EQ(got, want.substr(2000, 1000));
+  EXPECT_EQ(CountLog(hub.Log(), "hub", "HEAD", path), 1);
+  // Past Expires - kExpiryMargin: resolved again before the GET.
+  clock.Advance(std::chrono::seconds(40));
   ASSERT_TRUE(src.ReadAt(b, 5000, 1000, got.data(), nullptr).ok());
   EXPECT_EQ(got, want.substr(5000, 1000));
   json log = hub.Log();
   EXPECT_EQ(CountLog(log, "hub", "HEAD", path), 2);
   for (const json& r : log)
     if (r["listener"] == "cdn") {
-      EXPECT_NE(r["status"], 403) << "used an expired URL: " << r.dump();
+      EXPECT_NE(r["status"], 403) << r.dump();
     }
+}
+
+// A URL that expires within kExpiryMargin of being resolved serves only the read it was resolved
+// for: the next read resolves again, without waiting for the URL to expire.
+TEST(ReadLfsTest, UrlExpiringWithinTheMarginServesOneRead) {
+  FakeHubProcess hub(HubWith({"--url-ttl", "1"}));
+  ASSERT_TRUE(hub.ok());
+  testing::SteppedClock clock;  // never moved: only the margin decides
+  HttpRangeSource src(Opts(hub.endpoint()), clock.Fn());
+  const std::string commit = hub.CommitOf("main");
+  const std::string path = LfsFiles(hub, commit)[0];
+  BlobRef b = BlobFor(hub, commit, path);
+  std::string want = hub.Content(commit, path);
+  std::string got(1000, '\0');
+  ASSERT_TRUE(src.ReadAt(b, 0, 1000, got.data(), nullptr).ok());
+  ASSERT_TRUE(src.ReadAt(b, 5000, 1000, got.data(), nullptr).ok());
+  EXPECT_EQ(got, want.substr(5000, 1000));
+  EXPECT_EQ(CountLog(hub.Log(), "hub", "HEAD", path), 2);
 }
 
 TEST(ReadLfsTest, CdnRefusalDropsUrlAndReResolvesOnce) {

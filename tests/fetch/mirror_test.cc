@@ -10,6 +10,7 @@
 
 #include "fetch/mirror_set.h"
 #include "tests/testing/fake_hub_process.h"
+#include "tests/testing/stepped_clock.h"
 
 namespace modelfs {
 namespace {
@@ -17,6 +18,7 @@ namespace {
 using nlohmann::json;
 using testing::FakeHubOptions;
 using testing::FakeHubProcess;
+using testing::SteppedClock;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kTotal = 8u << 20;  // 8 MiB of weights: 2 shards of ~4 MiB, quick to generate
@@ -37,19 +39,6 @@ FakeHubOptions HubOpts(int seed = 0, std::vector<std::string> args = {}) {
   o.hub_args = std::move(args);
   return o;
 }
-
-// A cool-down clock (MirrorSet::CoolDownClock) the test moves forward: a cool-down passes when
-// the test says so, not after a sleep that a loaded machine may stretch.
-class SteppedClock {
- public:
-  MirrorSet::CoolDownClock Fn() {
-    return [this] { return std::chrono::steady_clock::now() + std::chrono::milliseconds(offset_ms_.load()); };
-  }
-  void Advance(std::chrono::milliseconds d) { offset_ms_ += d.count(); }
-
- private:
-  std::atomic<int64_t> offset_ms_{0};
-};
 
 FetchOptions Opts(std::vector<std::string> endpoints) {
   FetchOptions o;
@@ -396,34 +385,28 @@ TEST_F(MirrorTest, OrderedPolicyKeepsReadsOnTheFirstHealthyMirror) {
 
 // Transfers(): a read in flight is listed with its file, mirror and requested bytes while it
 // runs; afterwards the file's completed bytes, speed and mirror stay visible for the linger time.
+// The list is looked at from the read's own progress callback, which runs while the read is in
+// flight by construction: no polling, no race with the read's end. (The registry's rules alone,
+// linger, bound and order, are tests/fetch/transfer_registry_test.cc.)
 TEST_F(MirrorTest, TransfersShowReadsInFlightAndFinishedBytes) {
-  // ~1 MiB/s on A's CDN: a 1 MiB read takes about a second, long enough to be seen in flight.
+  // ~1 MiB/s on A's CDN: the speed measured after the read must say so.
   ASSERT_TRUE(a_->SetFaults({{"where", "cdn"}, {"rate_bytes_per_s", 1 << 20}}));
   MirrorSet m(Opts({a_->endpoint()}));
   EXPECT_TRUE(m.Transfers().empty());
-  std::atomic<bool> done{false};
-  Status read_status;
-  std::thread reader([&] {
-    std::string buf(kChunk, '\0');
-    read_status = m.ReadAt(blob_, 0, kChunk, buf.data(), nullptr);
-    done = true;
+  std::string buf(kChunk, '\0');
+  int progress_calls = 0;
+  std::vector<TransferInfo> during;
+  Status read_status = m.ReadAtStreaming(blob_, 0, kChunk, buf.data(), nullptr, [&](size_t) {
+    if (progress_calls++ == 0) during = m.Transfers();
   });
-  bool seen_in_flight = false;
-  for (int i = 0; i < 400 && !done && !seen_in_flight; ++i) {
-    for (const TransferInfo& t : m.Transfers()) {
-      if (t.reads_in_flight == 1) {
-        seen_in_flight = true;
-        EXPECT_NE(t.file.find(path_), std::string::npos) << t.file;
-        EXPECT_EQ(t.mirror, Label(*a_));
-        EXPECT_EQ(t.bytes_in_flight, kChunk);
-        EXPECT_EQ(t.bytes_done, 0u);
-      }
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  reader.join();
   ASSERT_TRUE(read_status.ok()) << read_status.ToString();
-  EXPECT_TRUE(seen_in_flight) << "the read finished before it was seen in flight";
+  ASSERT_GT(progress_calls, 0);
+  ASSERT_EQ(during.size(), 1u);
+  EXPECT_NE(during[0].file.find(path_), std::string::npos) << during[0].file;
+  EXPECT_EQ(during[0].reads_in_flight, 1u);
+  EXPECT_EQ(during[0].mirror, Label(*a_));
+  EXPECT_EQ(during[0].bytes_in_flight, kChunk);
+  EXPECT_EQ(during[0].bytes_done, 0u);
   std::vector<TransferInfo> after = m.Transfers();
   ASSERT_EQ(after.size(), 1u);
   EXPECT_EQ(after[0].reads_in_flight, 0u);
@@ -472,9 +455,13 @@ TEST(MirrorCommitTest, MirrorWithoutTheCommitIsNeverMixedIn) {
   Status s = m.ReadAt(blob, 0, kChunk, buf.data(), nullptr);
   EXPECT_FALSE(s.ok());
   EXPECT_EQ(CdnGets(b), 0);  // B said 404 for the commit and sent no bytes
-  ASSERT_TRUE(a.ClearFaults());
+  // The failed read returned after marking A down (Run records each outcome before it moves
+  // on): A's cool-down is in effect now, with nothing to wait for.
+  MirrorSetStats st = m.Stats();
+  ASSERT_EQ(st.mirrors.size(), 2u);
+  EXPECT_FALSE(st.mirrors[0].healthy);
+  ASSERT_TRUE(a.ClearFaults());  // answered once the hub applied it
   std::string by;
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
   // A is in its cool-down and B lacks the commit: the set still tries A rather than fail.
   s = m.ReadAt(blob, 0, kChunk, buf.data(), &by);
   ASSERT_TRUE(s.ok()) << s.ToString();

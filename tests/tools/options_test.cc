@@ -228,8 +228,8 @@ TEST_F(OptionsTest, BadInputIsAClearError) {
   EXPECT_TRUE(help);
 }
 
-// The README's option table agrees with the one in tools/options.cc, row by row: the flag and its
-// value name, the variable, and the default; and --help shows each option.
+// The README's option table agrees with the one in tools/mount_option_table.cc, row by row: the
+// flag and its value name, the variable, and the default; and --help shows each option.
 TEST_F(OptionsTest, ReadmeAndHelpAgreeWithTheTable) {
   const std::string readme = testing::ReadFileOrDie(std::string(MODELFS_SOURCE_DIR) + "/README.md");
   ASSERT_FALSE(readme.empty());
