@@ -43,8 +43,9 @@
 // The wait ends on success, a failed fetch, no room for the file, verify_attempts mismatches, or
 // no progress for kFillStallSeconds. Costs time to first byte (the whole file), not throughput.
 //
-// Quota (admission control): space is reserved against the quota before a block is written, never
-// cleaned up afterwards, so the cache's block data never exceeds max_bytes, not even briefly. The
+// Quota (admission control, decided by the SpaceManager, cache/space_manager.h): space is
+// reserved against the quota before a block is written, never cleaned up afterwards, so the
+// cache's block data never exceeds max_bytes, not even briefly. The
 // quota is max_bytes, or a percentage of the cache filesystem's size; independently, a write is
 // admitted only if the filesystem keeps min_free_percent of its size free after it (statvfs, so
 // other processes filling the disk are seen too). To make room, whole blobs are evicted: first
@@ -63,10 +64,13 @@
 // computes for the files it writes there (the rotated log's bound, the status files). So block
 // data gets the quota minus everything else, and `du` of the directory stays within the quota.
 //
-// Locks: mu_ (store) guards blobs_, usage_ and used_bytes_. Blob::mu guards the blob's inflight
-// and spill maps, streams, opens, sources and verifying flag; Blob::drop_mu orders chunk writes against
-// drops. Order: Blob::drop_mu, then mu_, then Blob::mu, then BlockFile's own lock. Neither is held across network I/O; mu_ is held while a blob's files are opened.
-// mu_ also guards overhead_bytes_.
+// Locks: mu_ (store) guards blobs_. The space manager (cache/space_manager.h) has its own lock
+// for the quota's accounts, pins and eviction choices. Blob::mu guards the blob's inflight and
+// spill maps, streams, opens, sources and verifying flag; Blob::drop_mu orders chunk writes
+// against drops. Order: Blob::drop_mu, then mu_, then the space manager's, then Blob::mu, then
+// BlockFile's own lock. None is held across network I/O; mu_ is held while a blob's files are
+// opened (and while room is made for them), the space manager's never while evicted blocks are
+// dropped or files unlinked.
 #pragma once
 
 #include <algorithm>
@@ -91,6 +95,7 @@
 namespace modelfs {
 
 class PageBufferPool;  // common/page_buffer.h
+class SpaceManager;    // cache/space_manager.h
 
 // Network fetch unit: 4 MiB aligned chunks. Big enough that a 200 ms RTT costs little per byte with
 // several in flight, small enough that a random tensor read fetches little extra.
@@ -205,6 +210,7 @@ class DiskBlobStore : public BlobStore {
  private:
   struct Inflight;
   struct Blob;
+  class CacheDirDisk;
 
   DiskBlobStore(const CacheOptions& opts, RangeSource* source);
   std::string BlobDir(const std::string& key) const;
@@ -288,18 +294,10 @@ class DiskBlobStore : public BlobStore {
   // `failures0` (the blob's hash failures when the read began) or nothing moved for
   // kFillStallSeconds. Returns at once for a reader that did not bring the whole file in.
   Status WaitForHashAtEnd(const std::shared_ptr<Blob>& b, uint64_t failures0);
-  bool Admit(const std::string& key, uint64_t bytes);
-  // Requires mu_: evicts (blobs other than `key`) until `bytes` more fit within the quota and the
-  // free-space floor; false (and a log line) if they cannot.
-  bool MakeRoomLocked(const std::string& key, uint64_t bytes);
-  // Requires mu_: charges the index and data files of a blob not on disk yet (and its fan-out
-  // directory if new), before they are created; false if there is no room for them.
-  bool ChargeNewFilesLocked(const std::string& key, uint64_t size, const std::string& dir);
-  // Requires mu_: allocated bytes of the cache directory outside the blob files (directories,
-  // stored metadata, pins), measured at open.
-  uint64_t MeasureOtherLocked();
+  // Allocated bytes of the cache directory outside the blob files (directories, stored metadata,
+  // pins), measured at open.
+  uint64_t MeasureOther() const;
   void NoteCorruption(const std::shared_ptr<Blob>& b);  // logs newly found bad blocks
-  void RefreshPins();  // requires mu_
   // After a hash mismatch: the hosts whose chunks to drop (empty = all), recording the blame;
   // *sources receives every host that served a chunk.
   std::set<std::string> Blame(const std::shared_ptr<Blob>& b, std::string* sources);
@@ -310,6 +308,7 @@ class DiskBlobStore : public BlobStore {
   // Drops the blob's blocks (only the chunks served by `only`, if not empty) and reports the
   // hosts that served them to the source.
   void ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<std::string>& only = {});
+  // Charges the blobs left by earlier runs (their index headers and entries only).
   void ScanExisting();
 
   const CacheOptions opts_;
@@ -331,30 +330,16 @@ class DiskBlobStore : public BlobStore {
   // lock, taken after a Blob's mu.
   std::mutex proven_mu_;
   std::map<std::string, uint64_t> host_blame_;
+  // The cache directory as the space manager sees it (statvfs, the pins, unlinking a blob's
+  // files), and the space manager: the quota's accounts, admission, eviction, pins, the floor.
+  // Created by Open once the quota is resolved; the manager's lock comes after mu_.
+  std::unique_ptr<CacheDirDisk> space_disk_;
+  std::unique_ptr<SpaceManager> space_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Blob>> blobs_;  // blobs touched since start
-  struct Usage {
-    uint64_t bytes = 0;        // charged bytes (pages) of present blocks
-    uint64_t last_access = 0;  // LRU clock
-    bool verified = false;     // whole file present and hash matched: evicted before partial ones
-    uint64_t files = 0;        // FilesCharge of its .idx/.data (in overhead_bytes_); 0 = none
-  };
-  // Evicts (under mu_) LRU blobs other than `key` until `fits` holds; false if it cannot.
-  bool EvictUntil(const std::string& key, const std::function<bool(uint64_t freed)>& fits);
-  std::map<std::string, Usage> usage_;  // every blob on disk
-  uint64_t used_bytes_ = 0;
-  uint64_t overhead_bytes_ = 0;  // charged besides block data (see CacheStats::overhead_bytes)
-  uint64_t peak_used_bytes_ = 0;
-  uint64_t quota_bytes_ = 0;     // resolved at Open
-  uint64_t min_free_bytes_ = 0;  // resolved at Open
-  uint64_t pending_bytes_ = 0;   // admitted, not yet written (see Admit's free-space check)
-  bool full_logged_ = false;     // "cache full" logged since the last successful admission
-  std::set<std::string> pinned_;  // content keys of pinned repos (cache/pins.h): never evicted
-  int64_t pins_stamp_ = -1;       // mtime (ns) of dir/pins when pinned_ was loaded; 0 = none
   std::atomic<unsigned> inflight_chunks_{0};  // chunk fetches queued or running (memory bound)
   std::atomic<unsigned> busy_{0};             // fetch + verify tasks queued or running
   std::atomic<uint64_t> latency_us_{0};       // moving average time to a range's first byte
-  uint64_t clock_ = 0;                  // logical time for LRU
   // Spilled chunks, oldest first (blob, chunk index); each is also in its Blob::spill. Guarded by
   // spill_mu_, taken before any Blob::mu and never with mu_.
   std::mutex spill_mu_;
@@ -363,7 +348,7 @@ class DiskBlobStore : public BlobStore {
   std::function<void(const std::string&)> invalidate_cb_;
 
   std::atomic<uint64_t> hit_bytes_{0}, miss_bytes_{0}, fetched_bytes_{0}, fetches_{0},
-      verified_{0}, verify_failures_{0}, evicted_bytes_{0}, uncached_bytes_{0}, corrupt_{0},
+      verified_{0}, verify_failures_{0}, uncached_bytes_{0}, corrupt_{0},
       refused_bytes_{0}, distrusted_refetches_{0}, hashed_bytes_{0}, spliced_bytes_{0};
 };
 

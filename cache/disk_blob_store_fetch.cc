@@ -323,24 +323,18 @@ bool DiskBlobStore::StoreRange(const std::shared_ptr<Blob>& b, uint32_t first, c
     uint32_t i = static_cast<uint32_t>((start + off) / kBlockSize);
     uint32_t blen = b->file->BlockLen(i);
     if (b->file->Present(i)) continue;
-    if (!Admit(b->ref.key, Charge(blen))) {
+    if (!space_->Admit(b->ref.key, Charge(blen))) {
       uncached_bytes_ += blen;
       refused_bytes_ += blen;
       all = false;
       continue;
     }
     Status s = b->file->WriteBlock(i, data + off);
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      pending_bytes_ -= Charge(blen);  // written (or failed): statvfs now sees it
-    }
+    space_->Commit(b->ref.key, Charge(blen), s.ok());
     if (!s.ok()) {
       // ENOSPC from another process filling the disk, a read-only or vanished directory: the
       // reader still gets its bytes (they are in memory); only caching is skipped.
       MODELFS_LOG(kWarn, "cache write failed, serving uncached: %s", s.ToString().c_str());
-      std::lock_guard<std::mutex> l(mu_);
-      usage_[b->ref.key].bytes -= Charge(blen);
-      used_bytes_ -= Charge(blen);
       uncached_bytes_ += blen;
       all = false;
     }

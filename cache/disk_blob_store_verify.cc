@@ -158,10 +158,7 @@ void DiskBlobStore::HashAhead(const std::shared_ptr<Blob>& b) {
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - matched_at).count();
       if (s.ok()) {
         verified_++;
-        {
-          std::lock_guard<std::mutex> l(mu_);
-          usage_[ref.key].verified = true;
-        }
+        space_->MarkVerified(ref.key);
         MODELFS_LOG(kInfo, "verified %s %s (%s); hash matched %.0f ms before (the data's sync)", ref.repo.Id().c_str(),
                     ref.path.c_str(), ref.key.c_str(), sync_ms);
       } else {
@@ -288,10 +285,10 @@ Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t att
     return Status::IoError(what + ": the cache cannot hold it, and --verify-before-read serves "
                            "only verified cached bytes");
   }
-  if (quota_bytes_ && Charge(ref.size) > quota_bytes_) {
+  if (space_->quota() && Charge(ref.size) > space_->quota()) {
     MODELFS_LOG(kError, "%s (%llu bytes) is larger than the cache quota (%llu bytes): with "
                 "--verify-before-read it cannot be read", what.c_str(),
-                (unsigned long long)ref.size, (unsigned long long)quota_bytes_);
+                (unsigned long long)ref.size, (unsigned long long)space_->quota());
     return Status::IoError(what + " is larger than the cache quota");
   }
   std::unique_lock<std::mutex> l(b->mu);
@@ -447,15 +444,7 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
   // Tell the source which hosts served bytes that failed the hash, so that with several mirrors
   // the refetch goes elsewhere (fetch/mirror_set.h).
   for (const auto& host : bad) source_->ReportBadSource(b->ref, host);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    Usage& u = usage_[b->ref.key];
-    if (only.empty()) freed = u.bytes;
-    freed = std::min(freed, u.bytes);
-    used_bytes_ -= freed;
-    u.bytes -= freed;
-    u.verified = false;
-  }
+  space_->Release(b->ref.key, freed, /*all=*/only.empty());
   // The kernel's cached pages of this content were unverified bytes: have the filesystem drop them.
   // Not on this (verify) thread: invalidating waits for page locks that a pending FUSE read of the
   // same file holds, and that read may be waiting for a verification. With verify before read no
