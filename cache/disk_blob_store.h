@@ -66,7 +66,8 @@
 //
 // Locks: mu_ (store) guards blobs_. The space manager (cache/space_manager.h) has its own lock
 // for the quota's accounts, pins and eviction choices. Blob::mu guards the blob's inflight and
-// spill maps, streams, opens, sources and verifying flag; Blob::drop_mu orders chunk writes
+// spill maps, streams, opens, provenance (a value, cache/provenance.h) and verifying flag;
+// proven_mu_ (a leaf, after Blob::mu) the blame across files; Blob::drop_mu orders chunk writes
 // against drops. Order: Blob::drop_mu, then mu_, then the space manager's, then Blob::mu, then
 // BlockFile's own lock. None is held across network I/O; mu_ is held while a blob's files are
 // opened (and while room is made for them), the space manager's never while evicted blocks are
@@ -244,8 +245,6 @@ class DiskBlobStore : public BlobStore {
   // [offset, end) lies in it and arrived.
   void RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
   bool ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, ReadDest& dest);
-  // Requires b.mu: records who served blocks [first, last] (for Blame).
-  static void RecordHostLocked(Blob& b, uint32_t first, uint32_t last, const std::string& host);
   // Writes the range's missing blocks (from block `first`); returns false if any could not be cached.
   bool StoreRange(const std::shared_ptr<Blob>& b, uint32_t first, const char* data, uint64_t len);
   void Spill(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
@@ -298,12 +297,12 @@ class DiskBlobStore : public BlobStore {
   // pins), measured at open.
   uint64_t MeasureOther() const;
   void NoteCorruption(const std::shared_ptr<Blob>& b);  // logs newly found bad blocks
-  // After a hash mismatch: the hosts whose chunks to drop (empty = all), recording the blame;
-  // *sources receives every host that served a chunk.
+  // After a hash mismatch: the hosts whose chunks to drop (empty = all), recording the blame
+  // (Provenance::Blame, with the blame across files); *sources receives every host that served a
+  // chunk.
   std::set<std::string> Blame(const std::shared_ptr<Blob>& b, std::string* sources);
   // True if `host` is blamed for this blob more than another host that served it (so its answer
-  // is fetched again elsewhere). The Locked form requires b.mu.
-  static bool DistrustedLocked(const Blob& b, const std::string& host);
+  // is fetched again elsewhere); takes b.mu.
   bool Distrusted(const std::shared_ptr<Blob>& b, const std::string& host);
   // Drops the blob's blocks (only the chunks served by `only`, if not empty) and reports the
   // hosts that served them to the source.
@@ -325,11 +324,9 @@ class DiskBlobStore : public BlobStore {
   // never queued behind prefetch. Declared last: destroyed first.
   std::unique_ptr<ThreadPool> demand_pool_;
 
-  // Blame across files, this run: 1000 per file a host was proven to have lied about (the sole
-  // server of a file that failed its hash), 1 per file it was blamed for among several. Its own
-  // lock, taken after a Blob's mu.
+  // Blame across files, this run (cache/provenance.h). Its own lock, taken after a Blob's mu.
   std::mutex proven_mu_;
-  std::map<std::string, uint64_t> host_blame_;
+  std::map<std::string, uint64_t> host_blame_;  // a HostBlame
   // The cache directory as the space manager sees it (statvfs, the pins, unlinking a blob's
   // files), and the space manager: the quota's accounts, admission, eviction, pins, the floor.
   // Created by Open once the quota is resolved; the manager's lock comes after mu_.

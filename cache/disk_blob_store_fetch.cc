@@ -106,7 +106,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     // Bytes are handed over as they land, except where they must be checked first: a blob that
     // fits in one range is verified before any byte of it is returned; under verify before read
     // nothing unverified is returned; and after a hash failure an answer may be fetched again.
-    stream = !(start == 0 && len == ref.size) && !opts_.verify_before_read && b->suspected.empty();
+    stream = !(start == 0 && len == ref.size) && !opts_.verify_before_read && !b->prov.AnyBlamed();
   }
   f->pool = buffers_;
   f->data = buffers_->Get();
@@ -228,16 +228,13 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
       // With verify before read, bytes of a host still blamed after the refetches above are not
       // cached while a less blamed host serves the blob (the fill asks again). If every host is
       // blamed alike, they get another try: the hash still judges.
-      if (opts_.verify_before_read && DistrustedLocked(*b, served_by)) {
+      if (opts_.verify_before_read && b->prov.Distrusted(served_by)) {
         untrusted = true;
         b->untrusted++;
       }
       store = generation == b->generation && !untrusted;
-      b->hosts_seen.insert(served_by);
-      if (store) {
-        b->sources.insert(served_by);
-        RecordHostLocked(*b, f->first, f->last, served_by);
-      }
+      b->prov.Saw(served_by);
+      if (store) b->prov.Stored(f->first, f->last, served_by);
     }
     auto t1 = std::chrono::steady_clock::now();
     bool cached = store && StoreRange(b, f->first, data, len);

@@ -29,6 +29,7 @@
 #include "cache/block_file.h"
 #include "cache/disk_blob_store.h"
 #include "cache/hash.h"
+#include "cache/provenance.h"
 #include "cache/space_manager.h"
 #include "cache/stream_tracker.h"
 #include "common/page_buffer.h"
@@ -118,12 +119,9 @@ struct DiskBlobStore::Blob : SpaceManager::Resident {
   std::shared_ptr<Inflight> head;
   StreamTracker streams;              // the read streams and the safetensors layout
   int opens = 0;
-  std::set<std::string> sources;      // hosts that served this blob's bytes since start
-  // Who served each range stored in this run: first block -> (last block, host).
-  std::map<uint32_t, std::pair<uint32_t, std::string>> span_host;
-  std::map<std::string, int> suspected;        // times each host was blamed for a mismatch
-  std::set<std::string> proven_bad;   // hosts that alone served a file that failed its hash
-  std::set<std::string> hosts_seen;   // every host that answered for this blob in this run
+  // Who served which blocks in this run, who is blamed after a hash failure, who is distrusted
+  // (cache/provenance.h).
+  Provenance prov;
   uint64_t generation = 0;            // bumped when blocks are dropped; older fetches are not stored
   bool verifying = false;             // a HashAhead task is queued or running
   // Hash as bytes arrive (HashAhead): the whole-file hash of blocks [0, hashed), fed in file order

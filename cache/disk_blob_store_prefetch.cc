@@ -49,7 +49,7 @@ void DiskBlobStore::FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref
   {
     std::lock_guard<std::mutex> l(b->mu);
     // Not after a hash failure: every answer may then have to be judged before it is served.
-    if (ref.size > kBlockSize && !b->head && b->suspected.empty() && !b->file->Present(0) &&
+    if (ref.size > kBlockSize && !b->head && !b->prov.AnyBlamed() && !b->file->Present(0) &&
         !CoveringLocked(*b, 0)) {
       head = std::make_shared<Inflight>();
       head->end = kHeadBytes;
@@ -84,7 +84,7 @@ void DiskBlobStore::RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shar
   {
     std::lock_guard<std::mutex> l(b->mu);
     if (st.ok()) {
-      b->hosts_seen.insert(served_by);
+      b->prov.Saw(served_by);
     } else if (b->head == f) {
       b->head.reset();  // the next read fetches block 0
     }

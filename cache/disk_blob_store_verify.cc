@@ -59,17 +59,6 @@ uint64_t DiskBlobStore::HashFailures(const BlobRef& ref) {
   return GetBlob(ref)->hash_failures.load();
 }
 
-void DiskBlobStore::RecordHostLocked(Blob& b, uint32_t first, uint32_t last, const std::string& host) {
-  // Ranges recorded before (e.g. of blocks since evicted) that overlap this one are replaced.
-  auto it = b.span_host.upper_bound(last);
-  while (it != b.span_host.begin()) {
-    auto prev = std::prev(it);
-    if (prev->second.first < first) break;
-    it = b.span_host.erase(prev);
-  }
-  b.span_host[first] = {last, host};
-}
-
 void DiskBlobStore::MaybeScheduleVerify(const std::shared_ptr<Blob>& b) {
   if (!b->file || b->file->verified()) return;
   {
@@ -337,103 +326,35 @@ Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t att
   return Status::Ok();
 }
 
-bool DiskBlobStore::DistrustedLocked(const Blob& b, const std::string& host) {
-  auto score = [&](const std::string& h) {
-    auto it = b.suspected.find(h);
-    return (it == b.suspected.end() ? 0 : it->second) + (b.proven_bad.count(h) ? 1000 : 0);
-  };
-  int mine = score(host);
-  if (mine == 0) return false;
-  for (const auto& h : b.hosts_seen) {
-    if (h != host && score(h) < mine) return true;
-  }
-  return false;
-}
-
 bool DiskBlobStore::Distrusted(const std::shared_ptr<Blob>& b, const std::string& host) {
   std::lock_guard<std::mutex> l(b->mu);
-  return DistrustedLocked(*b, host);
+  return b->prov.Distrusted(host);
 }
 
 std::set<std::string> DiskBlobStore::Blame(const std::shared_ptr<Blob>& b, std::string* sources) {
-  // Which host lied? The whole-file hash cannot say, but who served each chunk can narrow it:
-  //  - one host served every chunk: it is proven bad for this blob;
-  //  - several did: blame one of them, the one blamed least so far, then the one that served
-  //    fewest chunks (failovers bring a minority of chunks from a second mirror). Only its chunks
-  //    are dropped and refetched (from the others: the source is told), so if it was the liar the
-  //    next hash matches at the cost of its chunks alone; if not, the next round blames another.
-  //    A host proven bad (or blamed) for other files in this run is blamed before a minority one.
-  //  - chunks from an earlier run (no record of their host): nothing to narrow, drop everything.
-  // Returns the hosts whose chunks to drop; empty = drop all.
+  // The decision is Provenance's (cache/provenance.h); the blame across files is the store's.
   std::lock_guard<std::mutex> l(b->mu);
-  std::map<std::string, uint64_t> chunks;  // blocks served, by host
-  uint64_t recorded = 0;
-  for (const auto& [first, span] : b->span_host) {
-    chunks[span.second] += span.first - first + 1;
-    recorded += span.first - first + 1;
-  }
-  for (const auto& [h, n] : chunks) *sources += (sources->empty() ? "" : ",") + h;
-  uint64_t total = b->file ? b->file->num_blocks() : 0;
-  if (recorded < total || chunks.empty()) return {};
   std::lock_guard<std::mutex> pl(proven_mu_);
-  if (chunks.size() == 1) {
-    b->proven_bad.insert(chunks.begin()->first);
-    b->suspected[chunks.begin()->first]++;
-    host_blame_[chunks.begin()->first] += 1000;
-    return {};
-  }
-  // A host proven to have lied about other files in this run goes first, then one blamed for
-  // other files (a mirror that corrupts one file often corrupts them all, whether or not it
-  // served most of this one).
-  auto proven = [&](const std::string& h) {
-    auto it = host_blame_.find(h);
-    return it == host_blame_.end() ? 0 : it->second;
-  };
-  std::string pick;
-  for (const auto& [h, n] : chunks) {
-    if (pick.empty() || b->suspected[h] < b->suspected[pick] ||
-        (b->suspected[h] == b->suspected[pick] && proven(h) > proven(pick)) ||
-        (b->suspected[h] == b->suspected[pick] && proven(h) == proven(pick) && n < chunks[pick]))
-      pick = h;
-  }
-  b->suspected[pick]++;
-  host_blame_[pick]++;
-  return {pick};
+  return b->prov.Blame(b->file ? b->file->num_blocks() : 0, &host_blame_, sources);
 }
 
 void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<std::string>& only) {
-  std::set<std::string> bad;
+  Provenance::Dropped dropped;  // the hosts to report, the block ranges to drop
   uint64_t freed = 0;
   {
     std::unique_lock<std::shared_mutex> drop(b->drop_mu);
-    std::vector<std::pair<uint32_t, uint32_t>> victims;  // block ranges
     {
       std::lock_guard<std::mutex> l(b->mu);
       b->generation++;
       b->spill.clear();
       b->head.reset();
       b->streams.Rewind();
-      if (only.empty()) {
-        bad = b->sources;
-        b->sources.clear();
-        b->span_host.clear();
-      } else {
-        bad = only;
-        for (auto it = b->span_host.begin(); it != b->span_host.end();) {
-          if (only.count(it->second.second)) {
-            victims.emplace_back(it->first, it->second.first);
-            it = b->span_host.erase(it);
-          } else {
-            ++it;
-          }
-        }
-        for (const auto& h : only) b->sources.erase(h);
-      }
+      dropped = b->prov.Drop(only);
     }
     if (only.empty()) {
       b->file->DropAll();
     } else {
-      for (auto [first, last] : victims) {
+      for (auto [first, last] : dropped.ranges) {
         for (uint32_t i = first; i <= last; i++) {
           if (b->file->Present(i)) freed += Charge(b->file->BlockLen(i));
         }
@@ -443,7 +364,7 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
   }
   // Tell the source which hosts served bytes that failed the hash, so that with several mirrors
   // the refetch goes elsewhere (fetch/mirror_set.h).
-  for (const auto& host : bad) source_->ReportBadSource(b->ref, host);
+  for (const auto& host : dropped.hosts) source_->ReportBadSource(b->ref, host);
   space_->Release(b->ref.key, freed, /*all=*/only.empty());
   // The kernel's cached pages of this content were unverified bytes: have the filesystem drop them.
   // Not on this (verify) thread: invalidating waits for page locks that a pending FUSE read of the
