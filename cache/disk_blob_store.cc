@@ -80,7 +80,7 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
       network_reads_(opts.max_network_reads ? std::make_unique<std::counting_semaphore<>>(opts.max_network_reads)
                                             : nullptr),
       buffers_(std::make_shared<PageBufferPool>(kChunkSize, opts.max_inflight_chunks + opts.max_spill_chunks)),
-      verify_pool_(new ThreadPool(1)),
+      verifier_(std::make_unique<Verifier>(this)),
       notify_pool_(new ThreadPool(1)),
       demand_pool_(new ThreadPool(std::max(1u, opts.fetch_threads))) {}
 
@@ -88,7 +88,7 @@ DiskBlobStore::~DiskBlobStore() {
   // Stop background work before members it touches go away.
   demand_pool_.reset();
   pool_.reset();
-  verify_pool_.reset();
+  verifier_.reset();
   notify_pool_.reset();
 }
 
@@ -137,7 +137,7 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
     blobs_[ref.key] = b;
     space_->Attach(ref.key, b, b->file ? Charge(b->file->PresentBytes()) : 0, b->file && b->file->verified());
   }
-  MaybeScheduleVerify(b);  // complete but unverified (e.g. a crash before verification)
+  verifier_->Schedule(b);  // complete but unverified (e.g. a crash before verification)
   return b;
 }
 

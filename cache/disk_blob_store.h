@@ -23,9 +23,9 @@
 // slow far link, and over few on a fast near one.
 //
 // Verification, as bytes arrive: the hub's hash (SHA-256 or git blob SHA-1) of a blob is computed
-// in file order while it streams in (HashAhead, on the verify thread, from blocks just written);
-// after the last block, a match marks the blob verified (durably), a mismatch drops blocks and
-// logs which host(s) served them. Small blobs (one chunk) are verified inline before any byte is
+// in file order while it streams in (the Verifier, cache/verifier.h, on its own thread, from
+// blocks just written); after the last block, a match marks the blob verified (durably), a
+// mismatch drops blocks and logs which host(s) served them. Small blobs (one chunk) are verified inline before any byte is
 // returned, so a corrupt small file is never served. A read of a larger blob's last block, when
 // every other block is on disk or on the wire, waits for the hash (fail closed at the end of a
 // file, see WaitForHashAtEnd): a reader of a whole file never gets its end before its hash matched.
@@ -212,6 +212,7 @@ class DiskBlobStore : public BlobStore {
   struct Inflight;
   struct Blob;
   class CacheDirDisk;
+  class Verifier;  // cache/verifier.h
 
   DiskBlobStore(const CacheOptions& opts, RangeSource* source);
   std::string BlobDir(const std::string& key) const;
@@ -262,7 +263,6 @@ class DiskBlobStore : public BlobStore {
   // Whether blocks [offset, end) are all on disk and checked in this run, and the cache file
   // reaches `end`; with `hold`, also fills *span (holding drop_mu shared) and counts the bytes.
   bool TakeSpan(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, bool hold, FileSpan* span);
-  void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
   // Verify before read: fetches every missing chunk and waits until the blob verified; an error
   // if a fetch failed, there is no room, or the hash failed verify_attempts times.
   Status FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t attempts = 0);
@@ -283,11 +283,6 @@ class DiskBlobStore : public BlobStore {
   void FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref);
   // After a fetch of b ended: keeps a fill_on_open fill going (see CacheOptions::fill_on_open).
   void ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok);
-  // Hash as bytes arrive: feeds the blocks on disk from the hash's frontier on, in file order,
-  // into the blob's running whole-file hash, and compares once the last one is in (then as Verify
-  // always did: mark verified, or blame and drop). Runs on verify_pool_; MaybeScheduleVerify
-  // queues it when the block at the frontier lands.
-  void HashAhead(const std::shared_ptr<Blob>& b);
   // Fail closed at the end of a file: a read of the last block of a blob whose every block is on
   // disk or on the wire waits until the whole-file hash matched; an error if it failed since
   // `failures0` (the blob's hash failures when the read began) or nothing moved for
@@ -318,7 +313,7 @@ class DiskBlobStore : public BlobStore {
   // and faulted it in afresh (cold reads ran at half speed), or left freed buffers scattered over
   // glibc's per-thread arenas (RSS grew far past what was in use).
   std::shared_ptr<PageBufferPool> buffers_;
-  std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)
+  std::unique_ptr<Verifier> verifier_;       // whole-file hashing, on a pool of its own
   std::unique_ptr<ThreadPool> notify_pool_;  // invalidate callbacks (may wait on kernel page locks)
   // Fetches a reader waits for (its own block, the tensor it started, a just-opened file's head):
   // never queued behind prefetch. Declared last: destroyed first.

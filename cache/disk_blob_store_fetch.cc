@@ -262,7 +262,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     b->refused += refused;
   }
   b->changed.notify_all();
-  if (st.ok()) MaybeScheduleVerify(b);
+  if (st.ok()) verifier_->Schedule(b);
   inflight_chunks_--;  // before ContinueFill: this range's slot is free for the next
   ContinueFill(b, st.ok() && !refused);
   busy_--;

@@ -8,8 +8,11 @@
 //                                jumps: cache/stream_tracker.h), lookahead across shards, fills
 //   disk_blob_store_space.cc     what the space manager (cache/space_manager.h) is told: the
 //                                blobs on disk at open, the cache directory, each blob's use
-//   disk_blob_store_verify.cc    the whole-file hash as bytes land, fail closed at the end of a
-//                                file, blame and the drop of a failed file's blocks
+//   disk_blob_store_verify.cc    fail closed at the end of a file, verify before read, blame and
+//                                the drop of a failed file's blocks
+// and the rooms with classes of their own: cache/space_manager.h (quota, eviction, pins, the
+// floor), cache/provenance.h (who served what, blame), cache/verifier.h (the whole-file hash as
+// bytes land, on its own pool), cache/stream_tracker.h (the read streams).
 // Not part of the cache's interface: include it from those files only.
 #pragma once
 
@@ -32,6 +35,7 @@
 #include "cache/provenance.h"
 #include "cache/space_manager.h"
 #include "cache/stream_tracker.h"
+#include "cache/verifier.h"
 #include "common/page_buffer.h"
 
 namespace modelfs {
