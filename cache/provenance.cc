@@ -42,7 +42,10 @@ std::set<std::string> Provenance::Blame(uint32_t num_blocks, HostBlame* across, 
     blocks[span.second] += span.first - first + 1;
     recorded += span.first - first + 1;
   }
-  for (const auto& [h, n] : blocks) *sources += (sources->empty() ? "" : ",") + h;
+  for (const auto& [h, n] : blocks) {
+    if (!sources->empty()) *sources += ',';
+    *sources += h;
+  }
   if (recorded < num_blocks || blocks.empty()) return {};
   if (blocks.size() == 1) {
     const std::string& h = blocks.begin()->first;
