@@ -25,10 +25,11 @@
 // Verification, as bytes arrive: the hub's hash (SHA-256 or git blob SHA-1) of a blob is computed
 // in file order while it streams in (the Verifier, cache/verifier.h, on its own thread, from
 // blocks just written); after the last block, a match marks the blob verified (durably), a
-// mismatch drops blocks and logs which host(s) served them. Small blobs (one chunk) are verified inline before any byte is
-// returned, so a corrupt small file is never served. A read of a larger blob's last block, when
-// every other block is on disk or on the wire, waits for the hash (fail closed at the end of a
-// file, see WaitForHashAtEnd): a reader of a whole file never gets its end before its hash matched.
+// mismatch drops blocks and logs which host(s) served them. Small blobs (one chunk) are verified
+// inline before any byte is returned, so a corrupt small file is never served. A read of a larger
+// blob's last block, when every other block is on disk or on the wire, waits for the hash (fail
+// closed at the end of a file, see WaitForHashAtEnd): a reader of a whole file never gets its end
+// before its hash matched.
 //
 // Blame: each stored chunk records the host that served it. After a mismatch, if one host served
 // every chunk it is proven bad for the blob and everything is dropped; if several did, the one
