@@ -41,7 +41,8 @@ Result<std::unique_ptr<DiskBlobStore>> DiskBlobStore::Open(const CacheOptions& o
                 s.ToString().c_str());
   }
   std::unique_ptr<DiskBlobStore> store(new DiskBlobStore(opts, source));
-  store->quota_bytes_ = opts.max_bytes;
+  SpaceManager::Limits limits;
+  limits.quota_bytes = opts.max_bytes;
   if (opts.max_fs_percent > 0 || opts.min_free_percent > 0) {
     struct statvfs vfs;
     if (statvfs(opts.dir.c_str(), &vfs) != 0) {
@@ -49,25 +50,25 @@ Result<std::unique_ptr<DiskBlobStore>> DiskBlobStore::Open(const CacheOptions& o
     }
     double fs_size = static_cast<double>(vfs.f_blocks) * static_cast<double>(vfs.f_frsize);
     if (opts.max_fs_percent > 0) {
-      store->quota_bytes_ = static_cast<uint64_t>(fs_size * std::min(opts.max_fs_percent, 100.0) / 100);
+      limits.quota_bytes = static_cast<uint64_t>(fs_size * std::min(opts.max_fs_percent, 100.0) / 100);
     }
-    store->min_free_bytes_ = static_cast<uint64_t>(fs_size * std::min(opts.min_free_percent, 100.0) / 100);
+    limits.min_free_bytes = static_cast<uint64_t>(fs_size * std::min(opts.min_free_percent, 100.0) / 100);
   }
+  store->space_disk_ = std::make_unique<CacheDirDisk>(store.get());
+  store->space_ = std::make_unique<SpaceManager>(limits, store->space_disk_.get());
   store->ScanExisting();
-  {
-    std::lock_guard<std::mutex> l(store->mu_);
-    store->overhead_bytes_ += opts.reserved_bytes + store->MeasureOtherLocked();
-  }
+  store->space_->AddOverhead(opts.reserved_bytes + store->MeasureOther());
+  const SpaceManager::Totals t = store->space_->totals();
   MODELFS_LOG(kInfo, "cache %s: quota %llu bytes (0 = none) for the whole directory, keeping %llu "
               "bytes of its filesystem free, %llu bytes cached, %llu bytes of index files, "
               "directories, metadata and reserve (log, status)", opts.dir.c_str(),
-              (unsigned long long)store->quota_bytes_, (unsigned long long)store->min_free_bytes_,
-              (unsigned long long)store->used_bytes_, (unsigned long long)store->overhead_bytes_);
-  if (store->quota_bytes_ && store->overhead_bytes_ >= store->quota_bytes_) {
+              (unsigned long long)limits.quota_bytes, (unsigned long long)limits.min_free_bytes,
+              (unsigned long long)t.used, (unsigned long long)t.overhead);
+  if (limits.quota_bytes && t.overhead >= limits.quota_bytes) {
     MODELFS_LOG(kWarn, "cache quota %llu bytes leaves no room for blocks after %llu bytes of index "
                 "files, metadata and reserve (the log's --log-max-size, status files): reads are "
-                "served uncached", (unsigned long long)store->quota_bytes_,
-                (unsigned long long)store->overhead_bytes_);
+                "served uncached", (unsigned long long)limits.quota_bytes,
+                (unsigned long long)t.overhead);
   }
   return store;
 }
@@ -84,7 +85,7 @@ DiskBlobStore::DiskBlobStore(const CacheOptions& opts, RangeSource* source)
           static_cast<size_t>(opts.max_inflight_chunks + opts.max_spill_chunks) * kChunkSize)),
       buffers_(std::make_shared<PageBufferPool>(kChunkSize, buffer_keep_)),
       block_buffers_(std::make_shared<PageBufferPool>(kBlockSize, buffer_keep_)),
-      verify_pool_(new ThreadPool(1)),
+      verifier_(std::make_unique<Verifier>(this)),
       notify_pool_(new ThreadPool(1)),
       demand_pool_(new ThreadPool(std::max(1u, opts.fetch_threads))) {}
 
@@ -92,7 +93,7 @@ DiskBlobStore::~DiskBlobStore() {
   // Stop background work before members it touches go away.
   demand_pool_.reset();
   pool_.reset();
-  verify_pool_.reset();
+  verifier_.reset();
   notify_pool_.reset();
 }
 
@@ -109,7 +110,7 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
     std::lock_guard<std::mutex> l(mu_);
     auto it = blobs_.find(ref.key);
     if (it != blobs_.end()) {
-      usage_[ref.key].last_access = ++clock_;
+      space_->Touch(ref.key);
       return it->second;
     }
     b = std::make_shared<Blob>();
@@ -119,7 +120,7 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
     std::string dir = BlobDir(ref.key);
     // The quota covers the blob's own files: charged before they are created (the index is
     // written at once) unless they are on disk and charged already.
-    Status s = ChargeNewFilesLocked(ref.key, ref.size, dir)
+    Status s = space_->ChargeFiles(ref.key, ref.size, access(dir.c_str(), F_OK) != 0)
                    ? MkdirP(dir)
                    : Status::IoError("no room in the cache quota for its index");
     if (s.ok()) {
@@ -134,20 +135,14 @@ std::shared_ptr<DiskBlobStore::Blob> DiskBlobStore::GetBlob(const BlobRef& ref) 
       MODELFS_LOG(kWarn, "cache unusable for %s, serving uncached: %s", ref.key.c_str(),
                   s.ToString().c_str());
       if (access((dir + "/" + ref.key + ".idx").c_str(), F_OK) != 0) {  // nothing created: refund
-        overhead_bytes_ -= usage_[ref.key].files;
-        usage_[ref.key].files = 0;
+        space_->RefundFiles(ref.key);
       }
       // (A new directory's page stays charged: the directory may exist now.)
     }
     blobs_[ref.key] = b;
-    Usage& u = usage_[ref.key];
-    u.last_access = ++clock_;
-    uint64_t present = b->file ? Charge(b->file->PresentBytes()) : 0;
-    used_bytes_ = used_bytes_ - u.bytes + present;  // the index may have been reset on open
-    u.bytes = present;
-    u.verified = b->file && b->file->verified();
+    space_->Attach(ref.key, b, b->file ? Charge(b->file->PresentBytes()) : 0, b->file && b->file->verified());
   }
-  MaybeScheduleVerify(b);  // complete but unverified (e.g. a crash before verification)
+  verifier_->Schedule(b);  // complete but unverified (e.g. a crash before verification)
   return b;
 }
 
@@ -394,13 +389,14 @@ CacheStats DiskBlobStore::Stats() const {
   s.fetches = fetches_;
   s.verified = verified_;
   s.verify_failures = verify_failures_;
-  s.evicted_bytes = evicted_bytes_;
   s.uncached_bytes = uncached_bytes_;
+  const SpaceManager::Totals t = space_->totals();
+  s.evicted_bytes = t.evicted;
+  s.used_bytes = t.used;
+  s.peak_used_bytes = t.peak;
+  s.overhead_bytes = t.overhead;
+  s.quota_bytes = space_->quota();
   std::lock_guard<std::mutex> l(mu_);
-  s.used_bytes = used_bytes_;
-  s.peak_used_bytes = peak_used_bytes_;
-  s.overhead_bytes = overhead_bytes_;
-  s.quota_bytes = quota_bytes_;
   s.refused_bytes = refused_bytes_;
   s.distrusted_refetches = distrusted_refetches_;
   s.hashed_bytes = hashed_bytes_;

@@ -23,12 +23,13 @@
 // slow far link, and over few on a fast near one.
 //
 // Verification, as bytes arrive: the hub's hash (SHA-256 or git blob SHA-1) of a blob is computed
-// in file order while it streams in (HashAhead, on the verify thread, from blocks just written);
-// after the last block, a match marks the blob verified (durably), a mismatch drops blocks and
-// logs which host(s) served them. Small blobs (one chunk) are verified inline before any byte is
-// returned, so a corrupt small file is never served. A read of a larger blob's last block, when
-// every other block is on disk or on the wire, waits for the hash (fail closed at the end of a
-// file, see WaitForHashAtEnd): a reader of a whole file never gets its end before its hash matched.
+// in file order while it streams in (the Verifier, cache/verifier.h, on its own thread, from
+// blocks just written); after the last block, a match marks the blob verified (durably), a
+// mismatch drops blocks and logs which host(s) served them. Small blobs (one chunk) are verified
+// inline before any byte is returned, so a corrupt small file is never served. A read of a larger
+// blob's last block, when every other block is on disk or on the wire, waits for the hash (fail
+// closed at the end of a file, see WaitForHashAtEnd): a reader of a whole file never gets its end
+// before its hash matched.
 //
 // Blame: each stored chunk records the host that served it. After a mismatch, if one host served
 // every chunk it is proven bad for the blob and everything is dropped; if several did, the one
@@ -43,8 +44,9 @@
 // The wait ends on success, a failed fetch, no room for the file, verify_attempts mismatches, or
 // no progress for kFillStallSeconds. Costs time to first byte (the whole file), not throughput.
 //
-// Quota (admission control): space is reserved against the quota before a block is written, never
-// cleaned up afterwards, so the cache's block data never exceeds max_bytes, not even briefly. The
+// Quota (admission control, decided by the SpaceManager, cache/space_manager.h): space is
+// reserved against the quota before a block is written, never cleaned up afterwards, so the
+// cache's block data never exceeds max_bytes, not even briefly. The
 // quota is max_bytes, or a percentage of the cache filesystem's size; independently, a write is
 // admitted only if the filesystem keeps min_free_percent of its size free after it (statvfs, so
 // other processes filling the disk are seen too). To make room, whole blobs are evicted: first
@@ -63,10 +65,14 @@
 // computes for the files it writes there (the rotated log's bound, the status files). So block
 // data gets the quota minus everything else, and `du` of the directory stays within the quota.
 //
-// Locks: mu_ (store) guards blobs_, usage_ and used_bytes_. Blob::mu guards the blob's inflight
-// and spill maps, streams, opens, sources and verifying flag; Blob::drop_mu orders chunk writes against
-// drops. Order: Blob::drop_mu, then mu_, then Blob::mu, then BlockFile's own lock. Neither is held across network I/O; mu_ is held while a blob's files are opened.
-// mu_ also guards overhead_bytes_.
+// Locks: mu_ (store) guards blobs_. The space manager (cache/space_manager.h) has its own lock
+// for the quota's accounts, pins and eviction choices. Blob::mu guards the blob's inflight and
+// spill maps, streams, opens, provenance (a value, cache/provenance.h) and verifying flag;
+// proven_mu_ (a leaf, after Blob::mu) the blame across files; Blob::drop_mu orders chunk writes
+// against drops. Order: Blob::drop_mu, then mu_, then the space manager's, then Blob::mu, then
+// BlockFile's own lock. None is held across network I/O; mu_ is held while a blob's files are
+// opened (and while room is made for them), the space manager's never while evicted blocks are
+// dropped or files unlinked.
 #pragma once
 
 #include <algorithm>
@@ -92,6 +98,7 @@ namespace modelfs {
 
 class PageBufferKeep;  // common/page_buffer.h
 class PageBufferPool;
+class SpaceManager;    // cache/space_manager.h
 
 // Network fetch unit: 4 MiB aligned chunks. Big enough that a 200 ms RTT costs little per byte with
 // several in flight, small enough that a random tensor read fetches little extra.
@@ -207,6 +214,8 @@ class DiskBlobStore : public BlobStore {
  private:
   struct Inflight;
   struct Blob;
+  class CacheDirDisk;
+  class Verifier;  // cache/verifier.h
 
   DiskBlobStore(const CacheOptions& opts, RangeSource* source);
   std::string BlobDir(const std::string& key) const;
@@ -240,8 +249,6 @@ class DiskBlobStore : public BlobStore {
   // [offset, end) lies in it and arrived.
   void RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
   bool ReadHead(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, ReadDest& dest);
-  // Requires b.mu: records who served blocks [first, last] (for Blame).
-  static void RecordHostLocked(Blob& b, uint32_t first, uint32_t last, const std::string& host);
   // Writes the range's missing blocks (from block `first`); returns false if any could not be cached.
   bool StoreRange(const std::shared_ptr<Blob>& b, uint32_t first, const char* data, uint64_t len);
   void Spill(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
@@ -259,7 +266,6 @@ class DiskBlobStore : public BlobStore {
   // Whether blocks [offset, end) are all on disk and checked in this run, and the cache file
   // reaches `end`; with `hold`, also fills *span (holding drop_mu shared) and counts the bytes.
   bool TakeSpan(const std::shared_ptr<Blob>& b, uint64_t offset, uint64_t end, bool hold, FileSpan* span);
-  void MaybeScheduleVerify(const std::shared_ptr<Blob>& b);
   // Verify before read: fetches every missing chunk and waits until the blob verified; an error
   // if a fetch failed, there is no room, or the hash failed verify_attempts times.
   Status FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t attempts = 0);
@@ -280,38 +286,26 @@ class DiskBlobStore : public BlobStore {
   void FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref);
   // After a fetch of b ended: keeps a fill_on_open fill going (see CacheOptions::fill_on_open).
   void ContinueFill(const std::shared_ptr<Blob>& b, bool last_ok);
-  // Hash as bytes arrive: feeds the blocks on disk from the hash's frontier on, in file order,
-  // into the blob's running whole-file hash, and compares once the last one is in (then as Verify
-  // always did: mark verified, or blame and drop). Runs on verify_pool_; MaybeScheduleVerify
-  // queues it when the block at the frontier lands.
-  void HashAhead(const std::shared_ptr<Blob>& b);
   // Fail closed at the end of a file: a read of the last block of a blob whose every block is on
   // disk or on the wire waits until the whole-file hash matched; an error if it failed since
   // `failures0` (the blob's hash failures when the read began) or nothing moved for
   // kFillStallSeconds. Returns at once for a reader that did not bring the whole file in.
   Status WaitForHashAtEnd(const std::shared_ptr<Blob>& b, uint64_t failures0);
-  bool Admit(const std::string& key, uint64_t bytes);
-  // Requires mu_: evicts (blobs other than `key`) until `bytes` more fit within the quota and the
-  // free-space floor; false (and a log line) if they cannot.
-  bool MakeRoomLocked(const std::string& key, uint64_t bytes);
-  // Requires mu_: charges the index and data files of a blob not on disk yet (and its fan-out
-  // directory if new), before they are created; false if there is no room for them.
-  bool ChargeNewFilesLocked(const std::string& key, uint64_t size, const std::string& dir);
-  // Requires mu_: allocated bytes of the cache directory outside the blob files (directories,
-  // stored metadata, pins), measured at open.
-  uint64_t MeasureOtherLocked();
+  // Allocated bytes of the cache directory outside the blob files (directories, stored metadata,
+  // pins), measured at open.
+  uint64_t MeasureOther() const;
   void NoteCorruption(const std::shared_ptr<Blob>& b);  // logs newly found bad blocks
-  void RefreshPins();  // requires mu_
-  // After a hash mismatch: the hosts whose chunks to drop (empty = all), recording the blame;
-  // *sources receives every host that served a chunk.
+  // After a hash mismatch: the hosts whose chunks to drop (empty = all), recording the blame
+  // (Provenance::Blame, with the blame across files); *sources receives every host that served a
+  // chunk.
   std::set<std::string> Blame(const std::shared_ptr<Blob>& b, std::string* sources);
   // True if `host` is blamed for this blob more than another host that served it (so its answer
-  // is fetched again elsewhere). The Locked form requires b.mu.
-  static bool DistrustedLocked(const Blob& b, const std::string& host);
+  // is fetched again elsewhere); takes b.mu.
   bool Distrusted(const std::shared_ptr<Blob>& b, const std::string& host);
   // Drops the blob's blocks (only the chunks served by `only`, if not empty) and reports the
   // hosts that served them to the source.
   void ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<std::string>& only = {});
+  // Charges the blobs left by earlier runs (their index headers and entries only).
   void ScanExisting();
 
   const CacheOptions opts_;
@@ -324,37 +318,22 @@ class DiskBlobStore : public BlobStore {
   std::shared_ptr<PageBufferKeep> buffer_keep_;  // what the two pools below keep, together
   std::shared_ptr<PageBufferPool> buffers_;
   std::shared_ptr<PageBufferPool> block_buffers_;  // one-block ranges' (kBlockSize each)
-  std::unique_ptr<ThreadPool> verify_pool_;  // whole-file hashing (one thread: disk-bound)
+  std::unique_ptr<Verifier> verifier_;       // whole-file hashing, on a pool of its own
   std::unique_ptr<ThreadPool> notify_pool_;  // invalidate callbacks (may wait on kernel page locks)
   // Fetches a reader waits for (its own block, the tensor it started, a just-opened file's head):
   // never queued behind prefetch. Declared last: destroyed first.
   std::unique_ptr<ThreadPool> demand_pool_;
 
-  // Blame across files, this run: 1000 per file a host was proven to have lied about (the sole
-  // server of a file that failed its hash), 1 per file it was blamed for among several. Its own
-  // lock, taken after a Blob's mu.
+  // Blame across files, this run (cache/provenance.h). Its own lock, taken after a Blob's mu.
   std::mutex proven_mu_;
-  std::map<std::string, uint64_t> host_blame_;
+  std::map<std::string, uint64_t> host_blame_;  // a HostBlame
+  // The cache directory as the space manager sees it (statvfs, the pins, unlinking a blob's
+  // files), and the space manager: the quota's accounts, admission, eviction, pins, the floor.
+  // Created by Open once the quota is resolved; the manager's lock comes after mu_.
+  std::unique_ptr<CacheDirDisk> space_disk_;
+  std::unique_ptr<SpaceManager> space_;
   mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<Blob>> blobs_;  // blobs touched since start
-  struct Usage {
-    uint64_t bytes = 0;        // charged bytes (pages) of present blocks
-    uint64_t last_access = 0;  // LRU clock
-    bool verified = false;     // whole file present and hash matched: evicted before partial ones
-    uint64_t files = 0;        // FilesCharge of its .idx/.data (in overhead_bytes_); 0 = none
-  };
-  // Evicts (under mu_) LRU blobs other than `key` until `fits` holds; false if it cannot.
-  bool EvictUntil(const std::string& key, const std::function<bool(uint64_t freed)>& fits);
-  std::map<std::string, Usage> usage_;  // every blob on disk
-  uint64_t used_bytes_ = 0;
-  uint64_t overhead_bytes_ = 0;  // charged besides block data (see CacheStats::overhead_bytes)
-  uint64_t peak_used_bytes_ = 0;
-  uint64_t quota_bytes_ = 0;     // resolved at Open
-  uint64_t min_free_bytes_ = 0;  // resolved at Open
-  uint64_t pending_bytes_ = 0;   // admitted, not yet written (see Admit's free-space check)
-  bool full_logged_ = false;     // "cache full" logged since the last successful admission
-  std::set<std::string> pinned_;  // content keys of pinned repos (cache/pins.h): never evicted
-  int64_t pins_stamp_ = -1;       // mtime (ns) of dir/pins when pinned_ was loaded; 0 = none
   // The fetch buffers of ranges queued or running, in blocks (memory bound): a one-block range
   // has a block's buffer (1), any other a chunk's (kBlocksPerChunk). The prefetch budget is
   // max_inflight_chunks chunks of it, so a far link's tensor, fetched in one-block ranges over
@@ -362,7 +341,6 @@ class DiskBlobStore : public BlobStore {
   std::atomic<unsigned> inflight_blocks_{0};
   std::atomic<unsigned> busy_{0};             // fetch + verify tasks queued or running
   std::atomic<uint64_t> latency_us_{0};       // moving average time to a range's first byte
-  uint64_t clock_ = 0;                  // logical time for LRU
   // Spilled chunks, oldest first (blob, chunk index); each is also in its Blob::spill. Guarded by
   // spill_mu_, taken before any Blob::mu and never with mu_.
   std::mutex spill_mu_;
@@ -371,7 +349,7 @@ class DiskBlobStore : public BlobStore {
   std::function<void(const std::string&)> invalidate_cb_;
 
   std::atomic<uint64_t> hit_bytes_{0}, miss_bytes_{0}, fetched_bytes_{0}, fetches_{0},
-      verified_{0}, verify_failures_{0}, evicted_bytes_{0}, uncached_bytes_{0}, corrupt_{0},
+      verified_{0}, verify_failures_{0}, uncached_bytes_{0}, corrupt_{0},
       refused_bytes_{0}, distrusted_refetches_{0}, hashed_bytes_{0}, spliced_bytes_{0};
 };
 

@@ -106,7 +106,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     // Bytes are handed over as they land, except where they must be checked first: a blob that
     // fits in one range is verified before any byte of it is returned; under verify before read
     // nothing unverified is returned; and after a hash failure an answer may be fetched again.
-    stream = !(start == 0 && len == ref.size) && !opts_.verify_before_read && b->suspected.empty();
+    stream = !(start == 0 && len == ref.size) && !opts_.verify_before_read && !b->prov.AnyBlamed();
   }
   f->pool = f->first == f->last ? block_buffers_ : buffers_;
   f->data = f->pool->Get();
@@ -228,16 +228,13 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
       // With verify before read, bytes of a host still blamed after the refetches above are not
       // cached while a less blamed host serves the blob (the fill asks again). If every host is
       // blamed alike, they get another try: the hash still judges.
-      if (opts_.verify_before_read && DistrustedLocked(*b, served_by)) {
+      if (opts_.verify_before_read && b->prov.Distrusted(served_by)) {
         untrusted = true;
         b->untrusted++;
       }
       store = generation == b->generation && !untrusted;
-      b->hosts_seen.insert(served_by);
-      if (store) {
-        b->sources.insert(served_by);
-        RecordHostLocked(*b, f->first, f->last, served_by);
-      }
+      b->prov.Saw(served_by);
+      if (store) b->prov.Stored(f->first, f->last, served_by);
     }
     auto t1 = std::chrono::steady_clock::now();
     bool cached = store && StoreRange(b, f->first, data, len);
@@ -265,7 +262,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     b->refused += refused;
   }
   b->changed.notify_all();
-  if (st.ok()) MaybeScheduleVerify(b);
+  if (st.ok()) verifier_->Schedule(b);
   inflight_blocks_ -= f->buffer_blocks();  // before ContinueFill: this range's room is free for the next
   ContinueFill(b, st.ok() && !refused);
   busy_--;
@@ -323,24 +320,18 @@ bool DiskBlobStore::StoreRange(const std::shared_ptr<Blob>& b, uint32_t first, c
     uint32_t i = static_cast<uint32_t>((start + off) / kBlockSize);
     uint32_t blen = b->file->BlockLen(i);
     if (b->file->Present(i)) continue;
-    if (!Admit(b->ref.key, Charge(blen))) {
+    if (!space_->Admit(b->ref.key, Charge(blen))) {
       uncached_bytes_ += blen;
       refused_bytes_ += blen;
       all = false;
       continue;
     }
     Status s = b->file->WriteBlock(i, data + off);
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      pending_bytes_ -= Charge(blen);  // written (or failed): statvfs now sees it
-    }
+    space_->Commit(b->ref.key, Charge(blen), s.ok());
     if (!s.ok()) {
       // ENOSPC from another process filling the disk, a read-only or vanished directory: the
       // reader still gets its bytes (they are in memory); only caching is skipped.
       MODELFS_LOG(kWarn, "cache write failed, serving uncached: %s", s.ToString().c_str());
-      std::lock_guard<std::mutex> l(mu_);
-      usage_[b->ref.key].bytes -= Charge(blen);
-      used_bytes_ -= Charge(blen);
       uncached_bytes_ += blen;
       all = false;
     }

@@ -6,9 +6,13 @@
 //   disk_blob_store_prefetch.cc  the open's head, the safetensors layout, scheduling what each
 //                                read's stream calls for (the streams, windows, region cap and
 //                                jumps: cache/stream_tracker.h), lookahead across shards, fills
-//   disk_blob_store_space.cc     the quota: what is charged, admission, eviction, pins
-//   disk_blob_store_verify.cc    the whole-file hash as bytes land, fail closed at the end of a
-//                                file, blame and the drop of a failed file's blocks
+//   disk_blob_store_space.cc     what the space manager (cache/space_manager.h) is told: the
+//                                blobs on disk at open, the cache directory, each blob's use
+//   disk_blob_store_verify.cc    fail closed at the end of a file, verify before read, blame and
+//                                the drop of a failed file's blocks
+// and the rooms with classes of their own: cache/space_manager.h (quota, eviction, pins, the
+// floor), cache/provenance.h (who served what, blame), cache/verifier.h (the whole-file hash as
+// bytes land, on its own pool), cache/stream_tracker.h (the read streams).
 // Not part of the cache's interface: include it from those files only.
 #pragma once
 
@@ -28,19 +32,13 @@
 #include "cache/block_file.h"
 #include "cache/disk_blob_store.h"
 #include "cache/hash.h"
+#include "cache/provenance.h"
+#include "cache/space_manager.h"
 #include "cache/stream_tracker.h"
+#include "cache/verifier.h"
 #include "common/page_buffer.h"
 
 namespace modelfs {
-namespace {  // each of the store's files has its own copy; nothing here has external linkage
-
-// Filesystems allocate whole pages: a 100-byte last block still takes 4 KiB of disk. Charging pages
-// makes the quota a bound on real disk use. Only a blob's last block can be unaligned, so the charge
-// of a blob's present bytes is the page-rounded sum.
-constexpr uint64_t kDiskPage = 4096;
-inline uint64_t Charge(uint64_t bytes) { return (bytes + kDiskPage - 1) / kDiskPage * kDiskPage; }
-
-}  // namespace
 
 // One range request: the blocks [first, last] of one chunk (never across a chunk boundary, so a
 // full chunk is the same aligned request on every machine). Its bytes are handed to readers as
@@ -96,8 +94,26 @@ struct DiskBlobStore::Inflight {
   }
 };
 
+// The cache directory, as the space manager sees it (disk_blob_store_space.cc): statvfs of the
+// directory, the pins under pins/, a blob's two files unlinked.
+class DiskBlobStore::CacheDirDisk : public SpaceManager::Disk {
+ public:
+  explicit CacheDirDisk(const DiskBlobStore* store) : store_(store) {}
+  bool FreeBytes(uint64_t* bytes) override;
+  int64_t PinsStamp() override;
+  std::set<std::string> PinnedKeys() override;
+  void RemoveFiles(const std::string& key) override;
 
-struct DiskBlobStore::Blob {
+ private:
+  const DiskBlobStore* const store_;
+};
+
+// A Resident of the space manager: eviction asks it whether it is in use and has it drop its
+// blocks (disk_blob_store_space.cc).
+struct DiskBlobStore::Blob : SpaceManager::Resident {
+  bool InUse() override;       // opens, a range in flight or a verification; takes mu
+  void DropBlocks() override;  // all of them; its files stay
+
   BlobRef ref;                        // as last seen (any repo/path naming this content)
   std::unique_ptr<BlockFile> file;    // null: cache unusable for this blob, serve uncached
   std::mutex mu;                      // guards everything below
@@ -110,12 +126,9 @@ struct DiskBlobStore::Blob {
   std::shared_ptr<Inflight> head;
   StreamTracker streams;              // the read streams and the safetensors layout
   int opens = 0;
-  std::set<std::string> sources;      // hosts that served this blob's bytes since start
-  // Who served each range stored in this run: first block -> (last block, host).
-  std::map<uint32_t, std::pair<uint32_t, std::string>> span_host;
-  std::map<std::string, int> suspected;        // times each host was blamed for a mismatch
-  std::set<std::string> proven_bad;   // hosts that alone served a file that failed its hash
-  std::set<std::string> hosts_seen;   // every host that answered for this blob in this run
+  // Who served which blocks in this run, who is blamed after a hash failure, who is distrusted
+  // (cache/provenance.h).
+  Provenance prov;
   uint64_t generation = 0;            // bumped when blocks are dropped; older fetches are not stored
   bool verifying = false;             // a HashAhead task is queued or running
   // Hash as bytes arrive (HashAhead): the whole-file hash of blocks [0, hashed), fed in file order

@@ -49,7 +49,7 @@ void DiskBlobStore::FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref
   {
     std::lock_guard<std::mutex> l(b->mu);
     // Not after a hash failure: every answer may then have to be judged before it is served.
-    if (ref.size > kBlockSize && !b->head && b->suspected.empty() && !b->file->Present(0) &&
+    if (ref.size > kBlockSize && !b->head && !b->prov.AnyBlamed() && !b->file->Present(0) &&
         !CoveringLocked(*b, 0)) {
       head = std::make_shared<Inflight>();
       head->end = kHeadBytes;
@@ -84,7 +84,7 @@ void DiskBlobStore::RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shar
   {
     std::lock_guard<std::mutex> l(b->mu);
     if (st.ok()) {
-      b->hosts_seen.insert(served_by);
+      b->prov.Saw(served_by);
     } else if (b->head == f) {
       b->head.reset();  // the next read fetches block 0
     }
@@ -108,11 +108,7 @@ void DiskBlobStore::PrepareBlob(const BlobRef& ref) {
   // A lookup (stat, ls -l) of a large file: a read may follow, so let the source resolve where to
   // read it from now. No blob files are opened for this; cached files cost nothing.
   if (opts_.verify_before_read || ref.size <= kBlockSize) return;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = usage_.find(ref.key);
-    if (it != usage_.end() && it->second.verified) return;
-  }
+  if (space_->IsVerified(ref.key)) return;
   source_->Prepare(ref);
 }
 
@@ -131,12 +127,10 @@ void DiskBlobStore::Lookahead(const std::shared_ptr<Blob>& from, uint64_t window
     ref = *from->next;
   }
   if (ref.size <= kBlockSize) return;  // a file of one block is fetched whole by its first read
-  if (quota_bytes_ > 0) {
+  if (space_->quota() > 0) {
     // Only into free room, half of it at most: a lookahead must never evict what the reader of
     // this file (or anyone) still needs, or a full cache refetches.
-    std::lock_guard<std::mutex> l(mu_);
-    const uint64_t used = used_bytes_ + overhead_bytes_ + pending_bytes_;
-    window = std::min(window, used < quota_bytes_ ? (quota_bytes_ - used) / 2 : 0);
+    window = std::min(window, space_->FreeRoom() / 2);
   }
   if (window < kChunkSize) return;
   auto n = GetBlob(ref);

@@ -1,3 +1,8 @@
+// DiskBlobStore, what the whole-file hash decides for readers: fail closed at the end of a file
+// (WaitForHashAtEnd), verify before read and a whole-file reader's completion (FillAndVerify,
+// CompleteForReader), bytes served but never stored (compared once the hash matched), and after
+// a mismatch the blame (Provenance, cache/provenance.h) and the drop of the blamed host's blocks
+// (ForgetBlocks). The hash itself runs in the Verifier (cache/verifier.h).
 #include "cache/disk_blob_store_internal.h"
 
 #include <xxhash.h>
@@ -48,7 +53,7 @@ Status DiskBlobStore::WaitForHashAtEnd(const std::shared_ptr<Blob>& b, uint64_t 
     }
     if (!b->verifying) {  // e.g. blocks on disk from an earlier run: nothing queued the hash
       l.unlock();
-      MaybeScheduleVerify(b);
+      verifier_->Schedule(b);
       l.lock();
     }
     b->changed.wait_for(l, std::chrono::milliseconds(200));
@@ -57,155 +62,6 @@ Status DiskBlobStore::WaitForHashAtEnd(const std::shared_ptr<Blob>& b, uint64_t 
 
 uint64_t DiskBlobStore::HashFailures(const BlobRef& ref) {
   return GetBlob(ref)->hash_failures.load();
-}
-
-void DiskBlobStore::RecordHostLocked(Blob& b, uint32_t first, uint32_t last, const std::string& host) {
-  // Ranges recorded before (e.g. of blocks since evicted) that overlap this one are replaced.
-  auto it = b.span_host.upper_bound(last);
-  while (it != b.span_host.begin()) {
-    auto prev = std::prev(it);
-    if (prev->second.first < first) break;
-    it = b.span_host.erase(prev);
-  }
-  b.span_host[first] = {last, host};
-}
-
-void DiskBlobStore::MaybeScheduleVerify(const std::shared_ptr<Blob>& b) {
-  if (!b->file || b->file->verified()) return;
-  {
-    std::lock_guard<std::mutex> l(b->mu);
-    if (b->verifying) {
-      b->hash_again = true;
-      return;
-    }
-    // Nothing to do unless the block at the hash's frontier landed (or blocks were dropped, and
-    // the hash starts over): a range that lands ahead of it waits for the ones before it.
-    const uint32_t n = b->file->num_blocks();
-    const bool stale = b->hashed_drops != b->file->drops();  // also after a match: blocks evicted
-    const bool done = b->matched_drops != UINT64_MAX && b->matched_drops == b->file->drops();
-    if (done) return;
-    if (!stale && n > 0 && (b->hashed >= n || !b->file->Present(b->hashed))) return;  // (empty: hash it)
-    b->verifying = true;
-  }
-  busy_++;
-  auto blob = b;
-  if (!verify_pool_->Submit([this, blob] { HashAhead(blob); })) {
-    std::lock_guard<std::mutex> l(b->mu);
-    b->verifying = false;
-    busy_--;
-  }
-}
-
-void DiskBlobStore::HashAhead(const std::shared_ptr<Blob>& b) {
-  const BlobRef ref = b->ref;
-  BlockFile* const file = b->file.get();
-  const uint32_t n = file->num_blocks();
-  thread_local std::unique_ptr<char[]> buf;  // the verify pool's one thread
-  if (!buf) buf.reset(new char[kBlockSize]);
-  bool mismatch = false, compared = false, ended_complete = false;
-  for (;;) {
-    std::unique_ptr<FileHasher> hasher;
-    uint32_t i;
-    uint64_t drops;
-    {
-      std::lock_guard<std::mutex> l(b->mu);
-      b->hash_again = false;
-      drops = file->drops();
-      if (!b->hasher || b->hashed_drops != drops) {  // first pass, or blocks were dropped since
-        b->hasher = std::make_unique<FileHasher>(ref.hash_kind, ref.size);
-        b->hashed = 0;
-        b->hashed_drops = drops;
-      }
-      hasher = std::move(b->hasher);
-      i = b->hashed;
-    }
-    ended_complete = file->AllPresent();
-    // In file order, as far as the blocks on disk reach. They were written moments ago, so the
-    // reads come from the page cache: the file is not read from disk a second time.
-    const uint32_t from = i;
-    while (i < n && file->ReadBlock(i, buf.get())) {
-      hasher->Update(buf.get(), file->BlockLen(i));
-      hashed_bytes_ += file->BlockLen(i);
-      if (++i - from >= 64 && (i - from) % 64 == 0) {  // a strict reader waiting sees the hash advance
-        std::lock_guard<std::mutex> l(b->mu);
-        b->progress++;
-      }
-    }
-    MODELFS_LOG(kDebug, "%s: hashed blocks [%u, %u) of %u", ref.path.c_str(), from, i, n);
-    if (i < n || file->drops() != drops) {  // not all there yet, or something changed under us
-      std::lock_guard<std::mutex> l(b->mu);
-      b->hasher = std::move(hasher);
-      b->hashed = i;
-      if (b->hash_again || file->drops() != drops) continue;
-      break;
-    }
-    compared = true;
-    const std::string got = hasher->FinishHex();
-    if (got == ref.hash) {
-      // No block may be dropped and refetched between the check below and the durable flag.
-      std::shared_lock<std::shared_mutex> drop(b->drop_mu);
-      {
-        std::lock_guard<std::mutex> l(b->mu);
-        b->hashed = n;
-        if (file->drops() != drops) continue;  // hashed bytes that are gone: once more
-        b->matched_drops = drops;
-      }
-      CheckServedUnstored(b);
-      b->changed.notify_all();  // readers at the end of the file go on now, not after the sync
-      const auto matched_at = std::chrono::steady_clock::now();
-      Status s = file->MarkVerified();
-      const double sync_ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - matched_at).count();
-      if (s.ok()) {
-        verified_++;
-        {
-          std::lock_guard<std::mutex> l(mu_);
-          usage_[ref.key].verified = true;
-        }
-        MODELFS_LOG(kInfo, "verified %s %s (%s); hash matched %.0f ms before (the data's sync)", ref.repo.Id().c_str(),
-                    ref.path.c_str(), ref.key.c_str(), sync_ms);
-      } else {
-        MODELFS_LOG(kWarn, "could not persist verification of %s: %s", ref.key.c_str(), s.ToString().c_str());
-      }
-    } else {
-      std::string sources;
-      std::set<std::string> suspects = Blame(b, &sources);
-      verify_failures_++;
-      mismatch = true;
-      {
-        std::lock_guard<std::mutex> l(b->mu);
-        b->hashed = 0;  // the hasher is spent; the next pass starts over (the drop below forces it)
-        // Every reader given bytes of it until now is told by this failure (HashFailures):
-        // uncached bytes served before it need no comparison any more.
-        b->served_unstored.clear();
-        b->served_unstored_overflow = false;
-      }
-      std::string blamed;
-      for (auto& h : suspects) blamed += (blamed.empty() ? "" : ",") + h;
-      // Counted before the drop, so a reader that was given any of these bytes sees the failure
-      // no later than the bytes are gone (HashFailures).
-      b->hash_failures++;
-      ForgetBlocks(b, suspects);  // first, so that once the line below is logged the bad bytes are gone
-      MODELFS_LOG(kError,
-                  "hash mismatch for %s %s: expected %s, got %s; served by %s; dropped %s",
-                  ref.repo.Id().c_str(), ref.path.c_str(), ref.hash.c_str(), got.c_str(),
-                  sources.empty() ? "(earlier run)" : sources.c_str(),
-                  suspects.empty() ? "all its blocks" : ("the chunks served by " + blamed).c_str());
-    }
-    break;
-  }
-  {
-    std::lock_guard<std::mutex> l(b->mu);
-    b->verifying = false;
-    b->progress++;
-    // A round: the whole-file hash was compared, or a pass over a file that was all on disk
-    // stopped at a block that vanished (verify before read counts these).
-    if (compared || ended_complete) b->verify_rounds++;
-  }
-  b->changed.notify_all();
-  // Blocks that landed after the last look, once this task had decided to stop.
-  if (!mismatch) MaybeScheduleVerify(b);
-  busy_--;
 }
 
 void DiskBlobStore::NoteServedUnstored(const std::shared_ptr<Blob>& b, uint64_t offset, const char* data,
@@ -223,7 +79,7 @@ void DiskBlobStore::NoteServedUnstored(const std::shared_ptr<Blob>& b, uint64_t 
 }
 
 void DiskBlobStore::CheckServedUnstored(const std::shared_ptr<Blob>& b) {
-  // Called by HashAhead when the whole-file hash matched, drop_mu held shared (no block can go
+  // Called by the Verifier when the whole-file hash matched, drop_mu held shared (no block can go
   // while the verified bytes are read back). Readers given bytes that differ from the verified
   // file were given wrong bytes: they are told as if the hash had failed.
   std::vector<std::tuple<uint64_t, uint64_t, uint64_t>> ranges;
@@ -288,10 +144,10 @@ Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t att
     return Status::IoError(what + ": the cache cannot hold it, and --verify-before-read serves "
                            "only verified cached bytes");
   }
-  if (quota_bytes_ && Charge(ref.size) > quota_bytes_) {
+  if (space_->quota() && Charge(ref.size) > space_->quota()) {
     MODELFS_LOG(kError, "%s (%llu bytes) is larger than the cache quota (%llu bytes): with "
                 "--verify-before-read it cannot be read", what.c_str(),
-                (unsigned long long)ref.size, (unsigned long long)quota_bytes_);
+                (unsigned long long)ref.size, (unsigned long long)space_->quota());
     return Status::IoError(what + " is larger than the cache quota");
   }
   std::unique_lock<std::mutex> l(b->mu);
@@ -329,7 +185,7 @@ Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t att
     }
     l.unlock();
     if (b->file->AllPresent()) {
-      MaybeScheduleVerify(b);
+      verifier_->Schedule(b);
     } else {
       ScheduleFill(b);
     }
@@ -340,103 +196,35 @@ Status DiskBlobStore::FillAndVerify(const std::shared_ptr<Blob>& b, uint32_t att
   return Status::Ok();
 }
 
-bool DiskBlobStore::DistrustedLocked(const Blob& b, const std::string& host) {
-  auto score = [&](const std::string& h) {
-    auto it = b.suspected.find(h);
-    return (it == b.suspected.end() ? 0 : it->second) + (b.proven_bad.count(h) ? 1000 : 0);
-  };
-  int mine = score(host);
-  if (mine == 0) return false;
-  for (const auto& h : b.hosts_seen) {
-    if (h != host && score(h) < mine) return true;
-  }
-  return false;
-}
-
 bool DiskBlobStore::Distrusted(const std::shared_ptr<Blob>& b, const std::string& host) {
   std::lock_guard<std::mutex> l(b->mu);
-  return DistrustedLocked(*b, host);
+  return b->prov.Distrusted(host);
 }
 
 std::set<std::string> DiskBlobStore::Blame(const std::shared_ptr<Blob>& b, std::string* sources) {
-  // Which host lied? The whole-file hash cannot say, but who served each chunk can narrow it:
-  //  - one host served every chunk: it is proven bad for this blob;
-  //  - several did: blame one of them, the one blamed least so far, then the one that served
-  //    fewest chunks (failovers bring a minority of chunks from a second mirror). Only its chunks
-  //    are dropped and refetched (from the others: the source is told), so if it was the liar the
-  //    next hash matches at the cost of its chunks alone; if not, the next round blames another.
-  //    A host proven bad (or blamed) for other files in this run is blamed before a minority one.
-  //  - chunks from an earlier run (no record of their host): nothing to narrow, drop everything.
-  // Returns the hosts whose chunks to drop; empty = drop all.
+  // The decision is Provenance's (cache/provenance.h); the blame across files is the store's.
   std::lock_guard<std::mutex> l(b->mu);
-  std::map<std::string, uint64_t> chunks;  // blocks served, by host
-  uint64_t recorded = 0;
-  for (const auto& [first, span] : b->span_host) {
-    chunks[span.second] += span.first - first + 1;
-    recorded += span.first - first + 1;
-  }
-  for (const auto& [h, n] : chunks) *sources += (sources->empty() ? "" : ",") + h;
-  uint64_t total = b->file ? b->file->num_blocks() : 0;
-  if (recorded < total || chunks.empty()) return {};
   std::lock_guard<std::mutex> pl(proven_mu_);
-  if (chunks.size() == 1) {
-    b->proven_bad.insert(chunks.begin()->first);
-    b->suspected[chunks.begin()->first]++;
-    host_blame_[chunks.begin()->first] += 1000;
-    return {};
-  }
-  // A host proven to have lied about other files in this run goes first, then one blamed for
-  // other files (a mirror that corrupts one file often corrupts them all, whether or not it
-  // served most of this one).
-  auto proven = [&](const std::string& h) {
-    auto it = host_blame_.find(h);
-    return it == host_blame_.end() ? 0 : it->second;
-  };
-  std::string pick;
-  for (const auto& [h, n] : chunks) {
-    if (pick.empty() || b->suspected[h] < b->suspected[pick] ||
-        (b->suspected[h] == b->suspected[pick] && proven(h) > proven(pick)) ||
-        (b->suspected[h] == b->suspected[pick] && proven(h) == proven(pick) && n < chunks[pick]))
-      pick = h;
-  }
-  b->suspected[pick]++;
-  host_blame_[pick]++;
-  return {pick};
+  return b->prov.Blame(b->file ? b->file->num_blocks() : 0, &host_blame_, sources);
 }
 
 void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<std::string>& only) {
-  std::set<std::string> bad;
+  Provenance::Dropped dropped;  // the hosts to report, the block ranges to drop
   uint64_t freed = 0;
   {
     std::unique_lock<std::shared_mutex> drop(b->drop_mu);
-    std::vector<std::pair<uint32_t, uint32_t>> victims;  // block ranges
     {
       std::lock_guard<std::mutex> l(b->mu);
       b->generation++;
       b->spill.clear();
       b->head.reset();
       b->streams.Rewind();
-      if (only.empty()) {
-        bad = b->sources;
-        b->sources.clear();
-        b->span_host.clear();
-      } else {
-        bad = only;
-        for (auto it = b->span_host.begin(); it != b->span_host.end();) {
-          if (only.count(it->second.second)) {
-            victims.emplace_back(it->first, it->second.first);
-            it = b->span_host.erase(it);
-          } else {
-            ++it;
-          }
-        }
-        for (const auto& h : only) b->sources.erase(h);
-      }
+      dropped = b->prov.Drop(only);
     }
     if (only.empty()) {
       b->file->DropAll();
     } else {
-      for (auto [first, last] : victims) {
+      for (auto [first, last] : dropped.ranges) {
         for (uint32_t i = first; i <= last; i++) {
           if (b->file->Present(i)) freed += Charge(b->file->BlockLen(i));
         }
@@ -446,16 +234,8 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
   }
   // Tell the source which hosts served bytes that failed the hash, so that with several mirrors
   // the refetch goes elsewhere (fetch/mirror_set.h).
-  for (const auto& host : bad) source_->ReportBadSource(b->ref, host);
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    Usage& u = usage_[b->ref.key];
-    if (only.empty()) freed = u.bytes;
-    freed = std::min(freed, u.bytes);
-    used_bytes_ -= freed;
-    u.bytes -= freed;
-    u.verified = false;
-  }
+  for (const auto& host : dropped.hosts) source_->ReportBadSource(b->ref, host);
+  space_->Release(b->ref.key, freed, /*all=*/only.empty());
   // The kernel's cached pages of this content were unverified bytes: have the filesystem drop them.
   // Not on this (verify) thread: invalidating waits for page locks that a pending FUSE read of the
   // same file holds, and that read may be waiting for a verification. With verify before read no
