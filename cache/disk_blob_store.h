@@ -135,10 +135,10 @@ struct CacheOptions {
   uint64_t kernel_readahead = 8ull << 20;
   // Memory: fetch buffers in flight, and chunks kept in memory because they could not be cached
   // (quota full of open files, disk full) so a reader consumes a prefetch window that went
-  // uncached without fetching it twice. Defaults: 15 + 5 chunks, with 8 reads of 6 MiB (a reply,
-  // a block buffer, a chunk of a fetch of their own: max_network_reads) = 128 MiB (--memory-budget).
-  unsigned max_inflight_chunks = 15;
-  unsigned max_spill_chunks = 5;
+  // uncached without fetching it twice. Defaults: 22 + 7 chunks, with 12 reads of 6 MiB (a reply,
+  // a block buffer, a chunk of a fetch of their own: max_network_reads) = 192 MiB (--memory-budget).
+  unsigned max_inflight_chunks = 22;
+  unsigned max_spill_chunks = 7;
   // Reads that start a fetch of their own at once (0 = no bound), each with a demand fetch's chunk
   // buffer in flight: the memory budget gives it the count of FUSE reply buffers. A read past it
   // waits for a slot holding nothing; reads of cached bytes, and reads that wait for bytes already

@@ -31,7 +31,7 @@ struct MountOptions {
   // and the cache may give it a 1 MiB block buffer): a read past them waits for a reply buffer to
   // come back before it starts. Replies spliced from the cache file give theirs back before the
   // reply. 0 = as many as there are threads.
-  unsigned reply_buffers = 8;
+  unsigned reply_buffers = 12;
   // systemd's $NOTIFY_SOCKET (read by tools/): once the mount is live and the filesystem ready,
   // "READY=1" and "MAINPID=<serving pid>" are sent there, for Type=notify units. "" = none.
   std::string notify_socket;

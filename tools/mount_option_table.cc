@@ -215,13 +215,13 @@ const std::vector<OptionSpec>& MountOptionTable() {
          return Status::Ok();
        },
        .default_is_value = true},
-      {.flag = "--memory-budget", .env = "MODELFS_MEMORY_BUDGET", .value_name = "SIZE", .default_text = "128MiB",
+      {.flag = "--memory-budget", .env = "MODELFS_MEMORY_BUDGET", .value_name = "SIZE", .default_text = "192MiB",
        .help = "Memory for data buffers, used and free. Reads: one per 16 MiB of it (4 to 64), each 6 MiB "
                "(a 1 MiB reply and a 1 MiB block buffer for a read copied through memory, and a 4 MiB chunk "
                "for a read that starts a fetch of its own). The rest: 3/4 for chunks in flight, 1/4 for chunks "
                "kept in memory when the cache cannot take them (4 MiB each; at least 4 and 2). The daemon's "
-               "RSS is about this plus 35 MiB. Lower it on small edge boxes; a far link needs about 7 chunks "
-               "in flight.",
+               "RSS is about this plus 35 MiB. Lower it on small edge boxes; a far link's random tensor loads "
+               "want about 20 chunks in flight (the default gives 22).",
        .apply = [](const std::string& v, MountConfig* c) -> Status {
          auto budget = ParseSize(v);
          if (!budget.ok()) return budget.status();

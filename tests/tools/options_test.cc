@@ -120,12 +120,12 @@ TEST_F(OptionsTest, MonitorOptions) {
 TEST_F(OptionsTest, MemoryBudgetSizesChunkBuffers) {
   MountConfig d;
   ASSERT_TRUE(Parse({"/mnt"}, &d).ok());
-  // 128 MiB: 8 reads of 6 MiB (reply, block buffer, a chunk of their own), then 20 chunks, 3/4
+  // 192 MiB: 12 reads of 6 MiB (reply, block buffer, a chunk of their own), then 30 chunks, 3/4
   // in flight.
-  EXPECT_EQ(d.mount.reply_buffers, 8u);
-  EXPECT_EQ(d.cache.max_network_reads, 8u);
-  EXPECT_EQ(d.cache.max_inflight_chunks, 15u);
-  EXPECT_EQ(d.cache.max_spill_chunks, 5u);
+  EXPECT_EQ(d.mount.reply_buffers, 12u);
+  EXPECT_EQ(d.cache.max_network_reads, 12u);
+  EXPECT_EQ(d.cache.max_inflight_chunks, 22u);
+  EXPECT_EQ(d.cache.max_spill_chunks, 7u);
   MountConfig e;
   ASSERT_TRUE(Parse({"--memory-budget", "32MiB", "/mnt"}, &e).ok());
   EXPECT_EQ(e.mount.reply_buffers, 4u);  // the floor
