@@ -230,15 +230,37 @@ bool BlockFile::ReadBlock(uint32_t i, char* buf) {
 
 Status BlockFile::WriteBlock(uint32_t i, const char* data) {
   uint32_t len = BlockLen(i);
-  if (!PwriteFull(data_fd_, data, len, static_cast<off_t>(i) * kBlockSize)) {
-    return Status::IoError("write " + base_ + ".data: " + strerror(errno));
+  Status s;
+  if (PwriteFull(data_fd_, data, len, static_cast<off_t>(i) * kBlockSize)) {
+    uint64_t sum = BlockChecksum(data, len);
+    std::lock_guard<std::mutex> l(mu_);
+    entries_[i].checksum = sum;
+    entries_[i].len = len;
+    checked_[i] = 1;
+    s = WriteEntry(i);
+    if (s.ok()) return s;
+  } else {
+    s = Status::IoError("write " + base_ + ".data: " + strerror(errno));
   }
-  uint64_t sum = BlockChecksum(data, len);
+  // A write can fail part way (ENOSPC, EFBIG) with pages already allocated, and the caller gives
+  // the block's charge back: nothing of it may stay on disk outside the quota. The block is
+  // absent (an entry that reached the index half written mismatches the hole: a miss).
   std::lock_guard<std::mutex> l(mu_);
-  entries_[i].checksum = sum;
-  entries_[i].len = len;
-  checked_[i] = 1;
-  return WriteEntry(i);
+  if (entries_[i].checksum != 0) drops_++;
+  entries_[i] = Entry{};
+  checked_[i] = 0;
+  PunchLocked(i, i);
+  return s;
+}
+
+void BlockFile::PunchLocked(uint32_t first, uint32_t last) {
+  // Blocks are page-aligned; the last block of the file runs to the page boundary past EOF
+  // (punching only to EOF zeroes a partial last page but keeps it allocated: tmpfs, ext4).
+  const off_t page = static_cast<off_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
+  const off_t start = static_cast<off_t>(first) * static_cast<off_t>(kBlockSize);
+  off_t end = std::min<off_t>(static_cast<off_t>(last + 1) * static_cast<off_t>(kBlockSize), static_cast<off_t>(size_));
+  end = (end + page - 1) / page * page;
+  if (end > start) fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start, end - start);
 }
 
 Status BlockFile::WriteEntry(uint32_t i) {
@@ -274,9 +296,7 @@ void BlockFile::DropAll() {
   // Release the space; the file keeps its size so offsets stay valid. The hole runs to the next
   // page boundary past EOF: punching only [0, size) zeroes a partial last page but keeps it
   // allocated (tmpfs, ext4), which leaked one page per dropped blob past the quota's accounting.
-  const off_t page = static_cast<off_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
-  const off_t len = (static_cast<off_t>(size_) + page - 1) / page * page;
-  if (len > 0) fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, len);
+  if (!entries_.empty()) PunchLocked(0, static_cast<uint32_t>(entries_.size()) - 1);
 }
 
 uint64_t BlockFile::DropBlocks(uint32_t first, uint32_t last) {
@@ -296,12 +316,7 @@ uint64_t BlockFile::DropBlocks(uint32_t first, uint32_t last) {
   }
   std::vector<char> zeros(static_cast<size_t>(last - first + 1) * kEntrySize, 0);
   PwriteFull(idx_fd_, zeros.data(), zeros.size(), kHeaderSize + static_cast<off_t>(first) * kEntrySize);
-  // Blocks are page-aligned; the last block of the file runs to the page boundary past EOF.
-  const off_t page = static_cast<off_t>(sysconf(_SC_PAGESIZE) > 0 ? sysconf(_SC_PAGESIZE) : 4096);
-  const off_t start = static_cast<off_t>(first) * static_cast<off_t>(kBlockSize);
-  off_t end = std::min<off_t>(static_cast<off_t>(last + 1) * static_cast<off_t>(kBlockSize), static_cast<off_t>(size_));
-  end = (end + page - 1) / page * page;
-  if (end > start) fallocate(data_fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start, end - start);
+  PunchLocked(first, last);
   return dropped;
 }
 

@@ -71,7 +71,9 @@ class BlockFile {
   // in corrupt_blocks()) so it will be refetched. Thread-safe.
   bool ReadBlock(uint32_t i, char* buf);
   // Writes block i (BlockLen(i) bytes) and publishes it. Thread-safe; concurrent writers of the
-  // same block must write identical bytes (the caller single-flights fetches).
+  // same block must write identical bytes (the caller single-flights fetches). On an error the
+  // block is absent and its range holds no disk space: the charge of a failed write can be given
+  // back (a write failing part way, ENOSPC or EFBIG, has allocated pages already).
   Status WriteBlock(uint32_t i, const char* data);
   // Makes every present block durable, then sets the verified flag durably.
   Status MarkVerified();
@@ -92,6 +94,8 @@ class BlockFile {
  private:
   BlockFile(std::string base, uint64_t size, int data_fd, int idx_fd);
   Status WriteEntry(uint32_t i);  // requires mu_
+  // Requires mu_: releases the disk space of blocks [first, last] (their entries untouched).
+  void PunchLocked(uint32_t first, uint32_t last);
 
   struct Entry {
     uint64_t checksum = 0;

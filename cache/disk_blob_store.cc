@@ -335,7 +335,10 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
         continue;
       }
       // Demand first: only this read's bytes are waited for; the rest of the range follows.
-      if (!last->WaitFor(end)) {
+      waiting_reads_++;
+      const bool arrived = last->WaitFor(end);
+      waiting_reads_--;
+      if (!arrived) {
         std::lock_guard<std::mutex> l(last->mu);
         if (!last->status.ok()) return last->status;
         return Status::Unavailable("fetch of " + ref.path + " ended short");
@@ -392,6 +395,7 @@ CacheStats DiskBlobStore::Stats() const {
   s.uncached_bytes = uncached_bytes_;
   const SpaceManager::Totals t = space_->totals();
   s.evicted_bytes = t.evicted;
+  s.releasing_bytes = t.releasing;
   s.used_bytes = t.used;
   s.peak_used_bytes = t.peak;
   s.overhead_bytes = t.overhead;
@@ -401,6 +405,7 @@ CacheStats DiskBlobStore::Stats() const {
   s.distrusted_refetches = distrusted_refetches_;
   s.hashed_bytes = hashed_bytes_;
   s.spliced_bytes = spliced_bytes_;
+  s.waiting_reads = waiting_reads_;
   uint64_t corrupt = 0;
   for (auto& [k, b] : blobs_)
     if (b->file) corrupt += b->file->corrupt_blocks();

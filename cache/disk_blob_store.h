@@ -167,7 +167,8 @@ struct CacheStats {
   uint64_t corrupt_blocks = 0;  // cached blocks that failed XXH3 (then refetched)
   uint64_t verified = 0;        // blobs whose whole-file hash matched
   uint64_t verify_failures = 0; // blobs whose whole-file hash did not match (dropped)
-  uint64_t evicted_bytes = 0;
+  uint64_t evicted_bytes = 0;   // counted when the victims are chosen, before their drop
+  uint64_t releasing_bytes = 0; // charge of victims being dropped now (on disk until dropped)
   uint64_t uncached_bytes = 0;  // fetched but not stored (quota or disk error)
   uint64_t used_bytes = 0;      // block data currently cached (4 KiB pages)
   uint64_t quota_bytes = 0;     // the resolved quota (0 = none)
@@ -179,6 +180,7 @@ struct CacheStats {
   uint64_t distrusted_refetches = 0;  // answers fetched again: their host was blamed for the blob
   uint64_t hashed_bytes = 0;    // bytes fed to whole-file hashes (once per byte per pass)
   uint64_t spliced_bytes = 0;   // bytes handed out as FileSpans (ReadOrSpan), also in hit_bytes
+  uint64_t waiting_reads = 0;   // reads waiting for their bytes on the wire now
 };
 
 class DiskBlobStore : public BlobStore {
@@ -339,6 +341,7 @@ class DiskBlobStore : public BlobStore {
   // max_inflight_chunks chunks of it, so a far link's tensor, fetched in one-block ranges over
   // many connections, has four times as many ranges on the wire as chunks would allow.
   std::atomic<unsigned> inflight_blocks_{0};
+  std::atomic<unsigned> waiting_reads_{0};    // reads waiting for their bytes on the wire now
   std::atomic<unsigned> busy_{0};             // fetch + verify tasks queued or running
   std::atomic<uint64_t> latency_us_{0};       // moving average time to a range's first byte
   // Spilled chunks, oldest first (blob, chunk index); each is also in its Blob::spill. Guarded by

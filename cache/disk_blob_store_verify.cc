@@ -231,11 +231,14 @@ void DiskBlobStore::ForgetBlocks(const std::shared_ptr<Blob>& b, const std::set<
         b->file->DropBlocks(first, last);
       }
     }
+    // Still holding drop_mu: once it is let go, a fetch may admit and write a block of this blob
+    // again, and a release after that ("all" of the blob's charge) would take that block's
+    // charge too, leaving it on disk outside the quota.
+    space_->Release(b->ref.key, freed, /*all=*/only.empty());
   }
   // Tell the source which hosts served bytes that failed the hash, so that with several mirrors
   // the refetch goes elsewhere (fetch/mirror_set.h).
   for (const auto& host : dropped.hosts) source_->ReportBadSource(b->ref, host);
-  space_->Release(b->ref.key, freed, /*all=*/only.empty());
   // The kernel's cached pages of this content were unverified bytes: have the filesystem drop them.
   // Not on this (verify) thread: invalidating waits for page locks that a pending FUSE read of the
   // same file holds, and that read may be waiting for a verification. With verify before read no

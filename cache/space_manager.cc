@@ -149,7 +149,7 @@ uint64_t SpaceManager::FreeRoom() const {
 
 SpaceManager::Totals SpaceManager::totals() const {
   std::lock_guard<std::mutex> l(mu_);
-  return Totals{used_, overhead_, peak_, evicted_};
+  return Totals{used_, overhead_, peak_, evicted_, releasing_};
 }
 
 void SpaceManager::NotePeakLocked() { peak_ = std::max(peak_, used_ + overhead_ + releasing_); }

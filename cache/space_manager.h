@@ -90,7 +90,8 @@ class SpaceManager {
     uint64_t used = 0;       // block data charged (present blocks and admitted ones)
     uint64_t overhead = 0;   // charged besides block data: files, directories, metadata, reserve
     uint64_t peak = 0;       // the most used + overhead + releasing since open (<= quota)
-    uint64_t evicted = 0;    // block data evicted since open
+    uint64_t evicted = 0;    // block data evicted since open (counted when chosen)
+    uint64_t releasing = 0;  // charge of victims chosen and not yet dropped (still on disk)
   };
 
   // `disk` must outlive the manager.

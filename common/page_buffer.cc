@@ -50,11 +50,20 @@ PageBuffer NewPageBuffer(size_t len) {
   return PageBuffer(p, PageBufferFree{size});
 }
 
+size_t PageBufferPool::waiting() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return waiting_;
+}
+
 PageBuffer PageBufferPool::Get(size_t len) {
   if (len > bytes_) return NewPageBuffer(len);
   {
     std::unique_lock<std::mutex> l(mu_);
-    if (max_out_ > 0) returned_.wait(l, [this] { return out_ < max_out_; });
+    if (max_out_ > 0 && out_ >= max_out_) {
+      waiting_++;
+      returned_.wait(l, [this] { return out_ < max_out_; });
+      waiting_--;
+    }
     out_++;
     if (!free_.empty()) {
       PageBuffer b = std::move(free_.back());

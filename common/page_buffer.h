@@ -54,14 +54,17 @@ class PageBufferPool {
   PageBuffer Get(size_t len);
   PageBuffer Get() { return Get(bytes_); }
   void Put(PageBuffer b);
+  // Gets waiting at max_out for a buffer to come back, now (a test knows a waiter is blocked).
+  size_t waiting() const;
 
  private:
   const size_t bytes_, keep_, max_out_;
   const std::shared_ptr<PageBufferKeep> shared_;  // null: keep_ bounds what this pool keeps
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable returned_;  // a buffer came back (Get waits on it at max_out_)
   std::vector<PageBuffer> free_;  // guarded by mu_
   size_t out_ = 0;                // pool buffers handed out and not given back; guarded by mu_
+  size_t waiting_ = 0;            // Gets waiting at max_out_; guarded by mu_
 };
 
 }  // namespace modelfs

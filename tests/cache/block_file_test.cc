@@ -1,6 +1,8 @@
 #include "cache/block_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -145,6 +147,36 @@ TEST(BlockFileDropTest, DropAllReleasesEveryAllocatedPage) {
   ASSERT_EQ(stat((dir.path() + "/k.data").c_str(), &st), 0);
   EXPECT_EQ(st.st_blocks, 0) << "bytes still allocated: " << st.st_blocks * 512;
   EXPECT_EQ(static_cast<uint64_t>(st.st_size), size);
+}
+
+// A write that fails part way (here EFBIG past RLIMIT_FSIZE; ENOSPC from a full disk alike) has
+// allocated pages already, and the store gives the block's charge back: the block is absent and
+// none of its pages stay on disk outside the quota.
+TEST(BlockFileDropTest, AFailedWriteLeavesNoPageBehind) {
+  testing::TempDir dir;
+  const uint64_t size = 3 * kBlockSize;
+  std::string data = testing::RandomBytes(size, 10);
+  auto f = BlockFile::Open(dir.path(), "k", size);
+  ASSERT_TRUE(f.ok());
+  struct rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  struct rlimit lim = old;
+  lim.rlim_cur = 2 * kBlockSize + kBlockSize / 2;  // block 2 is written half, then EFBIG
+  void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);  // (its default ends the process)
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &lim), 0);
+  Status s = (*f)->WriteBlock(2, data.data() + 2 * kBlockSize);
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, old_handler);
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE((*f)->Present(2));
+  struct stat st;
+  ASSERT_EQ(stat((dir.path() + "/k.data").c_str(), &st), 0);
+  EXPECT_EQ(st.st_blocks, 0) << "bytes of the failed write still allocated: " << st.st_blocks * 512;
+  // The block is written whole once the write can succeed.
+  ASSERT_TRUE((*f)->WriteBlock(2, data.data() + 2 * kBlockSize).ok());
+  std::vector<char> buf(kBlockSize);
+  ASSERT_TRUE((*f)->ReadBlock(2, buf.data()));
+  EXPECT_EQ(0, memcmp(buf.data(), data.data() + 2 * kBlockSize, kBlockSize));
 }
 
 }  // namespace

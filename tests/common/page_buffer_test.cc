@@ -55,9 +55,13 @@ TEST(PageBufferPoolTest, GetWaitsAtMaxOutUntilABufferComesBack) {
     got = true;
     pool.Put(std::move(c));
   });
-  // Both buffers are out: the waiter must not pass. There is no event to wait for when it is
-  // right, so it is given 50 ms to go wrong.
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Both buffers are out: the waiter must wait. Once it is seen waiting (a bounded poll: a Get
+  // that did not wait never shows there, and the deadline fails the test), only a Put lets it on.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (pool.waiting() == 0 && !got.load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(pool.waiting(), 1u);
   EXPECT_FALSE(got.load());
   pool.Put(std::move(a));
   t.join();
