@@ -91,6 +91,7 @@
 
 #include "cache/blob_store.h"
 #include "cache/block_file.h"
+#include "cache/meta_store.h"
 #include "common/thread_pool.h"
 #include "fetch/range_source.h"
 
@@ -144,7 +145,7 @@ struct CacheOptions {
   // waits for a slot holding nothing; reads of cached bytes, and reads that wait for bytes already
   // on the wire, never take one. A read that already holds the buffer it copies into (ReadDest)
   // does not wait: it goes over the bound.
-  unsigned max_network_reads = 0;
+  unsigned max_network_reads = 8;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
   bool verify_before_read = false;
   // Opening a multi-chunk blob starts a background fill of all of it (over the fetch pool, within
@@ -156,7 +157,9 @@ struct CacheOptions {
   unsigned verify_attempts = 4;
   // Not used by DiskBlobStore itself; the engine (tools/engine.cc) reads them to build the stack.
   bool offline = false;                   // never touch the network (cache/offline.h)
-  int64_t revision_ttl_s = 72 * 3600;     // PersistentHubApi's revision TTL, seconds
+  int64_t revision_ttl_s = PersistentHubApi::kDefaultRevisionTtlSeconds;  // its revision TTL, seconds
+
+  bool operator==(const CacheOptions&) const = default;  // tools/ checks its defaults against these
 };
 
 struct CacheStats {

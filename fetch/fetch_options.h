@@ -59,6 +59,8 @@ struct FetchOptions {
   // no_proxy, all_proxy); nothing here overrides them.
   std::string ca_file;
   std::string tls_min_version = "1.2";
+
+  bool operator==(const FetchOptions&) const = default;  // tools/ checks its defaults against these
 };
 
 }  // namespace modelfs

@@ -41,6 +41,8 @@ struct MountOptions {
   MetricsRegistry* metrics = nullptr;
   std::string fsname = "modelfs";
   std::string subtype = "modelfs";
+
+  bool operator==(const MountOptions&) const = default;  // tools/ checks its defaults against these
 };
 
 // Mounts at opts.mountpoint (read-only), then, unless foreground, forks into a daemon. make_fs() is

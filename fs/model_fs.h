@@ -69,6 +69,8 @@ struct FsOptions {
   // Content is immutable (pinned commit), so the kernel may cache names and attributes for a day.
   double entry_timeout_s = 86400, attr_timeout_s = 86400;
   double negative_timeout_s = 1;  // unknown names may appear later (new repos)
+
+  bool operator==(const FsOptions&) const = default;  // tools/ checks its defaults against these
 };
 
 // Attributes of one inode (what stat(2) shows). atime = mtime = ctime = the mount time.
@@ -195,10 +197,9 @@ class ModelFs {
   // Splits an org-dir entry name "repo" or "repo@rev" into the repo name and the decoded revision
   // ("%2F" -> "/"; "" = default branch). False if the name or revision is not acceptable.
   static bool ParseRepoDirName(const std::string& entry, std::string* repo_name, std::string* rev);
-  // Hub-cache folder names: "models--org--name" / "datasets--org--name" <-> RepoId. Parse returns
-  // false for anything else (spaces are not offered).
+  // A hub-cache folder name ("models--org--name" / "datasets--org--name") as a RepoId; false for
+  // anything else (spaces are not offered).
   static bool ParseHfCacheDirName(const std::string& entry, RepoId* repo);
-  static std::string HfCacheDirName(const RepoId& repo);
 
  private:
   // What one open file handle was given (Open's fh points at one).

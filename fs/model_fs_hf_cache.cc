@@ -31,10 +31,6 @@ bool ModelFs::ParseHfCacheDirName(const std::string& entry, RepoId* repo) {
   return IsValidHubName(repo->ns) && IsValidHubName(repo->name);
 }
 
-std::string ModelFs::HfCacheDirName(const RepoId& repo) {
-  return repo.type + "s--" + repo.ns + "--" + repo.name;
-}
-
 uint64_t ModelFs::HfChildLocked(uint64_t repo_ino, const std::string& name) const {
   return FindLocked(repo_ino)->children.at(name);  // refs, snapshots, blobs: made with the repo dir
 }

@@ -38,18 +38,16 @@ std::vector<OptionSpec> CacheToolOptions(bool with_size) {
     t.push_back({"--size", nullptr, nullptr, "SIZE", "only remove unreferenced blobs",
                  "Target for the block data (B, KiB, MiB, GiB, TiB; KB/MB/GB are decimal), e.g. 10GiB."});
   }
-  t.push_back({"--cache-dir", nullptr, "MODELFS_CACHE", "DIR", "~/.cache/modelfs",
-               "The cache directory (without the flag or the variable: the config files' cache-dir, as "
-               "for a mount)."});
+  t.push_back(CacheDirOption());
   t.push_back({"--format", nullptr, nullptr, "FORMAT", "text", "Output as text or json (sizes in bytes)."});
   t.push_back({"--help", "-h", nullptr, nullptr, "", "Show this help."});
   return t;
 }
 
 // Parses the options of cache tool `command` ("modelfs gc"; CacheToolOptions; `allow_repo`: one
-// optional ORG/NAME[@REV]).
-bool ParseCacheArgs(const std::string& command, const std::vector<std::string>& args, bool allow_repo,
-                    bool allow_size, CacheArgs* a, std::string* err) {
+// optional ORG/NAME[@REV]); without --cache-dir, the directory comes from `env` and the config files.
+bool ParseCacheArgs(const std::string& command, const std::vector<std::string>& args, const Environment& env,
+                    bool allow_repo, bool allow_size, CacheArgs* a, std::string* err) {
   Result<ParsedArgs> parsed = ParseArgs(args, CacheToolOptions(allow_size), command);
   if (!parsed.ok()) {
     *err += parsed.status().message() + "\n";
@@ -69,15 +67,12 @@ bool ParseCacheArgs(const std::string& command, const std::vector<std::string>& 
     }
     a->json = *v == "json";
   }
-  if (const std::string* v = p.Last("--cache-dir")) a->dir = *v;
-  if (a->dir.empty()) {
-    Result<std::string> dir = CacheDirSetting(Environment::Process());
-    if (!dir.ok()) {
-      *err += dir.status().message() + "\n";
-      return false;
-    }
-    a->dir = dir.value();
+  Result<std::string> dir = CacheDirOf(p, env);
+  if (!dir.ok()) {
+    *err += dir.status().message() + "\n";
+    return false;
   }
+  a->dir = dir.value();
   return true;
 }
 
@@ -231,13 +226,14 @@ std::string LiveText(const nlohmann::json& m) {
 
 }  // namespace
 
-int StatusCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+int StatusCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
+                  std::string* err) {
   if (WantsHelp(args)) {
     *out += StatusHelp();
     return 0;
   }
   CacheArgs a;
-  if (!ParseCacheArgs("modelfs status", args, false, false, &a, err)) {
+  if (!ParseCacheArgs("modelfs status", args, env, false, false, &a, err)) {
     *err += "Usage: modelfs status [--cache-dir DIR] [--format text|json]\n";
     return 2;
   }
@@ -326,13 +322,14 @@ int StatusCommand(const std::vector<std::string>& args, std::string* out, std::s
   return 0;
 }
 
-int VerifyCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+int VerifyCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
+                  std::string* err) {
   if (WantsHelp(args)) {
     *out += VerifyHelp();
     return 0;
   }
   CacheArgs a;
-  if (!ParseCacheArgs("modelfs verify", args, true, false, &a, err)) {
+  if (!ParseCacheArgs("modelfs verify", args, env, true, false, &a, err)) {
     *err += "Usage: modelfs verify [ORG/NAME[@REV]] [--cache-dir DIR] [--format text|json]\n";
     return 2;
   }
@@ -387,13 +384,14 @@ int VerifyCommand(const std::vector<std::string>& args, std::string* out, std::s
   return bad ? 1 : 0;
 }
 
-int GcCommand(const std::vector<std::string>& args, std::string* out, std::string* err) {
+int GcCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
+              std::string* err) {
   if (WantsHelp(args)) {
     *out += GcHelp();
     return 0;
   }
   CacheArgs a;
-  if (!ParseCacheArgs("modelfs gc", args, false, true, &a, err)) {
+  if (!ParseCacheArgs("modelfs gc", args, env, false, true, &a, err)) {
     *err += "Usage: modelfs gc [--size SIZE] [--cache-dir DIR] [--format text|json]\n";
     return 2;
   }
@@ -466,17 +464,17 @@ int Print(int rc, const std::string& out, const std::string& err) {
 
 int RunStatus(const std::vector<std::string>& args) {
   std::string out, err;
-  int rc = StatusCommand(args, &out, &err);
+  int rc = StatusCommand(args, Environment::Process(), &out, &err);
   return Print(rc, out, err);
 }
 int RunVerify(const std::vector<std::string>& args) {
   std::string out, err;
-  int rc = VerifyCommand(args, &out, &err);
+  int rc = VerifyCommand(args, Environment::Process(), &out, &err);
   return Print(rc, out, err);
 }
 int RunGc(const std::vector<std::string>& args) {
   std::string out, err;
-  int rc = GcCommand(args, &out, &err);
+  int rc = GcCommand(args, Environment::Process(), &out, &err);
   return Print(rc, out, err);
 }
 

@@ -15,13 +15,16 @@
 #include <string>
 #include <vector>
 
+#include "tools/environment.h"
+
 namespace modelfs::cli {
 
 // Each returns the exit code (0 ok; 1 bad data found (verify) or an error; 2 usage error) and
-// appends what it would print to `out` (stdout) and `err` (stderr).
-int StatusCommand(const std::vector<std::string>& args, std::string* out, std::string* err);
-int VerifyCommand(const std::vector<std::string>& args, std::string* out, std::string* err);
-int GcCommand(const std::vector<std::string>& args, std::string* out, std::string* err);
+// appends what it would print to `out` (stdout) and `err` (stderr). `env`: where the cache
+// directory comes from without --cache-dir (Environment::Process() in the binary).
+int StatusCommand(const std::vector<std::string>& args, const Environment& env, std::string* out, std::string* err);
+int VerifyCommand(const std::vector<std::string>& args, const Environment& env, std::string* out, std::string* err);
+int GcCommand(const std::vector<std::string>& args, const Environment& env, std::string* out, std::string* err);
 
 // The same, writing to stdout/stderr: the entries of tools/main.cc's command table.
 int RunStatus(const std::vector<std::string>& args);

@@ -21,8 +21,6 @@
 namespace modelfs::cli {
 namespace {
 
-// Default share of the quota that pins may take: half, so unpinned reads always have room.
-constexpr double kDefaultPinSharePercent = 50;
 // Progress redraw interval on a terminal (10 Hz).
 constexpr auto kRedraw = std::chrono::milliseconds(100);
 
@@ -48,6 +46,7 @@ const std::vector<OptionSpec>& PrefetchOptionTable() {
            "Skip files matching GLOB (repeatable); wins over --include."},
           {"--pin", nullptr, nullptr, nullptr, "off",
            "Pin the selected files first: a mount never evicts them (release with 'modelfs unpin')."},
+          // Half by default, so that unpinned reads always have room.
           {"--pin-share", nullptr, nullptr, "PERCENT", "50%",
            "Refuse the pin if all pins together would take more than this share of the cache quota."},
           {"--quiet", nullptr, nullptr, nullptr, "off", "No progress line, even on a terminal."},
@@ -79,7 +78,7 @@ int RunPrefetch(const std::vector<std::string>& args) {
   Status usage = parsed.status();
   std::vector<std::string> forwarded, positional, include, exclude;
   bool pin = false, quiet = false, json = false;
-  double share = kDefaultPinSharePercent;
+  double share = 0;
   if (parsed.ok()) {
     const ParsedArgs& p = parsed.value();
     positional = p.positional;
@@ -88,11 +87,10 @@ int RunPrefetch(const std::vector<std::string>& args) {
     pin = p.Has("--pin");
     quiet = p.Has("--quiet");
     json = p.Last("--format") && *p.Last("--format") == "json";
-    if (const std::string* v = p.Last("--pin-share")) {
-      auto pct = ParsePercent(*v);
-      if (pct.ok()) share = pct.value();
-      else usage = Status::InvalidArgument("--pin-share: " + pct.status().message());
-    }
+    const std::string* v = p.Last("--pin-share");
+    auto pct = ParsePercent(v ? *v : FindOption(PrefetchOptionTable(), "--pin-share")->default_text);
+    if (pct.ok()) share = pct.value();
+    else usage = Status::InvalidArgument("--pin-share: " + pct.status().message());
     // The mount options among them mean what they mean for a mount: ParseMount reads them.
     forwarded = ForwardedMountArgs(p, kForwarded, Environment::Process());
   }
@@ -209,9 +207,7 @@ int RunPrefetch(const std::vector<std::string>& args) {
 
 int RunUnpin(const std::vector<std::string>& args) {
   const std::vector<OptionSpec> table = {
-      {"--cache-dir", nullptr, "MODELFS_CACHE", "DIR", "~/.cache/modelfs",
-       "The cache directory (without the flag or the variable: the config files' cache-dir, as for "
-       "a mount)."},
+      CacheDirOption(),
       {"--help", "-h", nullptr, nullptr, "", "Show this help."},
   };
   Result<ParsedArgs> parsed = ParseArgs(args, table, "modelfs unpin");
@@ -234,17 +230,13 @@ int RunUnpin(const std::vector<std::string>& args) {
             repo.status().message().c_str());
     return 2;
   }
-  std::string dir = parsed->Last("--cache-dir") ? *parsed->Last("--cache-dir") : "";
-  if (dir.empty()) {
-    Result<std::string> setting = CacheDirSetting(Environment::Process());
-    if (!setting.ok()) {
-      fprintf(stderr, "modelfs unpin: %s\n", setting.status().message().c_str());
-      return 1;
-    }
-    dir = setting.value();
+  Result<std::string> dir = CacheDirOf(*parsed, Environment::Process());
+  if (!dir.ok()) {
+    fprintf(stderr, "modelfs unpin: %s\n", dir.status().message().c_str());
+    return 1;
   }
-  if (!RemovePin(dir, PinFileName(*repo))) {
-    fprintf(stderr, "modelfs unpin: %s is not pinned in %s\n", repo->Id().c_str(), dir.c_str());
+  if (!RemovePin(*dir, PinFileName(*repo))) {
+    fprintf(stderr, "modelfs unpin: %s is not pinned in %s\n", repo->Id().c_str(), dir->c_str());
     return 1;
   }
   printf("unpinned %s\n", repo->Id().c_str());

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/file_util.h"
+#include "tools/options.h"  // the --endpoint entry's default
 
 namespace modelfs::cli {
 namespace {
@@ -106,7 +107,7 @@ Result<std::vector<Sourced>> EffectiveEndpoints(const ConfigLayers& files,
       auto it = files.values.find("endpoint");
       if (it != files.values.end()) list = it->second;
     }
-    if (list.empty()) list.push_back({"https://huggingface.co", "default"});
+    if (list.empty()) list.push_back({FindOption(MountOptionTable(), "--endpoint")->default_text, "default"});
   }
   std::vector<Sourced> out;
   for (Sourced s : list) {

@@ -56,7 +56,8 @@ Result<ConfigLayers> LoadConfigFiles(const std::vector<std::string>& paths,
                                      const std::vector<std::string>& allowed_keys);
 
 // The effective endpoint list: flags (if any) > environment (HF_ENDPOINT first, then each of
-// MODELFS_MIRRORS, split on commas and whitespace) > config files > https://huggingface.co.
+// MODELFS_MIRRORS, split on commas and whitespace) > config files > the --endpoint entry's default
+// (https://huggingface.co).
 // Trailing slashes are dropped, duplicates removed, and every entry must be http(s)://.
 Result<std::vector<Sourced>> EffectiveEndpoints(const ConfigLayers& files,
                                                 const std::vector<std::string>& flag_endpoints,

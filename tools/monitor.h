@@ -52,6 +52,8 @@ struct MonitorOptions {
   double min_success_percent = 90;      // low_success_rate below this; 0 = off
   uint64_t max_bandwidth_Bps = 0;       // high_bandwidth above this, bytes/s; 0 = off
   int interval_ms = 1000;               // sampling period
+
+  bool operator==(const MonitorOptions&) const = default;
 };
 
 class Monitor {

@@ -19,8 +19,14 @@
 namespace modelfs::cli {
 namespace {
 
-// The built-in default of --cache-dir.
-std::string DefaultCacheDir(const Environment& env) { return env.Home() + "/.cache/modelfs"; }
+// The log level of a command that forwards mount options (download, prefetch): log lines would
+// tear its progress line.
+constexpr const char* kForwardedLogLevel = "warn";
+
+// The built-in default of --cache-dir: the table's "~/..." under $HOME.
+std::string DefaultCacheDir(const Environment& env) {
+  return env.Home() + (FindOption(MountOptionTable(), "--cache-dir")->default_text + 1);
+}
 
 }  // namespace
 
@@ -89,6 +95,18 @@ Result<std::string> CacheDirSetting(const Environment& env) {
   return DefaultCacheDir(env);
 }
 
+OptionSpec CacheDirOption() {
+  OptionSpec o = *FindOption(MountOptionTable(), "--cache-dir");
+  o.help = "The cache directory (without the flag or the variable: the config files' cache-dir, as for a mount).";
+  o.apply = nullptr;
+  return o;
+}
+
+Result<std::string> CacheDirOf(const ParsedArgs& args, const Environment& env) {
+  if (const std::string* v = args.Last("--cache-dir"); v && !v->empty()) return *v;
+  return CacheDirSetting(env);
+}
+
 const OptionSpec* FindOption(const std::vector<OptionSpec>& table, const std::string& flag) {
   for (const auto& o : table)
     if (flag == o.flag || (o.short_flag && flag == o.short_flag)) return &o;
@@ -137,7 +155,7 @@ std::vector<OptionSpec> CommandOptionTable(std::vector<OptionSpec> own, const st
   for (const OptionSpec& o : MountOptionTable()) {
     if (std::find(forwarded.begin(), forwarded.end(), o.flag) == forwarded.end()) continue;
     own.push_back(o);
-    if (std::string(o.flag) == "--log-level") own.back().default_text = "warn";
+    if (std::string(o.flag) == "--log-level") own.back().default_text = kForwardedLogLevel;
   }
   own.push_back(*FindOption(MountOptionTable(), "--help"));
   return own;
@@ -155,7 +173,7 @@ std::vector<std::string> ForwardedMountArgs(const ParsedArgs& args, const std::v
       if (takes_value) out.push_back(v);
     }
   }
-  if (!args.Has("--log-level") && env.Get("MODELFS_LOG_LEVEL").empty()) out.insert(out.end(), {"--log-level", "warn"});
+  if (!args.Has("--log-level") && env.Get("MODELFS_LOG_LEVEL").empty()) out.insert(out.end(), {"--log-level", kForwardedLogLevel});
   return out;
 }
 

@@ -82,6 +82,9 @@ struct MountConfig {
   uint64_t log_max_bytes = 2ull << 20;  // rotate the log file at this size (common/log.h LogToFile)
   std::string log_level = "info";
   std::string log_format = "text";  // text | logfmt | json (common/log.h)
+
+  // Field by field: the options test holds each table default to the struct defaults with it.
+  bool operator==(const MountConfig&) const = default;
 };
 
 // Parses `modelfs mount` arguments (argv after "mount") over the config files and the variables
@@ -107,6 +110,11 @@ std::optional<Sourced> ResolveOption(const OptionSpec& o, const ParsedArgs& args
 // The cache directory of a command not given --cache-dir: $MODELFS_CACHE, else the config files'
 // `cache-dir`, else ~/.cache/modelfs (what `modelfs mount` uses). Fails on a malformed config file.
 Result<std::string> CacheDirSetting(const Environment& env);
+// `--cache-dir` of a command that works on the cache directory without mounting (status, verify,
+// gc, unpin): the mount's entry (flag, variable, default) with no `apply`; CacheDirOf reads it.
+OptionSpec CacheDirOption();
+// Such a command's cache directory: its --cache-dir in `args`, else CacheDirSetting(env).
+Result<std::string> CacheDirOf(const ParsedArgs& args, const Environment& env);
 
 // The --help lines of an option table: flag, value, help, default and environment variable.
 std::string FormatOptionTable(const std::vector<OptionSpec>& table);

@@ -709,8 +709,6 @@ TEST_F(HfCacheLayoutTest, FolderNames) {
   EXPECT_EQ(r, Model("acme", "gpt"));
   ASSERT_TRUE(ModelFs::ParseHfCacheDirName("datasets--acme--squad.v2", &r));
   EXPECT_EQ(r, Dataset("acme", "squad.v2"));
-  EXPECT_EQ(ModelFs::HfCacheDirName(Dataset("a", "b")), "datasets--a--b");
-  EXPECT_EQ(ModelFs::HfCacheDirName(Model("a", "b")), "models--a--b");
   for (const char* bad : {"models--acme", "models--acme--", "models----gpt", "spaces--a--b",
                           "models--a--b--c", "acme", "models--a--.b", ".locks", "CACHEDIR.TAG"}) {
     EXPECT_FALSE(ModelFs::ParseHfCacheDirName(bad, &r)) << bad;

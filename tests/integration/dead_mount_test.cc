@@ -1,4 +1,4 @@
-// A daemon that dies leaves no hung or dead mount behind (issue 13, part 5): readers blocked on a
+// A daemon that dies leaves no hung or dead mount behind: readers blocked on a
 // slow read in a mount whose daemon is killed (kill -9) get an error within a bound, never a
 // hang; the dead mount left at the mount point (ENOTCONN) is detached by the next `modelfs mount`
 // on the same mount point and cache directory, which then serves the right bytes; and the same

@@ -330,7 +330,7 @@ uint64_t UsedBytes(const std::string& path) {
   return (static_cast<uint64_t>(v.f_blocks) - v.f_bfree) * v.f_frsize;
 }
 
-// The quota covers the whole cache directory (issue 13): index files, stored metadata, the status
+// The quota covers the whole cache directory: index files, stored metadata, the status
 // file and the log (rotated) included. The model (4x the quota) read twice, a chatty log kept in
 // the cache directory (rotated at 4 KiB: two passes log about 16 KiB at debug, so 16 KiB did not always rotate), the directory's disk use sampled every 50 ms: no
 // sample above the quota. (Directories take no space on tmpfs; their charge is checked on the

@@ -15,9 +15,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <thread>
+
+#include "common/file_util.h"
 
 namespace modelfs::testing {
 namespace {
@@ -27,15 +27,6 @@ using Clock = std::chrono::steady_clock;
 
 // Grace period between SIGTERM and SIGKILL when stopping the server.
 constexpr int kStopGraceMs = 3000;
-
-bool ReadWhole(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return true;
-}
 
 // fork+exec argv with stdout/stderr appended to log_path; returns the pid or -1.
 pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
@@ -175,13 +166,13 @@ bool FakeHubProcess::Generate(const FakeRepoSpec& spec) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string out;
-    ReadWhole(log, &out);
+    if (!ReadFile(log, &out)) out = "(no log)";
     ADD_FAILURE() << "gen_repo.py failed for " << spec.repo << ":\n" << out;
     return false;
   }
   std::string repo_dir = dir_.path() + "/" + spec.type + "s/" + spec.repo;
   std::string text;
-  if (!ReadWhole(repo_dir + "/manifest.json", &text)) {
+  if (!ReadFile(repo_dir + "/manifest.json", &text)) {
     ADD_FAILURE() << "no manifest.json in " << repo_dir;
     return false;
   }
@@ -212,7 +203,7 @@ bool FakeHubProcess::Start(const FakeHubOptions& opts) {
   auto deadline = Clock::now() + std::chrono::milliseconds(opts.ready_timeout_ms);
   while (Clock::now() < deadline) {
     std::string text;
-    if (ReadWhole(ready, &text) && !text.empty()) {
+    if (ReadFile(ready, &text) && !text.empty()) {
       json r = json::parse(text, nullptr, false);
       if (!r.is_discarded() && r.contains("hub_port") && r.contains("cdn_port")) {
         hub_port_ = r["hub_port"].get<int>();
@@ -246,7 +237,7 @@ void FakeHubProcess::Stop() {
 
 std::string FakeHubProcess::ServerOutput() const {
   std::string out;
-  ReadWhole(dir_.Sub("fake_hub.log"), &out);
+  if (!ReadFile(dir_.Sub("fake_hub.log"), &out)) return "(no server log)";
   if (out.size() > 8000) out = "..." + out.substr(out.size() - 8000);
   return out;
 }

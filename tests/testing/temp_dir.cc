@@ -5,7 +5,8 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
+
+#include "common/file_util.h"
 
 namespace modelfs::testing {
 
@@ -24,14 +25,9 @@ TempDir::~TempDir() {
 }
 
 std::string ReadFileOrDie(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    ADD_FAILURE() << "cannot read " << path;
-    return "";
-  }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string data;
+  if (!ReadFile(path, &data)) ADD_FAILURE() << "cannot read " << path;
+  return data;
 }
 
 void WriteFileOrDie(const std::string& path, const std::string& data) {

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -63,18 +64,28 @@ class CmdCacheTest : public ::testing::Test {
     ASSERT_TRUE(store->WaitIdle(10000));
     ASSERT_TRUE(store->IsVerified(refs_[0].key));
   }
-  nlohmann::json Json(int (*cmd)(const std::vector<std::string>&, std::string*, std::string*),
-                      std::vector<std::string> args, int want_rc) {
-    std::string out, err;
-    args.insert(args.end(), {"--cache-dir", dir_.path(), "--format", "json"});
-    EXPECT_EQ(cmd(args, &out, &err), want_rc) << out << err;
-    return nlohmann::json::parse(out);
+  using Command = int (*)(const std::vector<std::string>&, const Environment&, std::string*, std::string*);
+  nlohmann::json Json(Command cmd, std::vector<std::string> args, int want_rc) {
+    args.insert(args.end(), {"--cache-dir", dir_.path()});
+    return JsonAsIs(cmd, args, want_rc);
   }
+  // Without adding --cache-dir: the directory comes from env_ and its config files.
+  nlohmann::json JsonAsIs(Command cmd, std::vector<std::string> args, int want_rc) {
+    std::string out, err;
+    args.insert(args.end(), {"--format", "json"});
+    EXPECT_EQ(cmd(args, Env(), &out, &err), want_rc) << out << err;
+    return nlohmann::json::parse(out.empty() ? "null" : out);
+  }
+  // Hermetic: only these variables, and config files only under the temporary HOME.
+  Environment Env() const { return Environment(env_); }
   std::string DataPath(const BlobRef& r) {
     return dir_.path() + "/blobs/" + r.hash.substr(0, 2) + "/" + r.key + ".data";
   }
 
   modelfs::testing::TempDir dir_;
+  modelfs::testing::TempDir home_;
+  std::map<std::string, std::string> env_{{"HOME", home_.path()},
+                                          {"MODELFS_SYSTEM_CONFIG", home_.Sub("no-system-config")}};
   FakeRangeSource source_;
   OneCommitHub hub_;
   std::vector<std::string> data_;
@@ -98,9 +109,9 @@ TEST_F(CmdCacheTest, StatusReportsUseAndPerFileState) {
     else EXPECT_EQ(f["cached_bytes"], f["size"]);
   }
   std::string out, err;
-  EXPECT_EQ(StatusCommand({"--cache-dir", dir_.path()}, &out, &err), 0);
+  EXPECT_EQ(StatusCommand({"--cache-dir", dir_.path()}, Env(), &out, &err), 0);
   EXPECT_NE(out.find("partial"), std::string::npos) << out;
-  EXPECT_EQ(StatusCommand({"--bogus"}, &out, &err), 2);
+  EXPECT_EQ(StatusCommand({"--bogus"}, Env(), &out, &err), 2);
 }
 
 TEST_F(CmdCacheTest, VerifyFindsAndDropsBadDataAndSaysSoInItsExitCode) {
@@ -125,7 +136,7 @@ TEST_F(CmdCacheTest, VerifyFindsAndDropsBadDataAndSaysSoInItsExitCode) {
       EXPECT_EQ(f["cached_bytes"].get<uint64_t>(), data_[0].size() - kBlockSize);
     }
   std::string out, err;
-  EXPECT_EQ(VerifyCommand({"org/other", "--cache-dir", dir_.path()}, &out, &err), 1);
+  EXPECT_EQ(VerifyCommand({"org/other", "--cache-dir", dir_.path()}, Env(), &out, &err), 1);
 }
 
 TEST_F(CmdCacheTest, GcDropsUnreferencedThenShrinksVerifiedFirst) {
@@ -151,7 +162,30 @@ TEST_F(CmdCacheTest, GcDropsUnreferencedThenShrinksVerifiedFirst) {
   EXPECT_EQ(st["blobs"], 1);
   EXPECT_EQ(st["repos"][0]["cached_bytes"], 4ull * kBlockSize);
   std::string out, err;
-  EXPECT_EQ(GcCommand({"--size", "lots"}, &out, &err), 2);
+  EXPECT_EQ(GcCommand({"--size", "lots"}, Env(), &out, &err), 2);
+}
+
+// Without --cache-dir, status, verify and gc work on the config file's cache-dir, as a mount does;
+// $MODELFS_CACHE beats the file, --cache-dir beats both.
+TEST_F(CmdCacheTest, EveryCacheToolHonoursTheConfigFilesCacheDir) {
+  mkdir(home_.Sub(".config").c_str(), 0700);
+  mkdir(home_.Sub(".config/modelfs").c_str(), 0700);
+  modelfs::testing::WriteFileOrDie(home_.Sub(".config/modelfs/config"), "cache-dir = " + dir_.path() + "\n");
+  auto st = JsonAsIs(&StatusCommand, {}, 0);
+  EXPECT_EQ(st["cache_dir"], dir_.path());
+  EXPECT_EQ(st["blobs"], 3);
+  EXPECT_EQ(JsonAsIs(&VerifyCommand, {}, 0)["checked"], 3);
+  EXPECT_EQ(JsonAsIs(&GcCommand, {}, 0)["unreferenced_blobs"], 0);
+  env_["MODELFS_CACHE"] = home_.Sub("from-env");
+  mkdir(home_.Sub("from-env").c_str(), 0700);
+  EXPECT_EQ(JsonAsIs(&StatusCommand, {}, 0)["cache_dir"], home_.Sub("from-env"));
+  EXPECT_EQ(Json(&StatusCommand, {}, 0)["cache_dir"], dir_.path());
+  // A malformed config file is an error, not a silent fall back to ~/.cache/modelfs.
+  env_.erase("MODELFS_CACHE");
+  modelfs::testing::WriteFileOrDie(home_.Sub(".config/modelfs/config"), "cache-dri = /typo\n");
+  std::string out, err;
+  EXPECT_EQ(StatusCommand({}, Env(), &out, &err), 2);
+  EXPECT_NE(err.find("cache-dri"), std::string::npos) << err;
 }
 
 TEST_F(CmdCacheTest, GcNeverDropsPinnedBlobs) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/temp_dir.h"
+
 namespace modelfs::cli {
 namespace {
 
@@ -51,6 +53,21 @@ TEST(ParseDownload, Basics) {
   EXPECT_EQ(c.base.log_level, "warn");  // quiet by default: logs would tear the progress bar
   EXPECT_TRUE(c.json);
   EXPECT_TRUE(c.quiet);
+}
+
+// Without --cache-dir, download caches where a mount would: the config file's cache-dir.
+TEST(ParseDownload, HonoursTheConfigFilesCacheDir) {
+  modelfs::testing::TempDir home;
+  modelfs::testing::WriteFileOrDie(home.Sub("config"), "cache-dir = " + home.Sub("cache") + "\n");
+  DownloadConfig c;
+  bool help = false;
+  Status s = ParseDownload({"acme/m", "--local-dir", home.Sub("out")},
+                           Environment({{"HOME", home.path()},
+                                        {"MODELFS_SYSTEM_CONFIG", home.Sub("no-system-config")},
+                                        {"MODELFS_CONFIG", home.Sub("config")}}),
+                           &c, &help);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c.base.cache.dir, home.Sub("cache"));
 }
 
 TEST(ParseDownload, UsageErrors) {

@@ -100,13 +100,14 @@ TEST_F(ConfigFileTest, ParseMountUsesTheLayers) {
 }
 
 TEST_F(ConfigFileTest, ConfigShowPrintsValuesAndOrigins) {
-  Write(sys_, "endpoint = http://a\nmirror-retry = 60\n");
+  Write(sys_, "endpoint = http://a\nmirror-retry = 60\ncache-dir = /srv/modelfs\n");
   env_["MODELFS_MIRRORS"] = "http://m1";
   std::string out, err;
   ASSERT_EQ(ConfigCommand({"show"}, Env(), &out, &err), 0) << err;
   EXPECT_NE(out.find("http://m1    [MODELFS_MIRRORS]"), std::string::npos) << out;
   EXPECT_EQ(out.find("http://a"), std::string::npos) << out;  // replaced by the environment
   EXPECT_NE(out.find("mirror-retry = 60    [" + sys_ + ":2]"), std::string::npos) << out;
+  EXPECT_NE(out.find("cache-dir = /srv/modelfs    [" + sys_ + ":3]"), std::string::npos) << out;
   EXPECT_NE(out.find("tls-min-version = 1.2    [default]"), std::string::npos) << out;
   EXPECT_NE(out.find(sys_ + " (read)"), std::string::npos) << out;
   out.clear();

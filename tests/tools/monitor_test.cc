@@ -20,6 +20,12 @@
 namespace modelfs::cli {
 namespace {
 
+// The status command's variables: none of the caller's, and no config file (it is given --cache-dir).
+Environment NoEnv() {
+  return Environment({{"HOME", "/nonexistent-modelfs-home"},
+                      {"MODELFS_SYSTEM_CONFIG", "/nonexistent-modelfs-home/system-config"}});
+}
+
 // ---- Monitor (no engine: the status and metrics files, the listener's /status).
 
 TEST(MonitorTest, WritesStatusAndMetricsFilesAtomicallyAndServesStatus) {
@@ -120,18 +126,18 @@ TEST(MonitorTest, StatusCommandShowsOnlyLiveMounts) {
   testing::WriteFileOrDie(o.status_dir + "/" + StatusFileName(1), old.dump());
   testing::WriteFileOrDie(o.status_dir + "/" + StatusFileName(2), "{\"pid\": 2, \"upd");
   std::string out, err;
-  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path(), "--format", "json"}, &out, &err), 0) << err;
+  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path(), "--format", "json"}, NoEnv(), &out, &err), 0) << err;
   nlohmann::json j = nlohmann::json::parse(out);
   ASSERT_EQ(j["mounts"].size(), 1u) << out;
   EXPECT_EQ(j["mounts"][0]["pid"], getpid());
   EXPECT_EQ(j["mounts"][0]["mountpoint"], "/mnt/live");
   out.clear();
-  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path()}, &out, &err), 0) << err;
+  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path()}, NoEnv(), &out, &err), 0) << err;
   EXPECT_NE(out.find("mount running (pid " + std::to_string(getpid()) + ") at /mnt/live"), std::string::npos) << out;
   EXPECT_NE(out.find("no transfers in the last 10 s"), std::string::npos) << out;
   m->reset();
   out.clear();
-  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path(), "--format", "json"}, &out, &err), 0) << err;
+  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path(), "--format", "json"}, NoEnv(), &out, &err), 0) << err;
   EXPECT_TRUE(nlohmann::json::parse(out)["mounts"].empty()) << out;
 }
 
@@ -154,7 +160,7 @@ TEST(MonitorTest, StatusListsFuseErrorReplies) {
   EXPECT_EQ(errors[0], nlohmann::json({{"op", "lookup"}, {"errno", "ENOENT"}, {"count", 12}}));
   EXPECT_EQ(errors[1], nlohmann::json({{"op", "read"}, {"errno", "EIO"}, {"count", 3}}));
   std::string out, err;
-  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path()}, &out, &err), 0) << err;
+  ASSERT_EQ(StatusCommand({"--cache-dir", cache.path()}, NoEnv(), &out, &err), 0) << err;
   EXPECT_NE(out.find("error replies (op errno x count): lookup ENOENT x12, read EIO x3\n"), std::string::npos) << out;
 }
 

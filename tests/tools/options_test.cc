@@ -2,11 +2,14 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
 
+#include "common/log.h"
 #include "tests/testing/temp_dir.h"
+#include "tools/status_file.h"
 
 namespace modelfs::cli {
 namespace {
@@ -290,30 +293,67 @@ TEST_F(OptionsTest, EveryOptionIsWiredAndEveryDefaultParses) {
   }
 }
 
-// The defaults come from the table, and they agree with the structs' own defaults (which tests
-// and other callers of the layers use), so there is one set of numbers. (The cache's quota and
-// free-space floor are not among them: a bare CacheOptions means no limit, a mount means 20GiB
-// and 10%.)
-TEST_F(OptionsTest, TableDefaultsAgreeWithStructDefaults) {
+// Each default is written once, in the table; the structs' own defaults (which tests and other
+// callers of the layers use) must say the same. So applying an option's default to a plain
+// MountConfig changes nothing, nor does a switch left off; a new field or a changed number on
+// either side fails here. Two differences are deliberate: a bare CacheOptions has no quota and no
+// free-space floor, a mount has 20GiB and 10%.
+TEST_F(OptionsTest, EveryTableDefaultIsTheStructDefault) {
+  const MountConfig plain;
+  for (const OptionSpec& o : MountOptionTable()) {
+    const std::string flag = o.flag;
+    MountConfig c;
+    if (o.apply && o.default_is_value) {
+      ASSERT_TRUE(o.apply(o.default_text, &c).ok()) << flag;
+    } else if (o.apply && !o.value_name) {
+      ASSERT_TRUE(o.apply("", &c).ok()) << flag;  // a switch: off
+    } else {
+      continue;  // default_text describes what no value means (off, a path computed at parse)
+    }
+    if (flag == "--cache-size") {
+      EXPECT_EQ(c.cache.max_bytes, 20ull << 30);
+      c.cache.max_bytes = plain.cache.max_bytes;
+    }
+    if (flag == "--cache-min-free") {
+      EXPECT_EQ(c.cache.min_free_percent, 10.0);
+      c.cache.min_free_percent = plain.cache.min_free_percent;
+    }
+    EXPECT_TRUE(c.fetch == plain.fetch) << flag << " " << o.default_text << " is not FetchOptions' default";
+    EXPECT_TRUE(c.cache == plain.cache) << flag << " " << o.default_text << " is not CacheOptions' default";
+    EXPECT_TRUE(c.mount == plain.mount) << flag << " " << o.default_text << " is not MountOptions' default";
+    EXPECT_TRUE(c.fs == plain.fs) << flag << " " << o.default_text << " is not FsOptions' default";
+    EXPECT_TRUE(c.monitor == plain.monitor) << flag << " " << o.default_text << " is not MonitorOptions' default";
+    EXPECT_TRUE(c == plain) << flag << " " << o.default_text << " is not MountConfig's default";
+  }
+  // --endpoint has no `apply` (ParseMount builds the mirror list): its default is the struct's too.
+  EXPECT_EQ(FindOption(MountOptionTable(), "--endpoint")->default_text, plain.fetch.endpoint);
+}
+
+// Parsing with no flag, no variable and no config file gives exactly the structs' defaults (with
+// the mount's quota and floor), plus what a mount computes from where it runs.
+TEST_F(OptionsTest, ParsingNothingGivesTheStructDefaults) {
   MountConfig parsed;
   ASSERT_TRUE(Parse({"/m"}, &parsed).ok());
-  const MountConfig plain;
-  EXPECT_EQ(parsed.cache.revision_ttl_s, plain.cache.revision_ttl_s);
-  EXPECT_EQ(parsed.cache.fetch_threads, plain.cache.fetch_threads);
-  EXPECT_EQ(parsed.cache.max_inflight_chunks, plain.cache.max_inflight_chunks);
-  EXPECT_EQ(parsed.cache.max_spill_chunks, plain.cache.max_spill_chunks);
-  EXPECT_EQ(parsed.mount.max_threads, plain.mount.max_threads);
-  EXPECT_EQ(parsed.mount.reply_buffers, plain.mount.reply_buffers);
-  EXPECT_EQ(parsed.fetch.connect_timeout_ms, plain.fetch.connect_timeout_ms);
-  EXPECT_EQ(parsed.fetch.stall_timeout_s, plain.fetch.stall_timeout_s);
-  EXPECT_EQ(parsed.fetch.max_retries, plain.fetch.max_retries);
-  EXPECT_EQ(parsed.fetch.mirror_retry_after_s, plain.fetch.mirror_retry_after_s);
-  EXPECT_EQ(parsed.fetch.tls_min_version, plain.fetch.tls_min_version);
-  EXPECT_EQ(parsed.monitor.window_s, plain.monitor.window_s);
-  EXPECT_EQ(parsed.monitor.min_success_percent, plain.monitor.min_success_percent);
-  EXPECT_EQ(parsed.monitor.max_bandwidth_Bps, plain.monitor.max_bandwidth_Bps);
-  EXPECT_EQ(parsed.log_level, plain.log_level);
-  EXPECT_EQ(parsed.log_format, plain.log_format);
+  MountConfig want;
+  want.cache.max_bytes = 20ull << 30;
+  want.cache.min_free_percent = 10;
+  // Computed, not defaults: the places under $HOME and the cache directory, the mirror list, the
+  // reserve for the files the daemon writes there, who owns the inodes.
+  want.mount.mountpoint = "/m";
+  want.cache.dir = home_.path() + "/.cache/modelfs";
+  want.fetch.endpoints = {want.fetch.endpoint};
+  want.log_file = want.cache.dir + "/modelfs.log";
+  want.cache.reserved_bytes = kStatusDiskBound + LogDiskBound(want.log_max_bytes);
+  want.monitor.status_dir = want.cache.dir + "/run";
+  want.monitor.mountpoint = "/m";
+  want.fs.uid = getuid();
+  want.fs.gid = getgid();
+  EXPECT_TRUE(parsed.fetch == want.fetch);
+  EXPECT_TRUE(parsed.cache == want.cache);
+  EXPECT_TRUE(parsed.mount == want.mount);
+  EXPECT_TRUE(parsed.fs == want.fs);
+  EXPECT_TRUE(parsed.monitor == want.monitor);
+  EXPECT_TRUE(parsed == want);
 }
 
 // A bad value says which option and where it came from.
