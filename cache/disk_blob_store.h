@@ -145,7 +145,7 @@ struct CacheOptions {
   // waits for a slot holding nothing; reads of cached bytes, and reads that wait for bytes already
   // on the wire, never take one. A read that already holds the buffer it copies into (ReadDest)
   // does not wait: it goes over the bound.
-  unsigned max_network_reads = 8;
+  unsigned max_network_reads = 12;
   // No byte of a multi-chunk blob is returned before its whole-file hash matched (see Read).
   bool verify_before_read = false;
   // Opening a multi-chunk blob starts a background fill of all of it (over the fetch pool, within
