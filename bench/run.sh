@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The performance benchmark (on demand, not in CI): installs what it needs from Debian (the peers
-# curl, aria2, axel; nginx, which serves the LFS bytes as the CDN; iproute2 for ../shared/wan-sim),
+# curl, aria2, axel; nginx, which serves the LFS bytes as the CDN; iproute2 for ../shared/wan-sim;
+# squashfuse and squashfs-tools, the other FUSE filesystem bench/mmap_bound.py measures),
 # builds modelfs, and runs bench/bench.py on loopback and over a simulated far mirror. Needs root
 # (network namespaces, drop_caches). Arguments go to bench.py, e.g.:
 #       bash bench/run.sh --runs 3 --results bench/RESULTS.md   (the full run: 40-50 min on 2 vCPU)
@@ -14,7 +15,7 @@ if [ -z "${MODELFS_BIN:-}" ]; then
   export MODELFS_BIN="$(pwd)/$BUILD_DIR/bin/modelfs"
 fi
 missing=()
-for p in aria2 axel curl iproute2 procps; do
+for p in aria2 axel curl iproute2 procps squashfuse squashfs-tools; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 # Any Debian nginx flavour will do (nginx-light is the smallest); bench.py runs its own instance

@@ -28,10 +28,12 @@ struct Header {
 };
 static_assert(sizeof(Header) == kHeaderSize);
 
-bool PreadFull(int fd, void* buf, size_t len, off_t off) {
-  char* p = static_cast<char*>(buf);
+// pread or pwrite of all `len` bytes at `off`, through EINTR and short transfers; false on an
+// error or at EOF.
+template <typename Char, typename Io>
+bool FullIo(Io io, int fd, Char* p, size_t len, off_t off) {
   while (len > 0) {
-    ssize_t n = pread(fd, p, len, off);
+    ssize_t n = io(fd, p, len, off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     p += n;
@@ -41,17 +43,12 @@ bool PreadFull(int fd, void* buf, size_t len, off_t off) {
   return true;
 }
 
+bool PreadFull(int fd, void* buf, size_t len, off_t off) {
+  return FullIo(pread, fd, static_cast<char*>(buf), len, off);
+}
+
 bool PwriteFull(int fd, const void* buf, size_t len, off_t off) {
-  const char* p = static_cast<const char*>(buf);
-  while (len > 0) {
-    ssize_t n = pwrite(fd, p, len, off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= static_cast<size_t>(n);
-    off += n;
-  }
-  return true;
+  return FullIo(pwrite, fd, static_cast<const char*>(buf), len, off);
 }
 
 }  // namespace
