@@ -9,8 +9,18 @@ Interleaved rounds, each on a fresh mount with an empty cache (page cache droppe
             cache, none in the mount's page cache (FUSE reads served from the cache file)
   local     the mmap random load of the hub's own files, already in the page cache: the loader with
             no I/O at all, what no filesystem can beat
+  squashfs  the mmap random load through another FUSE filesystem with every byte local: squashfuse_ll
+            (libfuse 3) over an uncompressed image of the shards held in the page cache, a fresh
+            mount each round (its page cache empty): the kernel's FUSE fault path without modelfs
+            and without a network
 and the parts of a cold load measured without modelfs: curl's CPU to receive the shard from the
-same nginx (to /dev/null) and SHA-256's speed (`openssl speed`).
+same nginx (to /dev/null) and SHA-256's speed (`openssl speed`), and
+  bound     the bound without modelfs: the local warm load and, at the same time on the same CPUs,
+            the work no verified cache can skip for those bytes (`curl -o FILE`, then `sha256sum FILE`
+            from the page cache, of every shard at once from the same nginx, FILE on the cache's
+            disk; a pipe through tee costs two more copies); MB/s = repo bytes / the
+            time until both are done. What a cold load through any verified cache could reach here,
+            less the cost of the faults themselves.
 
 For each row: MB/s, the CPU seconds per GB of the loader, the daemon and nginx, and the machine's
 idle share during it (from /proc/stat). A cold row at a few % idle is CPU-bound: it goes faster
@@ -23,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -92,6 +103,16 @@ def main():
     big = max(shards, key=lambda f: f["size"])
     local_dir = os.path.join(root, "models", REPO, "commits", commit)
     mnt = os.path.join(a.dir, "mnt")
+    # The shards in an uncompressed squashfs image, for squashfuse_ll.
+    sq_src, img, sq_mnt = (os.path.join(a.dir, x) for x in ("sq", "img.sqfs", "sqmnt"))
+    if not os.path.exists(img):
+        os.makedirs(sq_src, exist_ok=True)
+        for f in shards:
+            shutil.copy(os.path.join(local_dir, f["path"]), os.path.join(sq_src, f["path"]))
+        subprocess.run(["mksquashfs", sq_src, img, "-noI", "-noId", "-noD", "-noF", "-noX", "-quiet"],
+                       check=True, stdout=subprocess.DEVNULL)
+        shutil.rmtree(sq_src)
+    os.makedirs(sq_mnt, exist_ok=True)
     hub = bench.Hub(root, a.dir, False, a)
     rows = {}  # name -> list of (MB/s, loader s/GB, daemon s/GB, nginx s/GB, idle %)
 
@@ -134,8 +155,28 @@ def main():
                 add("file order read(), cold" + tag, total, Measured(load(os.path.join(mnt, REPO), mmap=False)),
                     proc_cpu(m.proc.pid))
                 m.close()
+            bench.read_file(img)  # the image into the page cache; the mount's own page cache is fresh
+            subprocess.run(["fusermount3", "-u", "-z", sq_mnt], capture_output=True)
+            subprocess.run(["squashfuse_ll", img, sq_mnt], check=True)
+            try:
+                add("mmap random, squashfuse_ll (local)", total, Measured(load(sq_mnt)))
+            finally:
+                subprocess.run(["fusermount3", "-u", sq_mnt], check=True)
             load(local_dir)()  # into the page cache
             add("mmap random, local files, warm", total, Measured(load(local_dir)))
+            copies = os.path.join(a.dir, "copies")
+            os.makedirs(copies, exist_ok=True)
+
+            def bound():
+                work = [subprocess.Popen(["sh", "-c", 'curl -sf -o "$2" "$1" && sha256sum "$2" > /dev/null', "sh",
+                                          hub.cdn_url(REPO, f["path"]), os.path.join(copies, "s%d" % i)])
+                        for i, f in enumerate(shards)]
+                load(local_dir)()
+                for w in work:
+                    if w.wait() != 0:
+                        raise RuntimeError("bound: curl -o, sha256sum failed")
+            add("bound: local warm load + curl -o, sha256sum", total, Measured(bound))
+            subprocess.run(["rm", "-rf", copies], check=True)
             bench.drop_caches()
             url = hub.cdn_url(REPO, big["path"])
             add("curl -o /dev/null (receive)", big["size"],
@@ -148,6 +189,14 @@ def main():
         for name, rs in rows.items():
             med = [statistics.median(x[i] for x in rs) for i in range(5)]
             print("| %s | %.1f | %.2f | %.2f | %.2f | %.0f |" % ((name,) + tuple(med)))
+        med = {name: statistics.median(x[0] for x in rs) for name, rs in rows.items()}
+        dd = med.get("dd 1M, cold")
+        if dd:
+            for name in ("mmap random, cold", "mmap random, squashfuse_ll (local)",
+                         "bound: local warm load + curl -o, sha256sum"):
+                if name in med:
+                    print("\n%s / dd 1M cold: %.2fx" % (name, med[name] / dd), end="")
+            print()
         if sha_kbs:
             print("\nSHA-256 (openssl speed, 1 MiB blocks, one core): %.0f MB/s = %.2f s/GB"
                   % (sha_kbs * 1000 / 1e6, 1e9 / (sha_kbs * 1000)))
