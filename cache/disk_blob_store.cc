@@ -244,7 +244,7 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
   // first (no hold while waiting for the hash: a failing hash must be able to drop the blocks).
   if (span != nullptr && span->fd_ok && b->file && (!strict || b->file->verified()) &&
       TakeSpan(b, offset, end, /*hold=*/false, span)) {
-    if (!strict && end == ref.size && ref.size > kChunkSize && !b->file->verified()) {
+    if (!strict && end == ref.size && ref.size > kChunkSize && !b->own_order && !b->file->verified()) {
       Status s = WaitForHashAtEnd(b, failures0);
       if (!s.ok()) return s;
     }
@@ -360,8 +360,9 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
   }
   if (waited) GrowWindow(b, end);
   // Fail closed at the end of a file: a reader that brought in all of it gets its last bytes only
-  // once its hash matched (a one-chunk blob was hashed before any byte of it was served).
-  if (!strict && end == ref.size && ref.size > kChunkSize && b->file && !b->file->verified()) {
+  // once its hash matched (a one-chunk blob was hashed before any byte of it was served). Not a
+  // reader in its own tensor order (Blob::own_order): its read of the last tensor comes mid-load.
+  if (!strict && end == ref.size && ref.size > kChunkSize && !b->own_order && b->file && !b->file->verified()) {
     Status s = WaitForHashAtEnd(b, failures0);
     if (!s.ok()) return s;
   }

@@ -167,6 +167,11 @@ struct DiskBlobStore::Blob : SpaceManager::Resident {
   uint64_t read_end = 0;
   uint32_t back_jumps = 0;
   bool load_expected = false;         // HintLoad: a loader of all of it is coming
+  // A reader in its own tensor order was seen (Prefetch): its read of the last tensor is not the
+  // end of its reading, so the store's own gate at the end of the file (WaitForHashAtEnd) does not
+  // hold it; a reader in file order through the mount is still gated by its handle
+  // (CompleteForReader). Read without b->mu by ReadOrSpan.
+  std::atomic<bool> own_order{false};
   bool layout_known = false;          // streams has the safetensors layout, or there is none
   uint64_t corrupt_logged = 0;        // BlockFile::corrupt_blocks() when last logged
   // Disk writes of this file take turns, lowest first block first (StoreRange): the first

@@ -289,6 +289,7 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
       const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
       if (!b->file->Present(block) && !CoveringLocked(*b, block)) own_order = ++b->back_jumps >= kScatterBackJumps;
     }
+    if (own_order) b->own_order = true;
     if (own_order && !b->filling && b->file && !b->file->AllPresent()) {
       b->filling = fill = true;
       b->fill_shared = true;

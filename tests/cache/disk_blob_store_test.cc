@@ -1222,6 +1222,62 @@ TEST_F(DiskBlobStoreTest, ALoaderThatGoesBackToAnEarlierTensorHasTheRestOfTheFil
   }
 }
 
+// A loader in its own tensor order (mmap, random) reads the last tensor whenever its order says,
+// not at the end of its load: the store does not hold that read until the whole-file hash has
+// judged a file whose every byte is on disk or on the wire (the gate for readers in file order),
+// or the loader would wait, tensor after tensor, for a hash that cannot pass the ranges still on
+// the wire (about 0.2 s per 500 MB shard on loopback, for bytes it did not need to wait for).
+TEST_F(DiskBlobStoreTest, ALoaderInItsOwnOrderIsNotHeldAtTheLastTensorForTheHash) {
+  const uint64_t t = 6 * kBlockSize;
+  std::vector<std::pair<std::string, uint64_t>> tensors;
+  for (int i = 0; i < 4; i++) tensors.push_back({std::string(1, 't').append(std::to_string(i)), t});
+  const std::string data = SafetensorsAt1KiB(tensors, 57);
+  BlobRef ref = source_.Add("model.safetensors", data);
+  auto store = NewStore();
+  std::vector<char> buf(t);
+  size_t n = 0;
+  ASSERT_TRUE(store->Read(ref, 0, 8, buf.data(), &n).ok());  // the header: layout learnt
+  ASSERT_TRUE(store->WaitIdle(10000));
+  auto read_tensor = [&](int i, std::vector<char>* into) {
+    size_t got = 0;
+    Status s = store->Read(ref, 1024 + i * t, t, into->data(), &got);
+    return s.ok() && std::string(into->data(), got) == data.substr(1024 + i * t, t);
+  };
+  ASSERT_TRUE(read_tensor(3, &buf));  // the last tensor first, all of it on disk
+  ASSERT_TRUE(store->WaitIdle(10000));
+  // Back to t1: a reader in its own order, and the rest of the file is filled. Its ranges stay
+  // on the wire after their first block, so the hash cannot reach the end.
+  source_.hold_after_bytes = kBlockSize;
+  std::atomic<bool> t1_ok{false};
+  std::thread loader([&] {
+    std::vector<char> mine(t);
+    t1_ok = read_tensor(1, &mine);
+  });
+  ASSERT_TRUE(source_.WaitHeld(1));
+  // Every block is on disk or on the wire: a reader in file order would wait for the hash here.
+  std::atomic<bool> tail_done{false}, tail_ok{false};
+  std::thread tail([&] {
+    std::vector<char> last(100);
+    size_t got = 0;
+    tail_ok = store->Read(ref, data.size() - 100, 100, last.data(), &got).ok() && got == 100 &&
+              std::string(last.data(), 100) == data.substr(data.size() - 100);
+    tail_done = true;
+  });
+  // The tail read's bytes are on disk: it returns at once, while the ranges are still held (the
+  // deadline turns a read held for the hash into a failure; the fake holds for 10 s).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!tail_done && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  EXPECT_TRUE(tail_done.load()) << "the read of the last tensor waited for the whole-file hash";
+  EXPECT_FALSE(store->IsVerified(ref.key));
+  source_.Release();
+  tail.join();
+  loader.join();
+  EXPECT_TRUE(tail_ok.load());
+  EXPECT_TRUE(t1_ok.load());
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_TRUE(store->IsVerified(ref.key));  // the hash still judges the file, after the reads
+}
+
 TEST_F(DiskBlobStoreTest, RanksReadingAPartEachAreNotAReaderInItsOwnOrder) {
   // Four 12 MiB tensors; first reads at the starts of tensors 3, 0 and 1: two of them go back
   // into holes. With one open handle that is a reader in its own order (the file is filled); with
