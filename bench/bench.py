@@ -220,6 +220,20 @@ class Mount:
             self.proc.wait()
 
 
+def modelfs_binary():
+    """The modelfs under test: $MODELFS_BIN, else this tree's build."""
+    return os.environ.get("MODELFS_BIN") or os.path.join(SRC, "build", "bin", "modelfs")
+
+
+def local_args(ap, name, needs):
+    """A loopback benchmark's arguments (no simulated link), after checking it runs as root."""
+    a = ap.parse_args()
+    a.rtt_ms, a.link_mbit, a.per_conn_rate = 0, 0, "0"
+    if os.geteuid() != 0:
+        sys.exit("%s: run as root (%s)" % (name, needs))
+    return a
+
+
 def read_file(path, bs=1 << 20):
     n = 0
     with open(path, "rb", buffering=0) as f:
@@ -248,7 +262,7 @@ class Bench:
         self.rows = []  # (condition, target, tool, value, unit)
         self.work = args.dir
         os.makedirs(self.work, exist_ok=True)
-        self.binary = os.environ.get("MODELFS_BIN") or os.path.join(SRC, "build", "bin", "modelfs")
+        self.binary = modelfs_binary()
 
     def add(self, cond, target, tool, value, unit):
         self.rows.append((cond, target, tool, value, unit))

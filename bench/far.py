@@ -96,7 +96,7 @@ class Far:
         self.work = os.path.abspath(a.dir)
         os.makedirs(self.work, exist_ok=True)
         self.mnt = os.path.join(self.work, "mnt")
-        self.binary_src = os.environ.get("MODELFS_BIN") or os.path.join(bench.SRC, "build", "bin", "modelfs")
+        self.binary_src = bench.modelfs_binary()
         self.binary = os.path.join(self.work, "modelfs.bin")  # a snapshot: see snapshot_binary()
         self.rows = []  # dicts: key, measure, tool, value, unit, note
         self.hub = None

@@ -3,11 +3,14 @@
 
 BENCH_PIDS=()  # the hubs bench_hub started
 
-# bench_bin: sets BIN to the modelfs binary: $BIN if set, else this tree's build (built by
-# tools/setup.sh if it is not there yet).
+# bench_bin: sets BIN to the modelfs binary: $BIN or $MODELFS_BIN if set, else this tree's build
+# in ${BUILD_DIR:-build}, brought up to date by tools/setup.sh.
 bench_bin() {
-  BIN=${BIN:-"$(pwd)/build/bin/modelfs"}
-  [ -x "$BIN" ] || bash tools/setup.sh >/dev/null
+  BIN=${BIN:-${MODELFS_BIN:-}}
+  if [ -z "$BIN" ]; then
+    bash tools/setup.sh >/dev/null
+    BIN="$(pwd)/${BUILD_DIR:-build}/bin/modelfs"
+  fi
 }
 
 # bench_cleanup BIN MNT: unmounts MNT (if mounted) and stops the hubs; for `trap ... EXIT`.

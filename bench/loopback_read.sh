@@ -4,13 +4,10 @@
 # Usage: bash bench/loopback_read.sh   (env: SIZE=1GiB SHARDS=2 DIR=/tmp/modelfs-bench RUNS=3 MODELFS_BIN=)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${MODELFS_BIN:-}" ]; then BIN=$MODELFS_BIN; else
-  bash tools/setup.sh >/dev/null
-  BIN="$(pwd)/${BUILD_DIR:-build}/bin/modelfs"
-fi
 SIZE=${SIZE:-1GiB}; SHARDS=${SHARDS:-2}; DIR=${DIR:-/tmp/modelfs-bench}; RUNS=${RUNS:-3}
 REPO=bench-org/bench-model; MNT="$DIR/mnt"
 . bench/lib.sh
+bench_bin
 trap 'bench_cleanup "$BIN" "$MNT"' EXIT
 mkdir -p "$DIR" "$MNT"
 bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"

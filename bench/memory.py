@@ -122,7 +122,7 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("memory: run as root (drop_caches, FUSE)")
-    binary = os.environ.get("MODELFS_BIN") or os.path.join(bench.SRC, "build", "bin", "modelfs")
+    binary = bench.modelfs_binary()
     budgets = a.budget if a.budget is not None else ["", "64MiB"]
     os.makedirs(a.dir, exist_ok=True)
     root = os.path.join(a.dir, "hub")

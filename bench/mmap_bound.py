@@ -87,11 +87,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--variant", action="append", default=None, help="mount options of the cold rows (repeatable)")
     ap.add_argument("--hub-port", type=int, default=19800)
-    a = ap.parse_args()
-    a.rtt_ms, a.link_mbit, a.per_conn_rate = 0, 0, "0"
-    if os.geteuid() != 0:
-        sys.exit("mmap_bound: run as root (FUSE, drop_caches)")
-    binary = os.environ.get("MODELFS_BIN") or os.path.join(bench.SRC, "build", "bin", "modelfs")
+    a = bench.local_args(ap, "mmap_bound", "FUSE, drop_caches")
+    binary = bench.modelfs_binary()
     root = os.path.join(a.dir, "hub")
     if not os.path.exists(os.path.join(root, "models", REPO, "manifest.json")):
         subprocess.run(["python3", os.path.join(TESTING, "gen_repo.py"), "--root", root, "--repo", REPO,

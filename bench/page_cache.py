@@ -39,11 +39,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--bs", action="append", default=None, help="read sizes (repeatable); default 1M and 128K")
     ap.add_argument("--hub-port", type=int, default=19600)
-    a = ap.parse_args()
-    a.rtt_ms, a.link_mbit, a.per_conn_rate = 0, 0, "0"
-    if os.geteuid() != 0:
-        sys.exit("page_cache: run as root (FUSE)")
-    binary = os.environ.get("MODELFS_BIN") or os.path.join(bench.SRC, "build", "bin", "modelfs")
+    a = bench.local_args(ap, "page_cache", "FUSE")
+    binary = bench.modelfs_binary()
     os.makedirs(a.dir, exist_ok=True)
     root = os.path.join(a.dir, "hub")
     if not os.path.exists(os.path.join(root, "models", REPO, "manifest.json")):

@@ -62,7 +62,7 @@ class SiteBench:
         self.a = a
         self.work = a.dir
         os.makedirs(self.work, exist_ok=True)
-        self.binary = os.environ.get("MODELFS_BIN") or os.path.join(SRC, "build", "bin", "modelfs")
+        self.binary = bench.modelfs_binary()
         self.hub = None
         self.site_dir = os.path.join(self.work, "site")
         self.site_ep = "http://127.0.0.1:%d" % a.site_port

@@ -27,7 +27,7 @@ def t(name, fn):
     res.setdefault(name, []).append(size / s / 1e6)
 def modelfs():
     cache = "/dev/shm/mfscache"; shutil.rmtree(cache, ignore_errors=True)
-    m = bench.Mount(os.environ.get("MODELFS_BIN") or os.path.join(bench.SRC, "build", "bin", "modelfs"),
+    m = bench.Mount(bench.modelfs_binary(),
                     hub.endpoint, cache, d + "/mnt")
     try:
         t("modelfs, cache on tmpfs", lambda: bench.read_file(d + "/mnt/" + repo + "/" + path))

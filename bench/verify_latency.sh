@@ -16,13 +16,11 @@
 #        BEFORE_BIN=path/to/older/modelfs (adds rows for it) LOG_LEVEL=info
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -n "${MODELFS_BIN:-}" ]; then BIN=$MODELFS_BIN; else
-  bash tools/setup.sh >/dev/null
-  BIN="$(pwd)/${BUILD_DIR:-build}/bin/modelfs"
-fi
 SIZE=${SIZE:-1GiB}; SHARDS=${SHARDS:-1}; DIR=${DIR:-/tmp/modelfs-verify}; RUNS=${RUNS:-3}
-REPO=bench-org/verify-model; MNT="$DIR/mnt"; CUR_BIN=$BIN
+REPO=bench-org/verify-model; MNT="$DIR/mnt"
 . bench/lib.sh
+bench_bin
+CUR_BIN=$BIN
 trap 'bench_cleanup "$CUR_BIN" "$MNT"' EXIT
 mkdir -p "$DIR" "$MNT"
 bench_repo "$DIR" "$REPO" "$SIZE" "$SHARDS"

@@ -230,39 +230,30 @@ Result<FsEntry> ModelFs::Lookup(uint64_t parent, const std::string& name) {
     org_type = p->repo_type;
   }
   // Not there yet: only the growing dirs can create it.
-  if (opts_.layout == FsLayout::kHfCache) {
-    Result<uint64_t> ino = Status::NotFound("no such entry: " + name);
-    if (kind == Kind::kRoot) ino = LookupHfRepo(name);
-    if (kind == Kind::kHfRefs) ino = LookupHfRef(parent, name);
-    if (kind == Kind::kHfSnapshots) ino = LookupHfSnapshot(parent, name);
+  auto entry = [this](Result<uint64_t> ino) -> Result<FsEntry> {
     if (!ino.ok()) return ino.status();
     Result<FsAttr> a = GetAttr(*ino);
     if (!a.ok()) return a.status();
     return EntryOf(*a);
+  };
+  if (opts_.layout == FsLayout::kHfCache) {
+    if (kind == Kind::kRoot) return entry(LookupHfRepo(name));
+    if (kind == Kind::kHfRefs) return entry(LookupHfRef(parent, name));
+    if (kind == Kind::kHfSnapshots) return entry(LookupHfSnapshot(parent, name));
+    return Status::NotFound("no such entry: " + name);
   }
   switch (kind) {
-    case Kind::kRoot: {
-      if (name == "datasets") {
+    case Kind::kRoot:  // model orgs, and datasets/
+    case Kind::kDatasets:  // dataset orgs
+      if (kind == Kind::kRoot && name == "datasets") {
         std::unique_lock lock(table_mu_);
         Node* root = nodes_.at(kRootIno).get();
         root->children.emplace("datasets", kDatasetsIno);
         return EntryOf(AttrOfLocked(*nodes_.at(kDatasetsIno)));
       }
       if (!IsValidHubName(name)) return Status::NotFound("not a hub namespace: " + name);
-      Result<uint64_t> org = GetOrCreateOrg(kRootIno, name, "model");
-      if (!org.ok()) return org.status();
-      Result<FsAttr> a = GetAttr(*org);
-      if (!a.ok()) return a.status();
-      return EntryOf(*a);
-    }
-    case Kind::kDatasets: {
-      if (!IsValidHubName(name)) return Status::NotFound("not a hub namespace: " + name);
-      Result<uint64_t> org = GetOrCreateOrg(kDatasetsIno, name, "dataset");
-      if (!org.ok()) return org.status();
-      Result<FsAttr> a = GetAttr(*org);
-      if (!a.ok()) return a.status();
-      return EntryOf(*a);
-    }
+      return kind == Kind::kRoot ? entry(GetOrCreateOrg(kRootIno, name, "model"))
+                                 : entry(GetOrCreateOrg(kDatasetsIno, name, "dataset"));
     case Kind::kOrg: {
       std::string repo_name, rev;
       if (!ParseRepoDirName(name, &repo_name, &rev)) {
@@ -272,11 +263,7 @@ Result<FsEntry> ModelFs::Lookup(uint64_t parent, const std::string& name) {
       repo.type = org_type;
       repo.ns = org_ns;
       repo.name = repo_name;
-      Result<uint64_t> ino = ResolveRepoDir(parent, name, repo, rev);
-      if (!ino.ok()) return ino.status();
-      Result<FsAttr> a = GetAttr(*ino);
-      if (!a.ok()) return a.status();
-      return EntryOf(*a);
+      return entry(ResolveRepoDir(parent, name, repo, rev));
     }
     default:  // pinned trees are complete; the kHf* kinds only exist in the hub-cache layout
       break;
