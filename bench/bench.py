@@ -234,6 +234,15 @@ def local_args(ap, name, needs):
     return a
 
 
+def close_all(mounts, close, who):
+    """Tears down every mount in `mounts` with close(m), logging a failure and going on."""
+    for m in list(mounts):
+        try:
+            close(m)
+        except Exception as e:  # keep tearing down
+            log("%s: unmount: %s" % (who, e))
+
+
 def read_file(path, bs=1 << 20):
     n = 0
     with open(path, "rb", buffering=0) as f:

@@ -285,41 +285,38 @@ class Far:
         self.add("ttfb_curl", "first byte after open, " + self.small_label, "curl -L -r 0-0", r["s"], "s",
                  "reference: hub resolve + redirect + 1 byte from the CDN, fresh connections")
 
-    def ttfb(self, small, tool, extra, vi):
+    def first_read(self, name, small, extra, fn):
+        """On a fresh mount, after a stat (the lookup, as a loader's open would make it): the time of
+        fn(path) on the small shard and what the CDN sent by the unmount; fn returns a dict to add."""
         rel = os.path.join(SMALL, small["path"])
+        with self.fresh_mount(name, extra) as m:
+            path = os.path.join(m.mnt, rel)
+            os.stat(path)
+            self.hub.clear()
+            t0 = time.monotonic()
+            r = fn(path)
+            r["s"] = time.monotonic() - t0
+        r["fetched MB"] = self.fetched() / MB
+        return r
 
-        def go():
-            with self.fresh_mount("ttfb", extra) as m:
-                path = os.path.join(m.mnt, rel)
-                os.stat(path)
-                self.hub.clear()
-                t0 = time.monotonic()
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    got = os.read(fd, 1)
-                    t = time.monotonic() - t0
-                finally:
-                    os.close(fd)
-                assert len(got) == 1
-            return {"s": t, "fetched MB": self.fetched() / MB}
-        r = self.median_runs("ttfb " + tool, go)
+    def ttfb(self, small, tool, extra, vi):
+        def one_byte(path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                assert len(os.read(fd, 1)) == 1
+            finally:
+                os.close(fd)
+            return {}
+        r = self.median_runs("ttfb " + tool, lambda: self.first_read("ttfb", small, extra, one_byte))
         self.add("ttfb%d" % vi, "first byte after open, " + self.small_label, tool, r["s"], "s",
                  "%.1f MB fetched by unmount" % r["fetched MB"])
 
     def header(self, small, tool, extra, vi):
-        rel = os.path.join(SMALL, small["path"])
-
-        def go():
-            with self.fresh_mount("header", extra) as m:
-                path = os.path.join(m.mnt, rel)
-                os.stat(path)
-                self.hub.clear()
-                t0 = time.monotonic()
-                n, hdr = st_header(path)
-                t = time.monotonic() - t0
-                assert hdr
-            return {"s": t, "header KB": (8 + n) / 1e3, "fetched MB": self.fetched() / MB}
-        r = self.median_runs("header " + tool, go)
+        def read_header(path):
+            n, hdr = st_header(path)
+            assert hdr
+            return {"header KB": (8 + n) / 1e3}
+        r = self.median_runs("header " + tool, lambda: self.first_read("header", small, extra, read_header))
         self.add("header%d" % vi, "safetensors header, " + self.small_label, tool, r["s"], "s",
                  "header %.1f KB; %.1f MB fetched by unmount" % (r["header KB"], r["fetched MB"]))
 
@@ -637,11 +634,7 @@ def main():
         failed = e
         raise
     finally:
-        for m in list(f.live):
-            try:
-                f.close_mount(m)
-            except Exception as e:  # keep tearing down
-                log("far: unmount: %s" % e)
+        bench.close_all(f.live, f.close_mount, "far")
         force_unmount(f.mnt)
         if f.hub is not None:
             f.hub.stop()

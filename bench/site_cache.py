@@ -330,11 +330,7 @@ def main():
         log("site: the far CDN sent %.1f MB = %.3fx the repo's LFS bytes; site cache lines %s"
             % (pulled / MB, out["upstream_ratio"], out["site_cache_status"]))
     finally:
-        for m in list(sb.mounts):
-            try:
-                sb.close(m)
-            except Exception as e:  # keep tearing down
-                log("site: unmount: %s" % e)
+        bench.close_all(sb.mounts, sb.close, "site")
         sb.stop_site()
         if sb.hub is not None:
             sb.hub.stop()
