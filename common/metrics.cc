@@ -225,26 +225,25 @@ std::string MetricsRegistry::RenderPrometheus() const {
   return out;
 }
 
-std::string EscapeHelp(const std::string& s) {
+namespace {
+
+// '\' -> "\\", newline -> "\n", and with `quote` '"' -> "\"" (the text format's escapes).
+std::string Escape(const std::string& s, bool quote) {
   std::string out;
   for (char c : s) {
     if (c == '\\') out += "\\\\";
     else if (c == '\n') out += "\\n";
+    else if (quote && c == '"') out += "\\\"";
     else out.push_back(c);
   }
   return out;
 }
 
-std::string EscapeLabelValue(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else if (c == '"') out += "\\\"";
-    else out.push_back(c);
-  }
-  return out;
-}
+}  // namespace
+
+std::string EscapeHelp(const std::string& s) { return Escape(s, false); }
+
+std::string EscapeLabelValue(const std::string& s) { return Escape(s, true); }
 
 std::string FormatMetricNumber(double v) {
   if (std::isnan(v)) return "NaN";

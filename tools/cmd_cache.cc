@@ -224,19 +224,36 @@ std::string LiveText(const nlohmann::json& m) {
   return out;
 }
 
+// What a cache tool's start needs: its name, what it takes besides the options, its help, and
+// the usage line printed after an argument error.
+struct CacheTool {
+  const char* command;
+  bool allow_repo, allow_size;
+  std::string (*help)();
+  const char* usage;
+};
+
+// --help (exit code 0), an argument error (2), or -1 with the arguments in *a: the start every
+// cache tool shares.
+int StartCacheTool(const CacheTool& t, const std::vector<std::string>& args, const Environment& env, CacheArgs* a,
+                   std::string* out, std::string* err) {
+  if (WantsHelp(args)) {
+    *out += t.help();
+    return 0;
+  }
+  if (!ParseCacheArgs(t.command, args, env, t.allow_repo, t.allow_size, a, err)) {
+    *err += t.usage;
+    return 2;
+  }
+  return -1;
+}
+
 }  // namespace
 
 int StatusCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
                   std::string* err) {
-  if (WantsHelp(args)) {
-    *out += StatusHelp();
-    return 0;
-  }
   CacheArgs a;
-  if (!ParseCacheArgs("modelfs status", args, env, false, false, &a, err)) {
-    *err += "Usage: modelfs status [--cache-dir DIR] [--format text|json]\n";
-    return 2;
-  }
+  if (int rc = StartCacheTool({"modelfs status", false, false, StatusHelp, "Usage: modelfs status [--cache-dir DIR] [--format text|json]\n"}, args, env, &a, out, err); rc >= 0) return rc;
   auto blobs = ListCachedBlobs(a.dir);
   std::map<std::string, const CachedBlob*> by_key;
   uint64_t used = 0, verified_bytes = 0;
@@ -324,15 +341,8 @@ int StatusCommand(const std::vector<std::string>& args, const Environment& env, 
 
 int VerifyCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
                   std::string* err) {
-  if (WantsHelp(args)) {
-    *out += VerifyHelp();
-    return 0;
-  }
   CacheArgs a;
-  if (!ParseCacheArgs("modelfs verify", args, env, true, false, &a, err)) {
-    *err += "Usage: modelfs verify [ORG/NAME[@REV]] [--cache-dir DIR] [--format text|json]\n";
-    return 2;
-  }
+  if (int rc = StartCacheTool({"modelfs verify", true, false, VerifyHelp, "Usage: modelfs verify [ORG/NAME[@REV]] [--cache-dir DIR] [--format text|json]\n"}, args, env, &a, out, err); rc >= 0) return rc;
   std::set<std::string> only;  // content keys of REPO's files; empty = every blob
   if (!a.repo_arg.empty()) {
     std::string rev;
@@ -386,15 +396,8 @@ int VerifyCommand(const std::vector<std::string>& args, const Environment& env, 
 
 int GcCommand(const std::vector<std::string>& args, const Environment& env, std::string* out,
               std::string* err) {
-  if (WantsHelp(args)) {
-    *out += GcHelp();
-    return 0;
-  }
   CacheArgs a;
-  if (!ParseCacheArgs("modelfs gc", args, env, false, true, &a, err)) {
-    *err += "Usage: modelfs gc [--size SIZE] [--cache-dir DIR] [--format text|json]\n";
-    return 2;
-  }
+  if (int rc = StartCacheTool({"modelfs gc", false, true, GcHelp, "Usage: modelfs gc [--size SIZE] [--cache-dir DIR] [--format text|json]\n"}, args, env, &a, out, err); rc >= 0) return rc;
   uint64_t target = UINT64_MAX;
   if (!a.size.empty()) {
     auto s = ParseSize(a.size);
