@@ -82,8 +82,9 @@ void DiskBlobStore::Verifier::HashAhead(const std::shared_ptr<Blob>& b) {
     compared = true;
     const std::string got = hasher->FinishHex();
     if (got == ref.hash) {
+      // No block may be dropped and refetched between the check below and the durable flag.
+      std::shared_lock<std::shared_mutex> drop(b->drop_mu);
       {
-        std::shared_lock<std::shared_mutex> drop(b->drop_mu);
         std::lock_guard<std::mutex> l(b->mu);
         b->hashed = n;
         if (file->drops() != drops) continue;  // hashed bytes that are gone: once more
@@ -91,11 +92,18 @@ void DiskBlobStore::Verifier::HashAhead(const std::shared_ptr<Blob>& b) {
       }
       store_->CheckServedUnstored(b);
       b->changed.notify_all();  // readers at the end of the file go on now, not after the sync
-      // The durable flag on the other thread: the data's sync (hundreds of ms for a large file)
-      // must not hold up the hash of the next file, whose reader waits for it at its end.
-      store_->busy_++;
       const auto matched_at = std::chrono::steady_clock::now();
-      if (!sync_pool_.Submit([this, b, drops, matched_at] { Persist(b, drops, matched_at); })) store_->busy_--;
+      Status s = file->MarkVerified();
+      const double sync_ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - matched_at).count();
+      if (s.ok()) {
+        store_->verified_++;
+        store_->space_->MarkVerified(ref.key);
+        MODELFS_LOG(kInfo, "verified %s %s (%s); hash matched %.0f ms before (the data's sync)", ref.repo.Id().c_str(),
+                    ref.path.c_str(), ref.key.c_str(), sync_ms);
+      } else {
+        MODELFS_LOG(kWarn, "could not persist verification of %s: %s", ref.key.c_str(), s.ToString().c_str());
+      }
     } else {
       std::string sources;
       std::set<std::string> suspects = store_->Blame(b, &sources);
@@ -134,34 +142,6 @@ void DiskBlobStore::Verifier::HashAhead(const std::shared_ptr<Blob>& b) {
   b->changed.notify_all();
   // Blocks that landed after the last look, once this task had decided to stop.
   if (!mismatch) Schedule(b);
-  store_->busy_--;
-}
-
-void DiskBlobStore::Verifier::Persist(const std::shared_ptr<Blob>& b, uint64_t drops,
-                                      std::chrono::steady_clock::time_point matched_at) {
-  const BlobRef& ref = b->ref;
-  {
-    // No block may be dropped and refetched between the check below and the durable flag.
-    std::shared_lock<std::shared_mutex> drop(b->drop_mu);
-    if (b->file->drops() == drops) {  // else dropped since the match: a new pass hashes it again
-      Status s = b->file->MarkVerified();
-      const double sync_ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - matched_at).count();
-      if (s.ok()) {
-        store_->verified_++;
-        store_->space_->MarkVerified(ref.key);
-        MODELFS_LOG(kInfo, "verified %s %s (%s); hash matched %.0f ms before (the data's sync)",
-                    ref.repo.Id().c_str(), ref.path.c_str(), ref.key.c_str(), sync_ms);
-      } else {
-        MODELFS_LOG(kWarn, "could not persist verification of %s: %s", ref.key.c_str(), s.ToString().c_str());
-      }
-    }
-  }
-  {
-    std::lock_guard<std::mutex> l(b->mu);  // a reader checks the flag under it, then waits
-    b->progress++;
-  }
-  b->changed.notify_all();  // readers waiting for the durable flag (verify before read)
   store_->busy_--;
 }
 
