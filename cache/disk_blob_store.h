@@ -243,7 +243,25 @@ class DiskBlobStore : public BlobStore {
                           uint32_t span_blocks = kBlocksPerChunk, uint32_t max_inflight = 0);
   // Runs RunFetch on the demand pool (a reader waits for it) or the prefetch pool.
   void Launch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, bool demand);
+  // One range's fetch, in four steps: the transfer (FetchRange), the hand-over to the readers
+  // waiting on f, the disk (KeepFetched), and the end (EndFetch: out of the in-flight map, the
+  // counters readers wait on, the hash, the budget, the fill).
   void RunFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);
+  // What a range's transfer ended with.
+  struct Fetched {
+    Status status;
+    std::string served_by;
+    bool untrusted = false;  // streamed to readers from a host blamed for this blob: not cached
+  };
+  // The transfer into f's buffer: block 0's head reused, a blamed host's answer asked again, a
+  // one-range blob hashed and asked again if wrong. Bytes are handed over as they land if `stream`.
+  Fetched FetchRange(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, bool stream,
+                     std::chrono::steady_clock::time_point t0);
+  // Caches what arrived, unless the blob's blocks were dropped since it was asked for
+  // (`generation`) or its host is not trusted; spills it if there is no room. True if refused.
+  bool KeepFetched(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, uint64_t generation,
+                   const Fetched& got, std::chrono::steady_clock::time_point t0);
+  void EndFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, const Status& st, bool refused);
   // Cross-file lookahead (HintNext): a stream that read `from` from its start has scheduled it to
   // its end, so the next file's first `window` bytes are fetched now, and a cursor at its offset 0
   // carries the window on to its reader. Tops up on every call until the next file has a reader;

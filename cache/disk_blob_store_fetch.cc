@@ -95,9 +95,6 @@ std::shared_ptr<DiskBlobStore::Inflight> DiskBlobStore::FetchBlock(const std::sh
 }
 
 void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f) {
-  const BlobRef ref = b->ref;
-  const uint64_t start = f->begin;
-  const uint64_t len = f->end - f->begin;
   uint64_t generation;
   bool stream;
   {
@@ -106,15 +103,48 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     // Bytes are handed over as they land, except where they must be checked first: a blob that
     // fits in one range is verified before any byte of it is returned; under verify before read
     // nothing unverified is returned; and after a hash failure an answer may be fetched again.
-    stream = !(start == 0 && len == ref.size) && !opts_.verify_before_read && !b->prov.AnyBlamed();
+    stream = !(f->begin == 0 && f->end == b->ref.size) && !opts_.verify_before_read && !b->prov.AnyBlamed();
   }
   f->pool = f->first == f->last ? block_buffers_ : buffers_;
   f->data = f->pool->Get();
+  const auto t0 = std::chrono::steady_clock::now();
+  const Fetched got = FetchRange(b, f, stream, t0);
+  if (!got.status.ok()) {
+    // A failure is not remembered: out of the map before anyone can see it ended, so the next
+    // read of these blocks asks again.
+    std::lock_guard<std::mutex> l(b->mu);
+    auto it = b->inflight.find(f->first);
+    if (it != b->inflight.end() && it->second == f) b->inflight.erase(it);
+  }
+  // Hand the bytes to waiting readers first: they need not wait for the disk write. The entry
+  // stays in the inflight map (done, data readable) until the blocks are on disk, so a reader that
+  // arrives meanwhile copies from memory instead of missing on disk and fetching again.
+  {
+    std::lock_guard<std::mutex> l(f->mu);
+    f->status = got.status;
+    if (got.status.ok()) f->ready.store(f->end - f->begin);
+    f->done = true;
+  }
+  f->cv.notify_all();
+  bool refused = false;
+  if (got.status.ok()) {
+    refused = KeepFetched(b, f, generation, got, t0);
+  } else {
+    MODELFS_LOG(kWarn, "fetch %s %s [%llu, +%llu) failed: %s", b->ref.repo.Id().c_str(), b->ref.path.c_str(),
+                (unsigned long long)f->begin, (unsigned long long)(f->end - f->begin),
+                got.status.ToString().c_str());
+  }
+  EndFetch(b, f, got.status, refused);
+}
+
+DiskBlobStore::Fetched DiskBlobStore::FetchRange(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f,
+                                                 bool stream, std::chrono::steady_clock::time_point t0) {
+  const BlobRef& ref = b->ref;
+  const uint64_t start = f->begin;
+  const uint64_t len = f->end - f->begin;
+  const bool whole_blob = start == 0 && len == ref.size;
   char* data = f->data.get();
-  std::string served_by;
-  Status st;
-  bool whole_blob = start == 0 && len == ref.size;
-  auto t0 = std::chrono::steady_clock::now();
+  Fetched got;
   bool first_byte = false;
   RangeSource::Progress progress;
   // Block 0 after a head fetch: its first kHeadBytes are in memory already (or on the wire, sent
@@ -140,17 +170,17 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     };
   }
   int distrusted = 0;  // answers refetched because their host is blamed for this blob
-  bool untrusted_stream = false;
+  Status& st = got.status;
   for (int attempt = 0;; attempt++) {
     fetches_++;
-    st = source_->ReadAtStreaming(ref, start + reuse, len - reuse, data + reuse, &served_by, progress);
+    st = source_->ReadAtStreaming(ref, start + reuse, len - reuse, data + reuse, &got.served_by, progress);
     if (st.ok()) fetched_bytes_ += len - reuse;
     // A host blamed for a hash failure of this blob, while another that served it is blamed
     // less: ask again (the source now puts that host last) rather than serve what it sent. Bytes
     // already streamed to readers cannot be asked again: they are just not cached.
-    if (st.ok() && Distrusted(b, served_by)) {
+    if (st.ok() && Distrusted(b, got.served_by)) {
       if (stream) {
-        untrusted_stream = true;
+        got.untrusted = true;
       } else if (distrusted < kDistrustedRefetches) {
         distrusted++;
         distrusted_refetches_++;
@@ -160,7 +190,7 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
         // Still the blamed host, while a less blamed one serves this blob: what it sent is not
         // served (a whole-file reader could not be stopped at the end: these bytes would never
         // be cached, so never hashed). The reader gets an error and may try again.
-        st = Status::Unavailable("only " + served_by + ", which served wrong bytes of " + ref.path +
+        st = Status::Unavailable("only " + got.served_by + ", which served wrong bytes of " + ref.path +
                                  ", answered for [" + std::to_string(start) + ", +" + std::to_string(len) + ")");
         break;
       }
@@ -173,9 +203,9 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
         std::lock_guard<std::mutex> l(head->mu);
         head_host = head->host;
       }
-      if (head_host != served_by) {
+      if (head_host != got.served_by) {
         if (stream) {
-          untrusted_stream = true;  // handed over already: served, not cached; the next fetch
+          got.untrusted = true;  // handed over already: served, not cached; the next fetch
           std::lock_guard<std::mutex> l(b->mu);  // of block 0 asks for all of it
           if (b->head == head) b->head.reset();
         } else {
@@ -188,68 +218,55 @@ void DiskBlobStore::RunFetch(const std::shared_ptr<Blob>& b, const std::shared_p
     if (HashHex(ref.hash_kind, data, len) == ref.hash) break;
     verify_failures_++;
     MODELFS_LOG(kError, "hash mismatch for %s %s (%s): bytes from %s are wrong; refetching",
-                ref.repo.Id().c_str(), ref.path.c_str(), ref.key.c_str(), served_by.c_str());
+                ref.repo.Id().c_str(), ref.path.c_str(), ref.key.c_str(), got.served_by.c_str());
     if (attempt >= kSmallBlobRetries) {
       st = Status::Corruption("content of " + ref.path + " does not match its hash");
       break;
     }
   }
   if (!first_byte && st.ok()) NoteLatency(std::chrono::steady_clock::now() - t0);
-  if (!st.ok()) {
-    // A failure is not remembered: out of the map before anyone can see it ended, so the next
-    // read of these blocks asks again.
-    std::lock_guard<std::mutex> l(b->mu);
-    auto it = b->inflight.find(f->first);
-    if (it != b->inflight.end() && it->second == f) b->inflight.erase(it);
-  }
-  // Hand the bytes to waiting readers first: they need not wait for the disk write. The entry
-  // stays in the inflight map (done, data readable) until the blocks are on disk, so a reader that
-  // arrives meanwhile copies from memory instead of missing on disk and fetching again.
+  return got;
+}
+
+bool DiskBlobStore::KeepFetched(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f,
+                                uint64_t generation, const Fetched& got, std::chrono::steady_clock::time_point t0) {
+  const uint64_t start = f->begin;
+  const uint64_t len = f->end - f->begin;
+  const char* data = f->data.get();
+  std::shared_lock<std::shared_mutex> drop(b->drop_mu);
+  bool store;
   {
-    std::lock_guard<std::mutex> l(f->mu);
-    f->status = st;
-    if (st.ok()) f->ready.store(len);
-    f->done = true;
-  }
-  f->cv.notify_all();
-  bool refused = false;
-  if (st.ok()) {
-    std::shared_lock<std::shared_mutex> drop(b->drop_mu);
-    bool store;
-    {
-      std::lock_guard<std::mutex> l(b->mu);
-      // With verify before read nothing unverified is served, so bytes from a host that failed
-      // the hash once may be cached again: the hash judges them (with one mirror, a transient
-      // corruption is then survived).
-      // A host blamed more than another that serves this blob is not cached from (RunFetch
-      // asked again above); when every host is blamed alike (one mirror), its answers are
-      // cached and the hash judges them, so a whole-file reader is still stopped at the end.
-      bool untrusted = untrusted_stream;
-      // With verify before read, bytes of a host still blamed after the refetches above are not
-      // cached while a less blamed host serves the blob (the fill asks again). If every host is
-      // blamed alike, they get another try: the hash still judges.
-      if (opts_.verify_before_read && b->prov.Distrusted(served_by)) {
-        untrusted = true;
-        b->untrusted++;
-      }
-      store = generation == b->generation && !untrusted;
-      b->prov.Saw(served_by);
-      if (store) b->prov.Stored(f->first, f->last, served_by);
+    std::lock_guard<std::mutex> l(b->mu);
+    // A host blamed more than another that serves this blob is not cached from (FetchRange
+    // asked again); when every host is blamed alike (one mirror), its answers are cached and the
+    // hash judges them, so a whole-file reader is still stopped at the end.
+    bool untrusted = got.untrusted;
+    // With verify before read nothing unverified is served, so bytes from a host that failed the
+    // hash once may be cached again (with one mirror, a transient corruption is then survived);
+    // but bytes of a host still blamed after the refetches are not cached while a less blamed
+    // host serves the blob (the fill asks again). If every host is blamed alike, they get another
+    // try: the hash still judges.
+    if (opts_.verify_before_read && b->prov.Distrusted(got.served_by)) {
+      untrusted = true;
+      b->untrusted++;
     }
-    auto t1 = std::chrono::steady_clock::now();
-    bool cached = store && StoreRange(b, f->first, data, len);
-    if (!cached && !whole_blob) NoteServedUnstored(b, start, data, len);
-    if (!store) uncached_bytes_ += len;
-    if (store && !cached) Spill(b, f);
-    refused = store && !cached;
-    auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-    MODELFS_LOG(kDebug, "range %s blocks %u-%u: fetched in %.1f ms, stored in %.1f ms", ref.key.c_str(),
-                f->first, f->last, ms(t1 - t0), ms(std::chrono::steady_clock::now() - t1));
-  } else {
-    MODELFS_LOG(kWarn, "fetch %s %s [%llu, +%llu) failed: %s", ref.repo.Id().c_str(),
-                ref.path.c_str(), (unsigned long long)start, (unsigned long long)len,
-                st.ToString().c_str());
+    store = generation == b->generation && !untrusted;
+    b->prov.Saw(got.served_by);
+    if (store) b->prov.Stored(f->first, f->last, got.served_by);
   }
+  const auto t1 = std::chrono::steady_clock::now();
+  const bool cached = store && StoreRange(b, f->first, data, len);
+  if (!cached && !(start == 0 && len == b->ref.size)) NoteServedUnstored(b, start, data, len);
+  if (!store) uncached_bytes_ += len;
+  if (store && !cached) Spill(b, f);
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  MODELFS_LOG(kDebug, "range %s blocks %u-%u: fetched in %.1f ms, stored in %.1f ms", b->ref.key.c_str(), f->first,
+              f->last, ms(t1 - t0), ms(std::chrono::steady_clock::now() - t1));
+  return store && !cached;
+}
+
+void DiskBlobStore::EndFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f, const Status& st,
+                             bool refused) {
   {
     std::lock_guard<std::mutex> l(b->mu);
     auto it = b->inflight.find(f->first);

@@ -503,6 +503,16 @@ TEST_F(EdgeCacheTest, InterruptedFileResumesFromBlocksAlreadyPresent) {
   EXPECT_LE(fetched, want.size() - before.present_bytes);
 }
 
+// How `got` differs from `want`: the sizes and the first offset that differs ("" if equal), for a
+// failure message that tells a short read from wrong bytes.
+std::string Difference(const std::string& got, const std::string& want) {
+  if (got == want) return "";
+  size_t i = 0;
+  while (i < got.size() && i < want.size() && got[i] == want[i]) i++;
+  return "got " + std::to_string(got.size()) + " bytes, want " + std::to_string(want.size()) +
+         ", first difference at " + std::to_string(i);
+}
+
 int CheckVerifiedIndexes(const std::string& cache);
 
 // Drops the kernel's cached pages of a file on the mount, so the next read reaches the daemon.
@@ -549,9 +559,9 @@ TEST_F(EdgeCacheTest, DiskFaultsNeverBreakReadsOrServeWrongBytes) {
     ASSERT_EQ(unlink((base_of(b) + ".idx").c_str()), 0);
     DropPages(root + "/" + a);
     DropPages(root + "/" + b);
-    EXPECT_TRUE(ReadAll(root + "/" + a, &err) == files_[a]);
+    EXPECT_EQ(Difference(ReadAll(root + "/" + a, &err), files_[a]), "") << m.Log();
     EXPECT_EQ(err, 0);
-    EXPECT_TRUE(ReadAll(root + "/" + b, &err) == files_[b]);
+    EXPECT_EQ(Difference(ReadAll(root + "/" + b, &err), files_[b]), "") << m.Log();
     EXPECT_EQ(err, 0);
     EXPECT_NE(m.Log().find("unreadable or corrupt"), std::string::npos) << m.Log();
   }
