@@ -211,7 +211,11 @@ bool BlockFile::ReadBlock(uint32_t i, char* buf) {
   std::lock_guard<std::mutex> l(mu_);
   if (entries_[i].checksum == want) {  // not rewritten meanwhile: this block is bad
     entries_[i] = Entry{};
-    checked_[i] = 0;
+    // The file changed under us (truncated, overwritten, a torn write): no block of it is trusted
+    // unchecked any more. A span (the splice path) serves only checked blocks; a truncated file
+    // that a refetch extends again holds zeros where its other blocks were, and the size check
+    // alone would let them through.
+    std::fill(checked_.begin(), checked_.end(), 0);
     if (flags_ & kFlagVerified) {  // the blob is no longer whole: clear the flag on disk too
       flags_ &= ~kFlagVerified;
       PwriteFull(idx_fd_, &flags_, sizeof flags_, offsetof(Header, flags));

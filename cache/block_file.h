@@ -68,7 +68,8 @@ class BlockFile {
 
   // Reads block i into buf (room for BlockLen(i)). Returns true on a hit whose checksum matched.
   // False on a miss: absent, unreadable, or corrupt; a corrupt block's entry is cleared (and counted
-  // in corrupt_blocks()) so it will be refetched. Thread-safe.
+  // in corrupt_blocks()) so it will be refetched, and every block counts as unchecked (Checked)
+  // until read whole again: the file changed under us. Thread-safe.
   bool ReadBlock(uint32_t i, char* buf);
   // Writes block i (BlockLen(i) bytes) and publishes it. Thread-safe; concurrent writers of the
   // same block must write identical bytes (the caller single-flights fetches). On an error the

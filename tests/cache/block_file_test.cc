@@ -149,6 +149,27 @@ TEST(BlockFileDropTest, DropAllReleasesEveryAllocatedPage) {
   EXPECT_EQ(static_cast<uint64_t>(st.st_size), size);
 }
 
+// A cache file truncated under the daemon, then extended again by the refetch of a later block,
+// holds zeros where its earlier blocks were, and its size no longer tells: once one block was
+// found bad, no block is served unchecked (Checked, the splice path's test) until read again.
+TEST(BlockFileDropTest, ABlockFoundBadLeavesNoBlockCheckedUnread) {
+  testing::TempDir dir;
+  const uint64_t size = 3 * kBlockSize;
+  std::string data = testing::RandomBytes(size, 11);
+  auto f = BlockFile::Open(dir.path(), "k", size);
+  ASSERT_TRUE(f.ok());
+  for (uint32_t i = 0; i < 3; i++) ASSERT_TRUE((*f)->WriteBlock(i, data.data() + i * kBlockSize).ok());
+  ASSERT_TRUE((*f)->Checked(0, 2));
+  ASSERT_EQ(truncate((dir.path() + "/k.data").c_str(), 0), 0);
+  std::vector<char> buf(kBlockSize);
+  EXPECT_FALSE((*f)->ReadBlock(2, buf.data()));  // past the new end: unreadable
+  ASSERT_TRUE((*f)->WriteBlock(2, data.data() + 2 * kBlockSize).ok());  // the refetch: size is 3 blocks again
+  EXPECT_TRUE((*f)->Checked(2, 2));
+  EXPECT_FALSE((*f)->Checked(0, 0)) << "block 0 is a hole of zeros now, and still trusted";
+  EXPECT_FALSE((*f)->ReadBlock(0, buf.data()));  // read whole, it fails its checksum: a miss
+  EXPECT_FALSE((*f)->Present(0));
+}
+
 // A write that fails part way (here EFBIG past RLIMIT_FSIZE; ENOSPC from a full disk alike) has
 // allocated pages already, and the store gives the block's charge back: the block is absent and
 // none of its pages stay on disk outside the quota.
