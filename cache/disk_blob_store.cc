@@ -227,6 +227,13 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
   strict = strict || after_failure;
   int strict_rounds = 0;
   uint32_t demand_last = UINT32_MAX;
+  // Fail closed at the end of a file: a reader that brought in all of it gets its last bytes only
+  // once its hash matched (WaitForHashAtEnd; a one-chunk blob was hashed before any byte of it
+  // was served, a strict reader before any byte at all).
+  auto gate_at_end = [&]() -> Status {
+    if (strict || end != ref.size || ref.size <= kChunkSize || !b->file || b->file->verified()) return Status::Ok();
+    return WaitForHashAtEnd(b, failures0);
+  };
   if (strict) {
     Status s = FillAndVerify(b);
     if (!s.ok() && (!after_failure || s.code() == Code::kCorruption)) return s;
@@ -244,10 +251,7 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
   // first (no hold while waiting for the hash: a failing hash must be able to drop the blocks).
   if (span != nullptr && span->fd_ok && b->file && (!strict || b->file->verified()) &&
       TakeSpan(b, offset, end, /*hold=*/false, span)) {
-    if (!strict && end == ref.size && ref.size > kChunkSize && !b->own_order && !b->file->verified()) {
-      Status s = WaitForHashAtEnd(b, failures0);
-      if (!s.ok()) return s;
-    }
+    if (Status s = gate_at_end(); !s.ok()) return s;
     if (TakeSpan(b, offset, end, /*hold=*/true, span)) {
       *n = span->len;
       return Status::Ok();
@@ -359,13 +363,7 @@ Status DiskBlobStore::ReadOrSpan(const BlobRef& ref, uint64_t offset, size_t len
     pos += take;
   }
   if (waited) GrowWindow(b, end);
-  // Fail closed at the end of a file: a reader that brought in all of it gets its last bytes only
-  // once its hash matched (a one-chunk blob was hashed before any byte of it was served). Not a
-  // reader in its own tensor order (Blob::own_order): its read of the last tensor comes mid-load.
-  if (!strict && end == ref.size && ref.size > kChunkSize && !b->own_order && b->file && !b->file->verified()) {
-    Status s = WaitForHashAtEnd(b, failures0);
-    if (!s.ok()) return s;
-  }
+  if (Status s = gate_at_end(); !s.ok()) return s;
   *n = end - offset;
   return Status::Ok();
 }

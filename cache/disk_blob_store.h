@@ -312,8 +312,8 @@ class DiskBlobStore : public BlobStore {
   // Fail closed at the end of a file: a read of the last block of a blob whose every block is on
   // disk or on the wire waits until the whole-file hash matched; an error if it failed since
   // `failures0` (the blob's hash failures when the read began) or nothing moved for
-  // kFillStallSeconds. Returns at once for a reader that did not bring the whole file in. Not
-  // called once a reader in its own tensor order was seen in the file (Blob::own_order).
+  // kFillStallSeconds. Returns at once for a reader that did not bring the whole file in, and
+  // once a reader in its own tensor order was seen in the file (Blob::own_order).
   Status WaitForHashAtEnd(const std::shared_ptr<Blob>& b, uint64_t failures0);
   // Allocated bytes of the cache directory outside the blob files (directories, stored metadata,
   // pins), measured at open.
