@@ -71,6 +71,10 @@ class BlockFile {
   // in corrupt_blocks()) so it will be refetched, and every block counts as unchecked (Checked)
   // until read whole again: the file changed under us. Thread-safe.
   bool ReadBlock(uint32_t i, char* buf);
+  // ReadBlock for a reader that judges the bytes itself (the whole-file hash): a block checked
+  // since open is read without its XXH3 (a short read is still a miss). Bytes changed on disk
+  // since then are caught by that reader, which must then ReadBlock every block to find them.
+  bool ReadBlockUnchecked(uint32_t i, char* buf);
   // Writes block i (BlockLen(i) bytes) and publishes it. Thread-safe; concurrent writers of the
   // same block must write identical bytes (the caller single-flights fetches). On an error the
   // block is absent and its range holds no disk space: the charge of a failed write can be given

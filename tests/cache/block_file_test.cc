@@ -64,6 +64,38 @@ TEST(BlockFileTest, CorruptBlockIsAMissAndIsForgotten) {
   EXPECT_EQ((*f)->corrupt_blocks(), 1u);
 }
 
+// The whole-file hash reads blocks written in this run without their XXH3 (it judges the bytes
+// itself); a block from an earlier run is still checked on that read.
+TEST(BlockFileTest, ReadBlockUncheckedSkipsTheChecksumOnlyOfBlocksCheckedInThisRun) {
+  TempDir dir;
+  std::string data = RandomBytes(kSize, 2);
+  {
+    auto f = BlockFile::Open(dir.path(), "k", kSize);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->WriteBlock(0, data.data()).ok());
+    ASSERT_TRUE((*f)->WriteBlock(1, data.data() + kBlockSize).ok());
+  }
+  auto f = BlockFile::Open(dir.path(), "k", kSize);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->WriteBlock(0, data.data()).ok());  // block 0 checked in this run, block 1 not
+  int fd = open((dir.path() + "/k.data").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  for (off_t at : {off_t{500}, off_t{kBlockSize + 500}}) {
+    char c = static_cast<char>(data[at] ^ 1);
+    ASSERT_EQ(pwrite(fd, &c, 1, at), 1);
+  }
+  close(fd);
+  std::vector<char> buf(kBlockSize);
+  ASSERT_TRUE((*f)->ReadBlockUnchecked(0, buf.data()));  // the changed bytes, for the hash to judge
+  EXPECT_EQ(buf[500], static_cast<char>(data[500] ^ 1));
+  EXPECT_EQ((*f)->corrupt_blocks(), 0u);
+  EXPECT_FALSE((*f)->ReadBlockUnchecked(1, buf.data()));  // not checked in this run: checked now
+  EXPECT_FALSE((*f)->Present(1));
+  EXPECT_FALSE((*f)->ReadBlockUnchecked(3, buf.data()));  // absent
+  EXPECT_FALSE((*f)->ReadBlock(0, buf.data()));  // what the hash's mismatch runs to find it
+  EXPECT_EQ((*f)->corrupt_blocks(), 2u);
+}
+
 TEST(BlockFileTest, VerifiedFlagPersistsAndDropClearsEverything) {
   TempDir dir;
   std::string data = RandomBytes(kSize, 3);

@@ -320,6 +320,43 @@ TEST_F(DiskBlobStoreTest, SpansOfAFileBeforeItVerifiesKeepTheEndOfFileHashCheck)
   EXPECT_TRUE(store->IsVerified(ref.key));
 }
 
+// The whole-file hash reads blocks written in this run without their XXH3. A block that changed
+// on disk between its write and the hash makes the hash fail; the store then checks every block,
+// finds the changed one and fetches it again, and blames no mirror.
+TEST_F(DiskBlobStoreTest, ABlockChangedOnDiskBeforeTheHashReadItIsRefetchedAndNoMirrorIsBlamed) {
+  std::string data = RandomBytes(12 * kBlockSize, 8);  // three chunks
+  BlobRef ref = source_.Add("a.bin", data);
+  auto store = NewStore();
+  std::vector<char> buf(kBlockSize);
+  size_t n = 0;
+  // Chunk 1 only (prefetch runs forward, never back): the hash cannot start before block 0.
+  ASSERT_TRUE(store->Read(ref, kChunkSize, kBlockSize, buf.data(), &n).ok());
+  ASSERT_TRUE(store->WaitIdle(10000));
+  ASSERT_EQ(store->Stats().hashed_bytes, 0u);
+  const std::string path = dir_.path() + "/blobs/" + ref.hash.substr(0, 2) + "/" + ref.key + ".data";
+  int fd = open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char c = static_cast<char>(data[kChunkSize + kBlockSize + 7] ^ 1);
+  ASSERT_EQ(pwrite(fd, &c, 1, kChunkSize + kBlockSize + 7), 1);
+  close(fd);
+  // The rest, last chunk 0: the hash then reads every block, the changed one first of all.
+  ASSERT_TRUE(store->Read(ref, 2 * kChunkSize, kBlockSize, buf.data(), &n).ok());
+  ASSERT_TRUE(store->WaitIdle(10000));
+  ASSERT_EQ(store->Stats().hashed_bytes, 0u);
+  ASSERT_TRUE(store->Read(ref, 0, kBlockSize, buf.data(), &n).ok());
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_EQ(store->Stats().verify_failures, 0u);  // no mirror blamed, nothing else dropped
+  EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
+  EXPECT_FALSE(store->IsVerified(ref.key));
+  Status err;
+  EXPECT_TRUE(ReadUntilError(store.get(), ref, &err) == data);
+  EXPECT_TRUE(err.ok()) << err.ToString();
+  ASSERT_TRUE(store->WaitIdle(10000));
+  EXPECT_TRUE(store->IsVerified(ref.key));
+  EXPECT_EQ(store->Stats().verify_failures, 0u);
+  EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
+}
+
 TEST_F(DiskBlobStoreTest, WrongBytesFromMirrorFailVerificationAndAreDropped) {
   std::string data = RandomBytes(12 * kBlockSize, 4);  // three chunks: verified in background
   BlobRef ref = source_.Add("a.safetensors", data);
