@@ -62,3 +62,29 @@ bench_ab_setup() {
   bench_hub "$DIR" hub; EP=$BENCH_EP
   SHARD=$(bench_largest "$DIR/hub/models/$REPO/manifest.json")
 }
+
+# bench_passthrough_ll DIR: builds libfuse's own low-level passthrough example (Debian's
+# libfuse3-dev ships its source) into DIR/passthrough_ll, with what modelfs asks of the kernel
+# for its reads: replies spliced from the file (SPLICE_WRITE) and 8 MiB of readahead. It is the
+# FUSE read path with no modelfs in it, for the warm-read bound. Sets PASSTHROUGH_LL.
+bench_passthrough_ll() {
+  local src=/usr/share/doc/libfuse3-dev/examples
+  PASSTHROUGH_LL="$1/passthrough_ll"
+  [ -x "$PASSTHROUGH_LL" ] && return 0
+  mkdir -p "$1/pt-src"
+  cp "$src/passthrough_ll.c" "$src/passthrough_helpers.h" "$1/pt-src/"
+  # lo_init's first line: as modelfs's OpInit (fs/fuse_adapter.cc).
+  sed -i 's|^\tif(conn->capable & FUSE_CAP_EXPORT_SUPPORT)|\tconn->max_readahead = 8u << 20;\n\tif (conn->capable \& FUSE_CAP_SPLICE_WRITE) conn->want \|= FUSE_CAP_SPLICE_WRITE;\n&|' \
+    "$1/pt-src/passthrough_ll.c"
+  grep -q 'FUSE_CAP_SPLICE_WRITE' "$1/pt-src/passthrough_ll.c" || { echo "passthrough_ll.c: lo_init not found" >&2; return 1; }
+  # shellcheck disable=SC2046
+  gcc -O2 -o "$PASSTHROUGH_LL" "$1/pt-src/passthrough_ll.c" $(pkg-config fuse3 --cflags --libs)
+}
+
+# bench_raise_readahead MNT KB: the FUSE mount's bdi read_ahead_kb (the kernel caps a FUSE file's
+# readahead at it; modelfs raises it itself, fs/kernel_knobs.cc).
+bench_raise_readahead() {
+  local dev
+  dev=$(stat -c %d "$1")
+  echo "$2" >"/sys/class/bdi/0:$(( (dev & 255) | ((dev >> 12) & ~255) ))/read_ahead_kb"
+}
