@@ -268,6 +268,10 @@ class DiskBlobStore : public BlobStore {
   // what is left of the window once the next file is all scheduled goes to the one after it
   // (`depth` files deep at most).
   void Lookahead(const std::shared_ptr<Blob>& from, uint64_t window, int depth = 2);
+  // Starts a file nobody has open with a prefetch window from its first byte (a lookahead stream,
+  // into free room only); `after` names what led here, for the log. Returns what is left of the
+  // window once all of the file is scheduled.
+  uint64_t SeedWindow(const std::shared_ptr<Blob>& n, uint64_t window, const char* after);
   // The head fetch an open starts (kHeadBytes, memory only), and a read served from it: true if
   // [offset, end) lies in it and arrived.
   void RunHeadFetch(const std::shared_ptr<Blob>& b, const std::shared_ptr<Inflight>& f);

@@ -167,6 +167,7 @@ struct DiskBlobStore::Blob : SpaceManager::Resident {
   uint64_t read_end = 0;
   uint32_t back_jumps = 0;
   bool load_expected = false;         // HintLoad: a loader of all of it is coming
+  bool read_a_tensor = false;         // a read has landed in a tensor (Prefetch)
   // A reader in its own tensor order was seen (Prefetch): its read of the last tensor is not the
   // end of its reading, so the store's own gate at the end of the file (WaitForHashAtEnd) does not
   // hold it; a reader in file order through the mount is still gated by its handle

@@ -25,6 +25,11 @@ namespace {
 // below one another without being readers in their own order.
 constexpr uint32_t kScatterBackJumps = 1;
 
+// The first window of a model's first shard that a read of the model's index starts (HintLoad):
+// 16 chunks, so 16 connections leave slow start together, and no more is fetched on the strength
+// of an index read alone (a `cat` of it costs at most this). The reader's own stream takes over.
+constexpr uint64_t kIndexHintWindow = 16 * kChunkSize;
+
 }  // namespace
 
 void DiskBlobStore::HintLoad(const BlobRef& ref) {
@@ -38,6 +43,12 @@ void DiskBlobStore::HintLoad(const BlobRef& ref) {
   }
   MODELFS_LOG(kDebug, "%s: a loader read the model's index: fetching its head", ref.path.c_str());
   FetchHead(b, ref);
+  // The loader reads this file next, from its head on: its first window starts now, over as many
+  // connections as it has chunks, while the loader still reads the index and the header. On a far
+  // link those fresh connections spend their first round trips in slow start; begun here, that
+  // is behind the index and the header instead of in front of the first tensor (a 237 MiB
+  // four-shard load at 200 ms RTT: +3% for loaders in file order, bench/RESULTS-far.md).
+  SeedWindow(b, std::min(StartWindow(), kIndexHintWindow), "the model's index");
 }
 
 void DiskBlobStore::FetchHead(const std::shared_ptr<Blob>& b, const BlobRef& ref) {
@@ -127,33 +138,39 @@ void DiskBlobStore::Lookahead(const std::shared_ptr<Blob>& from, uint64_t window
     ref = *from->next;
   }
   if (ref.size <= kBlockSize) return;  // a file of one block is fetched whole by its first read
+  auto n = GetBlob(ref);
+  const uint64_t rest = SeedWindow(n, window, from->ref.path.c_str());
+  if (rest > kChunkSize && depth > 1) Lookahead(n, rest, depth - 1);
+}
+
+uint64_t DiskBlobStore::SeedWindow(const std::shared_ptr<Blob>& n, uint64_t window, const char* after) {
+  const BlobRef& ref = n->ref;
   if (space_->quota() > 0) {
     // Only into free room, half of it at most: a lookahead must never evict what the reader of
     // this file (or anyone) still needs, or a full cache refetches.
     window = std::min(window, space_->FreeRoom() / 2);
   }
-  if (window < kChunkSize) return;
-  auto n = GetBlob(ref);
-  if (!n->file || n->file->verified() || n->file->AllPresent()) return;
+  if (window < kChunkSize) return 0;
+  if (!n->file || n->file->verified() || n->file->AllPresent()) return 0;
   std::vector<std::shared_ptr<Inflight>> todo;
   uint64_t rest = 0;  // of the window, once all of this file is scheduled
   {
     std::lock_guard<std::mutex> l(n->mu);
-    if (n->opens > 0) return;  // its reader is there: its own stream drives it
+    if (n->opens > 0) return 0;  // its reader is there: its own stream drives it
     bool created = false;
     StreamTracker::Stream* cur = n->streams.Seed(window, &created);
     if (created) {
-      MODELFS_LOG(kDebug, "lookahead: %s after %s, %llu bytes", ref.path.c_str(), from->ref.path.c_str(),
+      MODELFS_LOG(kDebug, "lookahead: %s after %s, %llu bytes", ref.path.c_str(), after,
                   (unsigned long long)window);
     }
-    if (cur == nullptr) return;  // a reader came and went: not a lookahead stream any more
+    if (cur == nullptr) return 0;  // a reader came and went: not a lookahead stream any more
     cur->window = std::max(cur->window, window);
     const uint64_t to = n->streams.WindowEnd(0, cur->window, ref.size);
     cur->prefetched_to = std::max(cur->prefetched_to, ScheduleLocked(*n, cur->prefetched_to, to, &todo));
     if (cur->prefetched_to >= ref.size && window > ref.size) rest = window - ref.size;
   }
   for (auto& f : todo) Launch(n, f, /*demand=*/false);
-  if (rest > kChunkSize && depth > 1) Lookahead(n, rest, depth - 1);
+  return rest;
 }
 
 void DiskBlobStore::NoteLatency(std::chrono::steady_clock::duration d) {
@@ -281,9 +298,10 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
     // background, in file order, over the fetch pool. Such is a loader of the whole model
     // (HintLoad) whose first read here is past the first tensor, and a lone reader that jumps back
     // into a hole further than a stream is reordered (kScatterBackJumps; a stream's own reads
-    // that miss are not going back).
+    // that miss are not going back). The stream the index's hint seeded at offset 0, which the
+    // header read continues, is no tensor read.
     bool own_order = false;
-    if (b->load_expected && !cur && place.in_tensor && !place.first_tensor) {
+    if (b->load_expected && (!cur || !b->read_a_tensor) && place.in_tensor && !place.first_tensor) {
       own_order = true;
     } else if (jumped && b->opens <= 1 && !regions.empty() && off + streams.Reorder() < b->read_end && b->file) {
       const uint32_t block = static_cast<uint32_t>(off / kBlockSize);
@@ -298,6 +316,7 @@ uint32_t DiskBlobStore::Prefetch(const std::shared_ptr<Blob>& b, uint64_t off, u
                   (unsigned long long)b->read_end, b->load_expected ? ", after the model's index" : "");
     }
     b->read_end = std::max(b->read_end, off + len);
+    if (place.in_tensor) b->read_a_tensor = true;
     const bool cursor_was_new = !cur;
     if (!cur) {
       cur = streams.Start(off, len, StartWindow(), now);

@@ -1409,6 +1409,32 @@ TEST_F(DiskBlobStoreTest, AfterTheModelsIndexAFirstReadPastTheFirstTensorFillsTh
   }
 }
 
+// A read of the model's index (HintLoad) starts the first shard's first window before the
+// loader opens it (its connections leave slow start behind the index and the header); the
+// loader's reads of that window then find it cached or on the wire, and nothing past the window
+// is fetched on the index's word alone.
+TEST_F(DiskBlobStoreTest, AReadOfTheModelsIndexStartsTheFirstShardsFirstWindow) {
+  const std::string data = RandomBytes(5 * kChunkSize, 46);
+  BlobRef ref = source_.Add("model-00001-of-00002.safetensors", data);
+  auto store = NewStore();
+  store->HintLoad(ref);
+  ASSERT_TRUE(store->WaitIdle(10000));
+  // On a near source the start window is two chunks (CacheOptions::initial_window).
+  uint64_t hi = 0;
+  for (auto [off, len] : source_.requests()) hi = std::max<uint64_t>(hi, off + len);
+  EXPECT_EQ(hi, 2 * kChunkSize);
+  source_.ClearRequests();
+  store->OpenBlob(ref);
+  std::vector<char> buf(kBlockSize);
+  for (uint64_t off = 0; off < 2 * kChunkSize; off += kBlockSize) {
+    size_t n = 0;
+    ASSERT_TRUE(store->Read(ref, off, buf.size(), buf.data(), &n).ok());
+    ASSERT_TRUE(std::string(buf.data(), n) == data.substr(off, kBlockSize)) << off;
+  }
+  for (auto [off, len] : source_.requests()) EXPECT_GE(off, 2 * kChunkSize) << "refetched " << off;
+  store->CloseBlob(ref);
+}
+
 TEST_F(DiskBlobStoreTest, AReadAtATensorFetchesThatTensorAtOnceAndNothingPastIt) {
   // Tensor b spans blocks 5-15 of the file (a 10 MiB tensor starting 5.5 MiB in; the header
   // read brings chunk 0).
