@@ -7,18 +7,17 @@ namespace modelfs {
 
 #if defined(__x86_64__) && defined(MODELFS_XXH3_AVX2)
 uint64_t Xxh3Avx2(const void* data, size_t len);  // cache/xxh3_avx2.cc
+#endif
 
 namespace {
 uint64_t Xxh3(const void* data, size_t len) {
+#if defined(__x86_64__) && defined(MODELFS_XXH3_AVX2)
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  return avx2 ? Xxh3Avx2(data, len) : XXH3_64bits(data, len);
+  if (avx2) return Xxh3Avx2(data, len);
+#endif
+  return XXH3_64bits(data, len);
 }
 }  // namespace
-#else
-namespace {
-uint64_t Xxh3(const void* data, size_t len) { return XXH3_64bits(data, len); }
-}  // namespace
-#endif
 
 uint64_t BlockChecksum(const void* data, size_t len) {
   uint64_t h = Xxh3(data, len);

@@ -18,6 +18,16 @@ using testing::TempDir;
 
 constexpr uint64_t kSize = 3 * kBlockSize + 12345;  // 3 full blocks and a short last one
 
+// Flips one bit of the byte at `at` of the data file behind the cache's back (`data` is what
+// was written there).
+void FlipByte(const TempDir& dir, const std::string& data, off_t at) {
+  int fd = open((dir.path() + "/k.data").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  char c = static_cast<char>(data[at] ^ 1);
+  ASSERT_EQ(pwrite(fd, &c, 1, at), 1);
+  close(fd);
+}
+
 TEST(BlockFileTest, WriteReadAndPersist) {
   TempDir dir;
   std::string data = RandomBytes(kSize, 1);
@@ -52,12 +62,7 @@ TEST(BlockFileTest, CorruptBlockIsAMissAndIsForgotten) {
   auto f = BlockFile::Open(dir.path(), "k", kSize);
   ASSERT_TRUE(f.ok());
   ASSERT_TRUE((*f)->WriteBlock(0, data.data()).ok());
-  // Flip one byte of the data file behind the cache's back.
-  int fd = open((dir.path() + "/k.data").c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  char c = static_cast<char>(data[500] ^ 1);
-  ASSERT_EQ(pwrite(fd, &c, 1, 500), 1);
-  close(fd);
+  FlipByte(dir, data, 500);
   std::vector<char> buf(kBlockSize);
   EXPECT_FALSE((*f)->ReadBlock(0, buf.data()));
   EXPECT_FALSE((*f)->Present(0));
@@ -78,13 +83,8 @@ TEST(BlockFileTest, ReadBlockUncheckedSkipsTheChecksumOnlyOfBlocksCheckedInThisR
   auto f = BlockFile::Open(dir.path(), "k", kSize);
   ASSERT_TRUE(f.ok());
   ASSERT_TRUE((*f)->WriteBlock(0, data.data()).ok());  // block 0 checked in this run, block 1 not
-  int fd = open((dir.path() + "/k.data").c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  for (off_t at : {off_t{500}, off_t{kBlockSize + 500}}) {
-    char c = static_cast<char>(data[at] ^ 1);
-    ASSERT_EQ(pwrite(fd, &c, 1, at), 1);
-  }
-  close(fd);
+  FlipByte(dir, data, 500);
+  FlipByte(dir, data, kBlockSize + 500);
   std::vector<char> buf(kBlockSize);
   ASSERT_TRUE((*f)->ReadBlockUnchecked(0, buf.data()));  // the changed bytes, for the hash to judge
   EXPECT_EQ(buf[500], static_cast<char>(data[500] ^ 1));

@@ -334,7 +334,7 @@ uint64_t UsedBytes(const std::string& path) {
 // file and the log (rotated) included. The model (4x the quota) read twice, a chatty log kept in
 // the cache directory (rotated at 4 KiB: two passes log about 16 KiB at debug, so 16 KiB did not always rotate), the directory's disk use sampled every 50 ms: no
 // sample above the quota. (Directories take no space on tmpfs; their charge is checked on the
-// real disk in tests/cache/disk_blob_store_test.cc.)
+// real disk in tests/cache/disk_blob_store_quota_test.cc.)
 TEST_F(EdgeCacheTest, WholeCacheDirectoryStaysWithinTheQuotaAtEvery50msSample) {
   Tmpfs fs(work_.Sub("dirfs"), kCacheFsBytes);
   ASSERT_TRUE(fs.ok());
